@@ -1,0 +1,167 @@
+/**
+ * The contract between the release workflow and the steps it runs. The workflow only ever sees these types
+ * (`import type`); each step's implementation lives in its own module as a factory over its dependencies, and
+ * the worker assembles them with {@link ReleaseActivities}.
+ *
+ * Requests carry config slices from the workflow input, never secrets: a secret is a reference the activity
+ * resolves on the worker. Every result carries `attempt`, the activity attempt that succeeded, for status.
+ */
+import type {
+  AnnounceConfig,
+  BuildConfig,
+  DeployTarget,
+  GithubConfig,
+  HttpCheck,
+  ImageConfig,
+  RepoConfig,
+} from '../config/schema';
+
+export interface ReleaseRef {
+  service: string;
+  version: string;
+  workflowId: string;
+}
+
+interface Attempted {
+  /** The activity attempt (1-based) that produced this result. */
+  attempt: number;
+}
+
+export interface PreflightRequest {
+  release: ReleaseRef;
+  repo: RepoConfig;
+  github?: GithubConfig;
+}
+export interface PreflightResult extends Attempted {
+  /** Full SHA of the commit to release (the head of the configured branch). */
+  commit: string;
+  checks: { name: string; ok: boolean; detail: string }[];
+}
+
+export interface TagRequest {
+  release: ReleaseRef;
+  repo: RepoConfig;
+  commit: string;
+}
+export interface TagResult extends Attempted {
+  tag: string;
+  commit: string;
+  /** False when the tag was already there at this commit (a retry or a rerun). */
+  created: boolean;
+}
+
+export interface BuildRequest {
+  release: ReleaseRef;
+  repo: RepoConfig;
+  image: ImageConfig;
+  build: BuildConfig;
+  github?: GithubConfig;
+  tag: string;
+  commit: string;
+}
+export interface BuildResult extends Attempted {
+  /** `{registry}/{image}:v{version}` */
+  image: string;
+  /** `sha256:…` manifest digest */
+  digest: string;
+  /** `{registry}/{image}@{digest}`: what deploys pull. */
+  imageRef: string;
+  /** False when an image already pushed for this tag and commit was reused. */
+  built: boolean;
+  ciRunId?: number;
+  ciRunUrl?: string;
+}
+
+export type EnvironmentName = 'staging' | 'production';
+
+export interface DeployRequest {
+  release: ReleaseRef;
+  environment: EnvironmentName;
+  target: DeployTarget;
+  imageRef: string;
+  digest: string;
+}
+export interface DeployedTarget {
+  /** `docker:hello-staging` or `ssh:deploy@10.0.0.5:22/hello` */
+  target: string;
+  /** The image reference that ran before, or null when the container did not exist. */
+  previousImage: string | null;
+  image: string;
+  /** False when the target already ran this digest. */
+  changed: boolean;
+}
+export interface DeployResult extends Attempted {
+  environment: EnvironmentName;
+  targets: DeployedTarget[];
+}
+
+export interface VerifyRequest {
+  release: ReleaseRef;
+  environment: EnvironmentName;
+  checks: HttpCheck[];
+  /** How long wrong answers and refused connections are tolerated, in ms. */
+  windowMs: number;
+}
+export interface CheckOutcome {
+  name: string;
+  url: string;
+  ok: boolean;
+  status?: number;
+  detail: string;
+}
+export interface VerifyResult extends Attempted {
+  checks: CheckOutcome[];
+}
+
+export interface RollbackRequest {
+  release: ReleaseRef;
+  environment: EnvironmentName;
+  target: DeployTarget;
+  /** What the failed deploy changed; each changed target goes back to its previousImage. */
+  deployed: DeployedTarget[];
+  checks: HttpCheck[];
+  windowMs: number;
+}
+export interface RollbackResult extends Attempted {
+  restored: { target: string; image: string | null }[];
+  healthy: boolean;
+}
+
+export type AnnouncedOutcome = 'released' | 'rolled_back';
+
+export interface AnnounceRequest {
+  release: ReleaseRef;
+  outcome: AnnouncedOutcome;
+  announce: AnnounceConfig;
+  github?: GithubConfig;
+  repo: RepoConfig;
+  commit: string;
+  tag: string;
+  digest: string;
+  imageRef: string;
+  approvers: string[];
+  hosts: string[];
+  /** Step name → duration in ms. */
+  durations: Record<string, number>;
+  ciRunUrl?: string;
+  reason?: string;
+}
+export interface AnnounceResult extends Attempted {
+  webhookSent: boolean;
+  auditLogged: boolean;
+  notesPath?: string;
+  metadataPath?: string;
+  githubReleaseUrl?: string;
+}
+
+/** Every activity the release workflow calls. */
+export interface ReleaseActivities {
+  preflight(req: PreflightRequest): Promise<PreflightResult>;
+  tag(req: TagRequest): Promise<TagResult>;
+  build(req: BuildRequest): Promise<BuildResult>;
+  deploy(req: DeployRequest): Promise<DeployResult>;
+  smoke(req: VerifyRequest): Promise<VerifyResult>;
+  health(req: VerifyRequest): Promise<VerifyResult>;
+  rollback(req: RollbackRequest): Promise<RollbackResult>;
+  announce(req: AnnounceRequest): Promise<AnnounceResult>;
+}

@@ -1,0 +1,71 @@
+/**
+ * The release plan: what each step will do, to which targets, with which image and checks. Pure, so the
+ * workflow (dry run) and the CLI (`gantry start --dry-run`) compute the same plan.
+ */
+import type { DeployTarget, EnvironmentConfig } from '../config/schema';
+import { releaseWorkflowId, type ReleaseInput, type ReleasePlan } from './release';
+import { STEP_TITLES, type StepName } from './steps';
+
+export function tagName(version: string): string {
+  return `v${version}`;
+}
+
+export function imageName(input: Pick<ReleaseInput, 'config' | 'version'>): string {
+  return `${input.config.image.registry}/${input.config.image.name}:${tagName(input.version)}`;
+}
+
+export function describeTarget(target: DeployTarget): string {
+  if (target.kind === 'docker') return `container ${target.container} on the worker's container engine`;
+  const hosts = target.hosts.map((h) => `${h.user}@${h.host}:${h.port}`).join(', ');
+  return `container ${target.container} via ${target.containerCli} over SSH on ${hosts} (one host at a time)`;
+}
+
+export function targetHosts(target: DeployTarget): string[] {
+  return target.kind === 'docker' ? [`docker:${target.container}`] : target.hosts.map((h) => `${h.user}@${h.host}:${h.port}`);
+}
+
+function describeChecks(env: EnvironmentConfig, version: string): string {
+  return env.checks
+    .map((c) => `${c.method} ${c.url.replaceAll('{version}', version)} → ${c.expect.status}` +
+      (c.expect.json ? ` with ${c.expect.json.path} = ${String(c.expect.json.equals).replaceAll('{version}', version)}` : '') +
+      (c.expect.bodyContains ? ` containing "${c.expect.bodyContains}"` : ''))
+    .join('; ');
+}
+
+export function planRelease(input: ReleaseInput): ReleasePlan {
+  const { config, version } = input;
+  const tag = tagName(version);
+  const image = imageName(input);
+  const build =
+    config.build.kind === 'docker'
+      ? `build ${config.build.dockerfile} from the tagged tree and push ${image}; record the digest`
+      : `wait for GitHub Actions workflow ${config.build.workflow} on ${tag}; read the digest of ${image}`;
+  const detail: Record<StepName, string> = {
+    preflight: `${version} is semver and unreleased; ${config.repo.changelog} has a ${version} section; head of ${config.repo.branch} in ${config.repo.url}` +
+      (config.repo.testCommand ? `; run \`${config.repo.testCommand}\`` : '') +
+      (config.github ? `; GitHub checks green and no open ${config.github.blockerLabel} issue` : ''),
+    tag: `annotated tag ${tag} at the release commit, pushed to ${config.repo.url} and verified there`,
+    build,
+    deployStaging: `${describeTarget(config.environments.staging.deploy)} runs ${image} by digest`,
+    smoke: describeChecks(config.environments.staging, version) + ` (window ${String(config.environments.staging.window)})`,
+    deployProduction: `after ${config.approvals.required} approval(s) from ${config.approvals.approvers.join(', ')} (gate times out after ${String(config.timeouts.approval)}): ${describeTarget(config.environments.production.deploy)}`,
+    health: describeChecks(config.environments.production, version) + ` (window ${String(config.environments.production.window)})`,
+    rollback: 'only if health fails: restore the image each production target ran before and check it',
+    announce: [
+      config.announce.webhook ? 'chat webhook' : undefined,
+      config.announce.auditLog ? `audit line in ${config.announce.auditLog}` : undefined,
+      config.announce.artifactsDir ? `release-notes.md and release-metadata.json in ${config.announce.artifactsDir}` : undefined,
+      config.github?.release ? `GitHub release ${tag} on ${config.github.owner}/${config.github.repo}` : undefined,
+    ]
+      .filter(Boolean)
+      .join('; ') || 'nothing configured (no webhook, audit log, artifacts folder or GitHub)',
+  };
+  return {
+    service: input.service,
+    version,
+    workflowId: releaseWorkflowId(input.service, version),
+    tag,
+    image,
+    steps: (Object.keys(detail) as StepName[]).map((step) => ({ step, title: STEP_TITLES[step], detail: detail[step] })),
+  };
+}

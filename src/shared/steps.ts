@@ -1,0 +1,89 @@
+/**
+ * The runbook's steps, in order, with what each one does in words (shown in status, history and the Web UI)
+ * and its default timeouts and retry policy. Config can override any of these per step (`steps:` in YAML).
+ */
+import type { StepOverride } from '../config/schema';
+/** Temporal's duration form: `30s`, `5m`, `72h`, or milliseconds. */
+export type Duration = string | number;
+
+export const STEP_NAMES = [
+  'preflight',
+  'tag',
+  'build',
+  'deployStaging',
+  'smoke',
+  'deployProduction',
+  'health',
+  'rollback',
+  'announce',
+] as const;
+export type StepName = (typeof STEP_NAMES)[number];
+
+export const STEP_TITLES: Record<StepName, string> = {
+  preflight: 'Preflight checks',
+  tag: 'Tag the release commit',
+  build: 'Build and push the image',
+  deployStaging: 'Deploy to staging',
+  smoke: 'Smoke-check staging',
+  deployProduction: 'Deploy to production',
+  health: 'Health-check production',
+  rollback: 'Roll production back',
+  announce: 'Announce the release',
+};
+
+/** Resolved activity options for one step: what the workflow passes to Temporal. */
+export interface StepOptions {
+  startToCloseTimeout: Duration;
+  heartbeatTimeout?: Duration;
+  retry: {
+    maximumAttempts: number;
+    initialInterval: Duration;
+    backoffCoefficient: number;
+    maximumInterval: Duration;
+  };
+}
+
+const retry = (maximumAttempts: number, initialInterval: Duration = '2s', maximumInterval: Duration = '1m') => ({
+  maximumAttempts,
+  initialInterval,
+  backoffCoefficient: 2,
+  maximumInterval,
+});
+
+/**
+ * Defaults: fast, idempotent steps retry a few times; long steps heartbeat so a lost worker is noticed within
+ * the heartbeat timeout rather than at the end of the start-to-close timeout.
+ */
+export const DEFAULT_STEP_OPTIONS: Record<StepName, StepOptions> = {
+  preflight: { startToCloseTimeout: '10m', heartbeatTimeout: '1m', retry: retry(3) },
+  tag: { startToCloseTimeout: '2m', retry: retry(5) },
+  build: { startToCloseTimeout: '45m', heartbeatTimeout: '1m', retry: retry(3, '10s', '2m') },
+  deployStaging: { startToCloseTimeout: '15m', heartbeatTimeout: '1m', retry: retry(3, '5s') },
+  smoke: { startToCloseTimeout: '10m', heartbeatTimeout: '1m', retry: retry(2) },
+  deployProduction: { startToCloseTimeout: '30m', heartbeatTimeout: '1m', retry: retry(3, '5s') },
+  health: { startToCloseTimeout: '10m', heartbeatTimeout: '1m', retry: retry(2) },
+  rollback: { startToCloseTimeout: '30m', heartbeatTimeout: '1m', retry: retry(5, '5s') },
+  announce: { startToCloseTimeout: '5m', retry: retry(5, '5s', '2m') },
+};
+
+/** Merge config overrides onto the defaults; the result goes into the workflow input snapshot. */
+export function resolveStepOptions(overrides: Partial<Record<StepName, StepOverride | undefined>> = {}): Record<StepName, StepOptions> {
+  const out = {} as Record<StepName, StepOptions>;
+  for (const name of STEP_NAMES) {
+    const d = DEFAULT_STEP_OPTIONS[name];
+    const o = overrides[name] ?? {};
+    out[name] = {
+      startToCloseTimeout: (o.startToCloseTimeout) ?? d.startToCloseTimeout,
+      ...(o.heartbeatTimeout !== undefined || d.heartbeatTimeout !== undefined
+        ? { heartbeatTimeout: (o.heartbeatTimeout) ?? d.heartbeatTimeout }
+        : {}),
+      retry: {
+        maximumAttempts: o.retry?.maximumAttempts ?? d.retry.maximumAttempts,
+        initialInterval: (o.retry?.initialInterval) ?? d.retry.initialInterval,
+        backoffCoefficient: o.retry?.backoffCoefficient ?? d.retry.backoffCoefficient,
+        maximumInterval: (o.retry?.maximumInterval) ?? d.retry.maximumInterval,
+      },
+    };
+  }
+  return out;
+}

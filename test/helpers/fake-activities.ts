@@ -1,0 +1,94 @@
+/**
+ * Test doubles for the release steps: they return plausible results, count calls, and fail on demand, so
+ * workflow tests can drive every branch. They are test doubles, never registered by the real worker.
+ */
+import { Context } from '@temporalio/activity';
+import { GantryErrorType, nonRetryable, retryable } from '../../src/shared/errors';
+import type { ReleaseActivities } from '../../src/activities/types';
+
+type StepKey = keyof ReleaseActivities;
+
+export interface FakeBehaviour {
+  /** Fail this step: 'retryable' fails every attempt (retries exhausted), 'fatal' fails non-retryably. */
+  fail?: Partial<Record<StepKey | 'deploy:production' | 'deploy:staging', 'retryable' | 'fatal'>>;
+  /** Steps that fail until this function returns false (checked on every attempt). */
+  failWhile?: Partial<Record<StepKey, () => boolean>>;
+  /** Milliseconds a step takes (with heartbeats), to leave room for cancellation. */
+  delayMs?: Partial<Record<StepKey | 'deploy:production', number>>;
+}
+
+export interface FakeActivities extends ReleaseActivities {
+  calls: string[];
+}
+
+const attempt = (): number => Context.current().info.attempt;
+
+async function work(ms: number | undefined): Promise<void> {
+  if (!ms) return;
+  const ctx = Context.current();
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    ctx.heartbeat();
+    await Promise.race([ctx.sleep(100), ctx.cancelled]);
+  }
+}
+
+export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
+  const calls: string[] = [];
+  const maybeFail = (key: string, step: StepKey): void => {
+    const mode = b.fail?.[key as StepKey] ?? (key !== step ? b.fail?.[step] : undefined);
+    if (mode === 'fatal') throw nonRetryable(GantryErrorType.CheckFailed, `${key} failed for good (fake)`, { attempt: attempt() });
+    if (mode === 'retryable' || b.failWhile?.[step]?.()) throw retryable(`${key} unavailable (fake), attempt ${attempt()}`);
+  };
+  const acts: ReleaseActivities = {
+    async preflight() {
+      calls.push('preflight');
+      maybeFail('preflight', 'preflight');
+      return { attempt: attempt(), commit: 'a'.repeat(40), checks: [{ name: 'semver', ok: true, detail: 'ok' }] };
+    },
+    async tag(req) {
+      calls.push('tag');
+      maybeFail('tag', 'tag');
+      return { attempt: attempt(), tag: `v${req.release.version}`, commit: req.commit, created: true };
+    },
+    async build(req) {
+      calls.push('build');
+      await work(b.delayMs?.build);
+      maybeFail('build', 'build');
+      const digest = `sha256:${'b'.repeat(64)}`;
+      const repo = `${req.image.registry}/${req.image.name}`;
+      return { attempt: attempt(), image: `${repo}:${req.tag}`, digest, imageRef: `${repo}@${digest}`, built: true };
+    },
+    async deploy(req) {
+      calls.push(`deploy:${req.environment}`);
+      await work(b.delayMs?.[req.environment === 'production' ? 'deploy:production' : 'deploy']);
+      maybeFail(`deploy:${req.environment}`, 'deploy');
+      return {
+        attempt: attempt(),
+        environment: req.environment,
+        targets: [{ target: `${req.target.kind}:${req.target.container}`, previousImage: 'old@sha256:0', image: req.imageRef, changed: true }],
+      };
+    },
+    async smoke(req) {
+      calls.push('smoke');
+      maybeFail('smoke', 'smoke');
+      return { attempt: attempt(), checks: req.checks.map((c) => ({ name: c.name, url: c.url, ok: true, status: 200, detail: '200 OK' })) };
+    },
+    async health(req) {
+      calls.push('health');
+      maybeFail('health', 'health');
+      return { attempt: attempt(), checks: req.checks.map((c) => ({ name: c.name, url: c.url, ok: true, status: 200, detail: '200 OK' })) };
+    },
+    async rollback(req) {
+      calls.push('rollback');
+      maybeFail('rollback', 'rollback');
+      return { attempt: attempt(), restored: req.deployed.map((t) => ({ target: t.target, image: t.previousImage })), healthy: true };
+    },
+    async announce(req) {
+      calls.push(`announce:${req.outcome}`);
+      maybeFail('announce', 'announce');
+      return { attempt: attempt(), webhookSent: false, auditLogged: false };
+    },
+  };
+  return Object.assign(acts, { calls });
+}
