@@ -208,9 +208,9 @@ function describe(value: unknown): string {
   return `a ${typeof value}`;
 }
 
-function optionalReason(o: Record<string, unknown>): Parsed<string | undefined> {
+function optionalReason(o: Record<string, unknown>, example: string): Parsed<string | undefined> {
   if (o.reason === undefined || o.reason === null) return { ok: true, value: undefined };
-  if (typeof o.reason !== 'string') return { ok: false, problem: `"reason" must be text, got ${describe(o.reason)}` };
+  if (typeof o.reason !== 'string') return { ok: false, problem: `"reason" must be text, got ${describe(o.reason)}; ${example}` };
   return { ok: true, value: o.reason };
 }
 
@@ -230,7 +230,7 @@ export function parseVote(payload: unknown): Parsed<VotePayload> {
   }
   const unknownKeys = Object.keys(o).filter((k) => k !== 'approver' && k !== 'reason');
   if (unknownKeys.length > 0) return { ok: false, problem: `unknown field(s) ${unknownKeys.join(', ')}; ${example}` };
-  const reason = optionalReason(o);
+  const reason = optionalReason(o, example);
   if (!reason.ok) return reason;
   return { ok: true, value: { approver: o.approver.trim(), ...(reason.value ? { reason: reason.value } : {}) } };
 }
@@ -249,7 +249,7 @@ export function parseDecision(payload: unknown): Parsed<DecisionPayload> {
   }
   const unknownKeys = Object.keys(o).filter((k) => !['decision', 'operator', 'reason'].includes(k));
   if (unknownKeys.length > 0) return { ok: false, problem: `unknown field(s) ${unknownKeys.join(', ')}; ${example}` };
-  const reason = optionalReason(o);
+  const reason = optionalReason(o, example);
   if (!reason.ok) return reason;
   return {
     ok: true,
