@@ -5,6 +5,7 @@
 # Idempotent and cached outside the repo (GANTRY_CACHE, default ~/.cache/gantry): a rerun costs seconds.
 # Prints the two paths as shell assignments on its last lines, e.g. `eval "$(scripts/provision.sh --print-env)"`.
 #
+# --browser also installs Debian's Chromium for the Web UI tests.
 # With a Temporal server to point at (TEMPORAL_ADDRESS) and --register-search-attributes it also registers
 # gantry's search attributes there (what `gantry dev` does for its own server).
 set -euo pipefail
@@ -19,15 +20,29 @@ mkdir -p "$BIN"
 log() { printf 'provision: %s\n' "$*" >&2; }
 die() { printf 'provision: error: %s\n' "$*" >&2; exit 1; }
 
-print_env=0; register=0
+print_env=0; register=0; browser=0
 for arg in "$@"; do
   case "$arg" in
     --print-env) print_env=1 ;;
     --register-search-attributes) register=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    *) die "unknown option $arg (use --print-env, --register-search-attributes)" ;;
+    --browser) browser=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) die "unknown option $arg (use --print-env, --register-search-attributes, --browser)" ;;
   esac
 done
+
+# --- Chromium for the Web UI tests (Debian's package; Playwright's own download does not work here) ---
+if [[ $browser == 1 ]]; then
+  if command -v chromium >/dev/null; then
+    log "Chromium already installed ($(command -v chromium))"
+  else
+    [[ $(id -u) == 0 ]] || die "installing Chromium needs root (apt-get install chromium); run as root or install it yourself"
+    log "installing Debian's chromium…"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null \
+      || die "apt-get install chromium failed"
+  fi
+fi
 
 # --- Temporal CLI -----------------------------------------------------------
 temporal="$BIN/temporal"
