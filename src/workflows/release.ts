@@ -114,7 +114,9 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseStatu
       }));
 
     if (!verdict.healthy) {
-      return run.end('rolled_back', `Production health failed (${verdict.reason}); rolled back to the previous image. ` +
+      // Failing the execution (GantryReleaseRolledBack) rather than returning: a rolled-back release is not a
+      // success, and Temporal's list, UI and alerts should show it as failed.
+      throw new ReleaseStopped('rolled_back', `Production health failed (${verdict.reason}); rolled back to the previous image. ` +
         `Fix the release and start a new version; \`gantry history ${input.service} ${input.version}\` shows the failing checks.`);
     }
     return run.end('succeeded', `${input.service} ${tagName(input.version)} is live in production (${image.imageRef}).`);
