@@ -125,7 +125,7 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseStatu
   }
 }
 
-function summarizeDeploy(r: DeployResult): Record<string, string> {
+export function summarizeDeploy(r: DeployResult): Record<string, string> {
   return {
     targets: r.targets.map((t) => t.target).join(', '),
     previous: r.targets.map((t) => `${t.target}: ${t.previousImage ?? 'none'}`).join('; '),
@@ -134,7 +134,7 @@ function summarizeDeploy(r: DeployResult): Record<string, string> {
 }
 
 /** Thrown by `step` when a step ends in failure; `run.fail` turns it into the release's outcome. */
-class StepFailed extends Error {
+export class StepFailed extends Error {
   constructor(readonly stepName: StepName, message: string, readonly outcome: Outcome = 'failed') {
     super(message);
     this.name = 'StepFailed';
@@ -142,7 +142,7 @@ class StepFailed extends Error {
 }
 
 /** Ends the release with an outcome other than success (rejected, aborted at the gate, …). */
-class ReleaseStopped extends Error {
+export class ReleaseStopped extends Error {
   constructor(readonly outcome: Outcome, message: string) {
     super(message);
     this.name = 'ReleaseStopped';
@@ -151,8 +151,12 @@ class ReleaseStopped extends Error {
 
 type StepCall<T> = (activities: ReleaseActivities) => Promise<T>;
 
-/** The release's state and the mechanics of running it; `releaseWorkflow` above says what runs when. */
-class ReleaseRun {
+/**
+ * The release's state and the mechanics of running it; `releaseWorkflow` above says what runs when.
+ * Exported (with StepFailed, ReleaseStopped and summarizeDeploy) only so the replay test can build a reordered copy of the
+ * runbook on the same machinery (test/replay/fixtures); the worker registers `releaseWorkflow` alone.
+ */
+export class ReleaseRun {
   private readonly status: ReleaseStatus;
   private readonly input: ReleaseInput;
   private decision: { decision: Decision; operator: string; reason?: string } | undefined;

@@ -1,0 +1,207 @@
+/**
+ * Records the event histories the replay test (test/replay/replay.test.ts) replays against the current workflow.
+ *
+ *   npx tsx scripts/record-histories.ts            # all scenarios
+ *   npx tsx scripts/record-histories.ts happy      # only the named ones (others in the manifest are kept)
+ *
+ * Runs representative releases on a real dev server (the Temporal CLI from scripts/provision.sh, with gantry's
+ * search attributes registered, started the way `gantry start` starts a release) and a worker with the test
+ * doubles from test/helpers/fake-activities.ts, then writes each history as Temporal's JSON history format
+ * (the format `temporal workflow show --output json` and the Web UI's download use) to test/histories/<name>.json,
+ * plus test/histories/index.json naming each file's workflow id and scenario.
+ *
+ * Re-record only when the recorded behaviour should change on purpose. A change to the shipped workflow that
+ * changes its commands must go behind `patched()` so that releases already running keep replaying; the old
+ * histories stay checked in to prove it.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as pause } from 'node:timers/promises';
+import { Worker } from '@temporalio/worker';
+import {
+  approveSignal,
+  approveUpdate,
+  decideUpdate,
+  rejectSignal,
+  releaseWorkflowId,
+  SA_SERVICE,
+  SA_STAGE,
+  SA_VERSION,
+  type ReleaseInput,
+} from '../src/shared/release';
+import { STEP_NAMES } from '../src/shared/steps';
+import { WORKFLOWS_PATH } from '../src/worker';
+import { releaseWorkflow } from '../src/workflows';
+import { fakeActivities, type FakeActivities, type FakeBehaviour } from '../test/helpers/fake-activities';
+import { sampleInput } from '../test/helpers/fixtures';
+import { devServerEnv } from '../test/helpers/servers';
+import { HISTORIES_DIR, historyAsJson, MANIFEST, readManifest, type RecordedHistory } from '../test/replay/histories';
+import { gateOpen, quietRuntime, waitForStatus, type ReleaseHandle } from '../test/workflows/harness';
+
+interface Scenario {
+  name: string;
+  version: string;
+  description: string;
+  behaviour: (flags: { broken: boolean }) => FakeBehaviour;
+  input?: (input: ReleaseInput) => void;
+  drive: (handle: ReleaseHandle, flags: { broken: boolean }) => Promise<void>;
+  expectStatus: string;
+}
+
+const settled = (handle: ReleaseHandle): Promise<unknown> => handle.result().catch((e: unknown) => e);
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: 'happy',
+    version: '1.0.0',
+    description: 'every step succeeds; a typo signal and a refused update at the gate, then approval by update',
+    behaviour: () => ({}),
+    drive: async (handle) => {
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.signal('aprove', { approver: 'alice' });
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'mallory' }] }).catch(() => undefined);
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice', reason: 'staging is green' }] });
+      await handle.result();
+    },
+    expectStatus: 'COMPLETED',
+  },
+  {
+    name: 'rejected',
+    version: '1.0.1',
+    description: 'rejected at the gate by signal',
+    behaviour: () => ({}),
+    drive: async (handle) => {
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.signal(rejectSignal, { approver: 'bob', reason: 'changelog is wrong' });
+      await settled(handle);
+    },
+    expectStatus: 'FAILED',
+  },
+  {
+    name: 'rolled-back',
+    version: '1.0.2',
+    description: 'approved by signal; production health fails; rollback; announced as rolled back',
+    behaviour: () => ({ fail: { health: 'fatal' } }),
+    drive: async (handle) => {
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.signal(approveSignal, { approver: 'carol' });
+      await settled(handle);
+    },
+    expectStatus: 'FAILED',
+  },
+  {
+    name: 'decide-retry',
+    version: '1.0.3',
+    description: 'tag exhausts its retries; `decide retry` by update; tag succeeds; approved; released',
+    behaviour: (flags) => ({ failWhile: { tag: () => flags.broken } }),
+    input: (input) => { input.steps.tag.retry.initialInterval = '50ms'; },
+    drive: async (handle, flags) => {
+      await waitForStatus(handle, (s) => s.pendingDecision !== undefined, 'a pending decision');
+      flags.broken = false;
+      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'retry', operator: 'dave', reason: 'remote is back' }] });
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      await handle.result();
+    },
+    expectStatus: 'COMPLETED',
+  },
+  {
+    name: 'approval-timeout',
+    version: '1.0.4',
+    description: 'nobody decides at the gate within its (shortened) timeout; aborted',
+    behaviour: () => ({}),
+    input: (input) => { input.config.timeouts.approval = '2s'; },
+    drive: async (handle) => { await settled(handle); },
+    expectStatus: 'FAILED',
+  },
+  {
+    name: 'cancelled-in-production',
+    version: '1.0.5',
+    description: 'cancelled while production deploys: deploy and health finish in the non-cancellable scope',
+    behaviour: () => ({ delayMs: { 'deploy:production': 1500 } }),
+    drive: async (handle) => {
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'bob' }] });
+      await waitForStatus(handle, (s) => s.stage === 'deploy-production', 'the production deploy');
+      await handle.cancel();
+      await settled(handle);
+    },
+    expectStatus: 'CANCELLED',
+  },
+];
+
+function previousManifest(): RecordedHistory[] {
+  try {
+    return readManifest();
+  } catch {
+    return [];
+  }
+}
+
+async function main(only: string[]): Promise<void> {
+  const unknown = only.filter((n) => !SCENARIOS.some((s) => s.name === n));
+  if (unknown.length > 0) {
+    throw new Error(`unknown scenario(s) ${unknown.join(', ')}; the scenarios are ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  }
+  const chosen = only.length > 0 ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS;
+  quietRuntime();
+  mkdirSync(HISTORIES_DIR, { recursive: true });
+  const sdk = (JSON.parse(readFileSync(require.resolve('@temporalio/worker/package.json'), 'utf8')) as { version: string }).version;
+
+  const env = await devServerEnv();
+  const recorded: RecordedHistory[] = [];
+  try {
+    for (const scenario of chosen) {
+      const flags = { broken: true };
+      const fake: FakeActivities = fakeActivities(scenario.behaviour(flags));
+      const taskQueue = `record-${scenario.name}`;
+      const worker = await Worker.create({
+        connection: env.nativeConnection, namespace: env.namespace ?? 'default', taskQueue, workflowsPath: WORKFLOWS_PATH, activities: fake,
+      });
+      const input = sampleInput({ version: scenario.version });
+      for (const name of STEP_NAMES) input.steps[name].retry.initialInterval = '200ms';
+      scenario.input?.(input);
+      const workflowId = releaseWorkflowId(input.service, input.version);
+      await worker.runUntil(async () => {
+        const handle = await env.client.workflow.start(releaseWorkflow, {
+          taskQueue,
+          workflowId,
+          args: [input],
+          // As `gantry start` does: with these present the workflow keeps GantryStage current.
+          typedSearchAttributes: [
+            { key: SA_SERVICE, value: input.service },
+            { key: SA_VERSION, value: input.version },
+            { key: SA_STAGE, value: 'planning' },
+          ],
+          staticSummary: `Release ${input.service} ${input.version} (recorded scenario ${scenario.name})`,
+        });
+        await scenario.drive(handle, flags);
+        const status = (await handle.describe()).status.name;
+        if (status !== scenario.expectStatus) {
+          throw new Error(`scenario ${scenario.name} ended ${status}, expected ${scenario.expectStatus}; not recording it`);
+        }
+        const history = await handle.fetchHistory();
+        const file = `${scenario.name}.json`;
+        writeFileSync(path.join(HISTORIES_DIR, file), `${historyAsJson(history)}\n`);
+        recorded.push({ scenario: scenario.name, file, workflowId, description: scenario.description, status, recordedWith: `@temporalio/worker ${sdk}` });
+        process.stdout.write(`recorded ${scenario.name}: ${history.events?.length ?? 0} events, ${status} → test/histories/${file}\n`);
+      });
+      await pause(0);
+    }
+  } finally {
+    await env.teardown();
+  }
+
+  const kept = previousManifest().filter((m) => !recorded.some((r) => r.scenario === m.scenario));
+  const manifest = [...kept, ...recorded].sort((a, b) =>
+    SCENARIOS.findIndex((s) => s.name === a.scenario) - SCENARIOS.findIndex((s) => s.name === b.scenario));
+  writeFileSync(MANIFEST, `${JSON.stringify(manifest, null, 2)}\n`);
+  process.stdout.write(`wrote ${MANIFEST} (${manifest.length} histories)\n`);
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(`record-histories: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
