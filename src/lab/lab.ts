@@ -64,7 +64,8 @@ export interface Lab {
   env: Record<string, string>;
   /** The Docker-compatible engine, for tests and status. */
   docker: Docker;
-  stop(): Promise<void>;
+  /** Remove the lab's containers, stop its daemons and webhook; data stays. `removeImages` also deletes the engine's copies of images from the lab registry. */
+  stop(opts?: { removeImages?: boolean }): Promise<void>;
 }
 
 interface LabState {
@@ -158,6 +159,15 @@ async function removeContainers(names: string[], docker: Docker | undefined): Pr
     }
   }
   return removed;
+}
+
+/** Delete the engine's images that came from (or were tagged for) the lab registry. */
+async function removeRegistryImages(docker: Docker, host: string): Promise<void> {
+  const images = await docker.listImages().catch(() => []);
+  for (const img of images) {
+    const refs = [...(img.RepoTags ?? []), ...(img.RepoDigests ?? [])];
+    if (refs.some((r) => r.startsWith(`${host}/`))) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
+  }
 }
 
 async function startEngine(dir: string, log: (l: string) => void): Promise<{ daemon: Daemon; socketPath: string }> {
@@ -388,8 +398,9 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
       configFile,
       env: { [WEBHOOK_ENV]: hook.url },
       docker,
-      stop: async () => {
+      stop: async (stopOpts = {}) => {
         await removeContainers(state.containers ?? [], docker);
+        if (stopOpts.removeImages) await removeRegistryImages(docker, partial.registry.host);
         await hook.close();
         for (const d of [...daemons].reverse()) await d.stop();
         writeState({ ...state, ownerPid: undefined, pids: {} });
