@@ -15,7 +15,7 @@ import { cancellation } from './heartbeat';
 import { redact } from './secrets';
 
 /** Why a git command failed, as far as its output tells. */
-export type GitFailureKind = 'unreachable' | 'auth' | 'not-found' | 'rejected' | 'missing-git' | 'other';
+export type GitFailureKind = 'unreachable' | 'auth' | 'not-found' | 'missing-ref' | 'rejected' | 'missing-git' | 'other';
 
 export class GitError extends Error {
   constructor(
@@ -57,11 +57,13 @@ const UNREACHABLE =
   /connection refused|could not resolve host|timed out|network is unreachable|no route to host|unable to connect|failed to connect|early eof|hung up unexpectedly|connection reset|rpc failed|returned error: 5\d\d|http 5\d\d|gnutls|ssl|unable to access|killed by timeout/i;
 const AUTH = /authentication failed|could not read (username|password)|permission denied|returned error: 40[13]|terminal prompts disabled|access denied/i;
 const NOT_FOUND = /does not appear to be a git repository|repository not found|not exported|returned error: 404|no such (file|repository)/i;
+const MISSING_REF = /couldn't find remote ref|remote ref does not exist/i;
 const REJECTED = /\[rejected\]|already exists|non-fast-forward|failed to push|remote rejected/i;
 
 export function classifyGitOutput(output: string): GitFailureKind {
   if (NOT_FOUND.test(output)) return 'not-found';
   if (AUTH.test(output)) return 'auth';
+  if (MISSING_REF.test(output)) return 'missing-ref';
   if (UNREACHABLE.test(output)) return 'unreachable';
   if (REJECTED.test(output)) return 'rejected';
   return 'other';
@@ -247,6 +249,9 @@ export function gitFailure(err: unknown, what: string, url: string, tokenRef?: s
     case 'not-found':
       return nonRetryable(GantryErrorType.ConfigInvalid, `Could not ${what} ${where}: no git repository there (${err.output}). ` +
         'Check repo.url in the release config points at the service\'s repository and the worker can read it.', { command: err.command });
+    case 'missing-ref':
+      return retryable(`Could not ${what} ${where}: the remote does not have it (${err.output}). ` +
+        'If it was deleted after gantry created it, push it again; gantry retries.', { command: err.command });
     case 'missing-git':
       return nonRetryable(GantryErrorType.ConfigInvalid, `Could not ${what} ${where}: git is not installed on the worker. ` +
         'Install git on the worker host (e.g. apt-get install git) and restart the worker.');

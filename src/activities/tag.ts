@@ -56,7 +56,7 @@ export function createTag(deps: TagDeps) {
         try {
           await withHeartbeat(beat, () => git.fetchCommit(repo.url, commit, repo.branch, dir));
         } catch (err) {
-          if (err instanceof GitError && (err.kind === 'other' || err.kind === 'rejected')) {
+          if (err instanceof GitError && (err.kind === 'other' || err.kind === 'rejected' || err.kind === 'missing-ref')) {
             throw nonRetryable(GantryErrorType.TagConflict, `Cannot tag ${tag}: commit ${commit} is not on ${url} any more ` +
               `(was ${repo.branch} rewritten?). Nothing was tagged. Fix: start the release again so preflight picks the current head of ${repo.branch}.`,
               { tag, commit });
