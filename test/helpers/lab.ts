@@ -12,7 +12,8 @@ import { DefaultLogger } from '@temporalio/worker';
 import { parseConfig } from '../../src/config/load';
 import type { ServiceConfig } from '../../src/config/schema';
 import { checkLabPrerequisites, type Lab, startLab } from '../../src/lab';
-import type { ReleaseRef } from '../../src/activities/types';
+import type { BuildResult, ReleaseRef } from '../../src/activities/types';
+import { createBuildDocker } from '../../src/activities/build-docker';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 
@@ -116,4 +117,12 @@ export async function httpGet(url: string, timeoutMs = 10_000): Promise<{ status
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+}
+
+/** Tag a lab revision and build its image with the real build step; what deploy and rollback tests deploy. */
+export async function buildRevision(lab: Lab, service: ServiceConfig, revision: 'good' | 'broken'): Promise<BuildResult> {
+  const { version, commit } = lab.repo[revision];
+  const tag = tagRevision(lab, version, commit);
+  const build = createBuildDocker({ env: process.env });
+  return build({ release: releaseRef(version), repo: service.repo, image: service.image, build: service.build, tag, commit });
 }
