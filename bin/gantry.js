@@ -1,0 +1,22 @@
+#!/usr/bin/env node
+'use strict';
+// The installed `gantry` command: runs the compiled CLI (npm run build writes dist/).
+const path = require('node:path');
+const entry = path.join(__dirname, '..', 'dist', 'src', 'starter.js');
+let cli;
+try {
+  cli = require(entry);
+} catch (err) {
+  if (err && err.code === 'MODULE_NOT_FOUND' && String(err.message).includes(entry)) {
+    process.stderr.write(`gantry: ${entry} is missing. Build the CLI first: npm run build\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+cli.main(process.argv).then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`gantry: ${err && err.stack ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,92 @@
+/**
+ * What the command files share: the global connection flags, addressing a release, connecting, output.
+ */
+import { Option, type Command } from 'commander';
+import { openClient, workflowUrl, type GantryClient } from '../client/context';
+import { releaseAddress, type ReleaseAddress } from '../client/release';
+import { styleFor, type Style } from '../client/style';
+
+export interface GlobalOptions {
+  address?: string;
+  namespace?: string;
+  uiUrl?: string;
+}
+
+export function addGlobalOptions(program: Command): Command {
+  return program
+    .option('--address <host:port>', 'Temporal server (default: TEMPORAL_ADDRESS, the Temporal config profile, or localhost:7233)')
+    .option('--namespace <name>', 'Temporal namespace (default: TEMPORAL_NAMESPACE, the profile, or "default")')
+    .addOption(new Option('--ui-url <url>', 'Temporal Web UI base URL for links (default: the dev server\'s, gRPC port + 1000)').env('GANTRY_UI_URL'));
+}
+
+export function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals<GlobalOptions>();
+}
+
+/** `[service] [version]` plus `--id`: every command that acts on one release takes these. */
+export function addReleaseArguments(cmd: Command): Command {
+  return cmd
+    .argument('[service]', 'service name from the config, e.g. hello')
+    .argument('[version]', 'version being released, e.g. 1.2.3')
+    .option('--id <workflow-id>', 'address the release by its workflow id instead');
+}
+
+export function addressOf(service: string | undefined, version: string | undefined, opts: { id?: string }): ReleaseAddress {
+  return releaseAddress(service, version, opts.id);
+}
+
+/** Connect, run, always close. */
+export async function withClient<T>(cmd: Command, fn: (gc: GantryClient) => Promise<T>): Promise<T> {
+  const g = globals(cmd);
+  const gc = await openClient({
+    ...(g.address ? { address: g.address } : {}),
+    ...(g.namespace ? { namespace: g.namespace } : {}),
+    ...(g.uiUrl ? { uiUrl: g.uiUrl } : {}),
+  });
+  try {
+    return await fn(gc);
+  } finally {
+    await gc.close();
+  }
+}
+
+export function webUrlFor(gc: GantryClient, workflowId: string): string | undefined {
+  return workflowUrl(gc.uiBase, gc.namespace, workflowId);
+}
+
+export const out: { style: Style; print(line?: string): void; json(value: unknown): void } = {
+  style: styleFor(process.stdout),
+  print(line = '') {
+    process.stdout.write(`${line}\n`);
+  },
+  json(value: unknown) {
+    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  },
+};
+
+export const err: { style: Style; print(line?: string): void } = {
+  style: styleFor(process.stderr),
+  print(line = '') {
+    process.stderr.write(`${line}\n`);
+  },
+};
+
+/** Set the exit code without throwing (outcomes of `--wait`, partial results). */
+export function setExitCode(code: number): void {
+  process.exitCode = code;
+}
+
+/** Ctrl-C while following stops following, not the release. */
+export function abortOnInterrupt(): { signal: AbortSignal; dispose(): void } {
+  const ctrl = new AbortController();
+  const onSignal = () => ctrl.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    signal: ctrl.signal,
+    dispose() {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    },
+  };
+}

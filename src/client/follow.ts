@@ -1,0 +1,199 @@
+/**
+ * Following a release as it runs (`gantry start --wait`, `gantry status --follow`): stage changes, each step as
+ * it starts and ends, retries and heartbeat progress of the running step, and, at the gate, the Web UI address
+ * and the exact commands to approve or reject. Optionally approves on the operator's behalf when the gate opens.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { WorkflowExecutionDescription } from '@temporalio/client';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import type { Outcome, ReleaseStatus } from '../shared/release';
+import { vote } from './actions';
+import type { GantryClient } from './context';
+import { formatDuration, formatOutputs, formatTime, durationBetween, plural } from './format';
+import { describeRelease, queryStatus, type ReleaseAddress } from './release';
+import { PLAIN, type Style } from './style';
+import { ReleaseNotFoundError } from './errors';
+import { ServerUnreachableError } from '../connection';
+
+export interface FollowOptions {
+  print: (line: string) => void;
+  style?: Style;
+  /** Link to the release in the Web UI, printed at the gate. */
+  webUrl?: string | undefined;
+  /** Approve as this approver as soon as the gate opens (non-interactive runs). */
+  approveAs?: string | undefined;
+  approveReason?: string | undefined;
+  /** Return once the gate is open (after printing how to approve) instead of waiting for the end. */
+  stopAtGate?: boolean;
+  intervalMs?: number;
+  /** Aborted on Ctrl-C: following stops, the release does not. */
+  signal?: AbortSignal;
+}
+
+export type FollowResult =
+  | { kind: 'ended'; outcome: Outcome; status: ReleaseStatus }
+  | { kind: 'gate'; status: ReleaseStatus }
+  /** The execution closed and no status could be read (terminated, or no worker to answer the query). */
+  | { kind: 'closed'; description: WorkflowExecutionDescription }
+  | { kind: 'interrupted' };
+
+interface ActivityProgress {
+  attempt: number;
+  failure?: string;
+  heartbeat?: string;
+}
+
+function decodePayload(p: Payload | null | undefined): unknown {
+  if (!p) return undefined;
+  try {
+    return defaultPayloadConverter.fromPayload(p);
+  } catch {
+    return '(undecodable)';
+  }
+}
+
+function heartbeatText(d: WorkflowExecutionDescription, activityType: string): ActivityProgress | undefined {
+  const pending = d.raw.pendingActivities?.find((a) => a.activityType?.name === activityType) ?? d.raw.pendingActivities?.[0];
+  if (!pending) return undefined;
+  const details = pending.heartbeatDetails?.payloads?.map((p) => decodePayload(p)).filter((v) => v !== undefined) ?? [];
+  const heartbeat = details.length === 0 ? undefined : details.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(' ');
+  return {
+    attempt: pending.attempt ?? 1,
+    ...(pending.lastFailure?.message ? { failure: pending.lastFailure.message } : {}),
+    ...(heartbeat ? { heartbeat } : {}),
+  };
+}
+
+/** The activity type that runs a step (`deployStaging` and `deployProduction` both run `deploy`). */
+function activityTypeOf(step: string): string {
+  return step.startsWith('deploy') ? 'deploy' : step;
+}
+
+export async function followRelease(gc: GantryClient, addr: ReleaseAddress, opts: FollowOptions): Promise<FollowResult> {
+  const st = opts.style ?? PLAIN;
+  const say = opts.print;
+  const interval = opts.intervalMs ?? 1000;
+  const handle = gc.client.workflow.getHandle(addr.workflowId);
+  let prev: ReleaseStatus | undefined;
+  let progress: ActivityProgress | undefined;
+  let waitingForWorkerSaid = false;
+  let gateShown = false;
+  let approvalSent = false;
+  let decisionShown = false;
+
+  for (;;) {
+    if (opts.signal?.aborted) return { kind: 'interrupted' };
+    let s: ReleaseStatus | undefined;
+    try {
+      s = await queryStatus(gc, handle, 10_000);
+    } catch (err) {
+      if (err instanceof ReleaseNotFoundError || err instanceof ServerUnreachableError) throw err;
+      const d = await describeRelease(gc, addr.workflowId);
+      if (d.status.name !== 'RUNNING') {
+        if (d.status.name === 'COMPLETED') {
+          const result = (await handle.result()) as ReleaseStatus;
+          if (result.outcome) return { kind: 'ended', outcome: result.outcome, status: result };
+        }
+        return { kind: 'closed', description: d };
+      }
+      if (!waitingForWorkerSaid) {
+        say(st.warn(`No worker is answering for ${addr.label} yet; waiting. Start one with \`gantry worker\` (or \`gantry dev\`).`));
+        waitingForWorkerSaid = true;
+      }
+    }
+
+    if (s) {
+      const t = st.dim(`[${formatTime(new Date()).slice(11, 19)}]`);
+      // Steps that ended since the last look, then the stage now, then the step that runs in it.
+      const running: string[] = [];
+      for (const step of s.steps) {
+        const before = prev?.steps.find((x) => x.name === step.name);
+        const changed = !before || before.state !== step.state || before.runs !== step.runs;
+        if (!changed) continue;
+        if (step.state === 'running') {
+          running.push(`  ${st.info('▶')} ${step.title}${step.runs > 1 ? ` (run ${step.runs})` : ''}…`);
+          progress = undefined;
+        } else if (step.state === 'succeeded') {
+          const out = formatOutputs(step.outputs);
+          say(`  ${st.ok('✓')} ${step.title} (${plural(step.attempts, 'attempt')}, ${formatDuration(durationBetween(step.startedAt, step.endedAt))})${out ? `: ${st.dim(out)}` : ''}`);
+        } else if (step.state === 'failed') {
+          say(`  ${st.bad('✗')} ${step.title} failed after ${plural(step.attempts, 'attempt')}: ${step.error ?? 'no message'}`);
+        } else if (step.state === 'skipped' && before && before.state !== 'pending') {
+          say(`  - ${step.title} skipped${step.error ? `: ${step.error}` : ''}`);
+        }
+      }
+
+      if (!prev || prev.stage !== s.stage) say(`${t} stage: ${st.bold(s.stage)}`);
+      for (const line of running) say(line);
+
+      // Retries and heartbeat progress of the step that is running now.
+      const current = s.steps.find((x) => x.state === 'running');
+      if (current) {
+        const d = await describeRelease(gc, addr.workflowId);
+        const p = heartbeatText(d, activityTypeOf(current.name));
+        if (p) {
+          if (p.attempt > 1 && p.attempt !== progress?.attempt) {
+            say(`    ${st.warn(`attempt ${p.attempt}`)}${p.failure ? `, after: ${p.failure}` : ''}`);
+          }
+          if (p.heartbeat && p.heartbeat !== progress?.heartbeat) say(`    ${st.dim(p.heartbeat)}`);
+          progress = p;
+        }
+      }
+
+      const g = s.gate;
+      if (g.state === 'open' && !gateShown) {
+        gateShown = true;
+        say('');
+        say(st.bold(`Waiting at the approval gate: ${g.approvals.length} of ${g.required} approval(s) from ${g.approvers.join(', ')}${g.deadline ? ` (times out ${formatTime(g.deadline)})` : ''}.`));
+        if (opts.webUrl) say(`  Web UI:   ${opts.webUrl}  (More actions → Send a signal → approve, payload {"approver": "<name>"})`);
+        say(`  Approve:  gantry approve ${addr.args} --as <name>`);
+        say(`  Reject:   gantry reject ${addr.args} --as <name> --reason "<why>"`);
+        say('');
+        if (opts.stopAtGate && !opts.approveAs) return { kind: 'gate', status: s };
+      }
+      if (g.state === 'open' && opts.approveAs && !approvalSent) {
+        approvalSent = true;
+        const answer = await vote(gc, addr, 'approve', { approver: opts.approveAs, ...(opts.approveReason ? { reason: opts.approveReason } : {}) });
+        say(`  ${st.ok('✓')} approved as ${opts.approveAs}: ${answer.message}`);
+        if (opts.stopAtGate) return { kind: 'gate', status: s };
+      }
+      for (const v of g.approvals.slice(prev?.gate.approvals.length ?? 0)) {
+        if (v.approver === opts.approveAs && v.via === 'update') continue;
+        say(`  ${st.ok('✓')} approved by ${v.approver} via ${v.via}${v.reason ? `: ${v.reason}` : ''} (${g.approvals.length} of ${g.required})`);
+      }
+      if (g.rejection && !prev?.gate.rejection) say(`  ${st.bad('✗')} rejected by ${g.rejection.approver}${g.rejection.reason ? `: ${g.rejection.reason}` : ''}`);
+      for (const r of g.refused.slice(prev?.gate.refused.length ?? 0)) {
+        say(`  ${st.warn('!')} refused ${r.name}${r.approver ? ` by ${r.approver}` : ''} (${r.via}): ${r.why}`);
+      }
+
+      if (s.pendingDecision && !decisionShown) {
+        decisionShown = true;
+        const title = s.steps.find((x) => x.name === s.pendingDecision?.step)?.title ?? s.pendingDecision.step;
+        say('');
+        say(st.warn(st.bold(`Decision needed: ${title} failed after its retries: ${s.pendingDecision.error}`)));
+        say(`  Fix the cause, then: gantry decide retry ${addr.args} --as <name>`);
+        say(`  or give up:         gantry decide abort ${addr.args} --as <name> --reason "<why>"`);
+        say(`  Without a decision the release aborts at ${formatTime(s.pendingDecision.deadline)}.`);
+        say('');
+      }
+      if (!s.pendingDecision) decisionShown = false;
+
+      if (s.cancellation.requested && !prev?.cancellation.requested) say(st.warn(`  cancellation requested: ${s.cancellation.note ?? ''}`));
+
+      if (s.outcome) {
+        say('');
+        const colour = s.outcome === 'succeeded' ? st.ok : st.bad;
+        say(`${st.bold('Outcome:')} ${colour(s.outcome)}: ${s.message}`);
+        return { kind: 'ended', outcome: s.outcome, status: s };
+      }
+      prev = s;
+      waitingForWorkerSaid = false;
+    }
+
+    try {
+      await sleep(interval, undefined, opts.signal ? { signal: opts.signal } : {});
+    } catch {
+      return { kind: 'interrupted' };
+    }
+  }
+}

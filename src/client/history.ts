@@ -1,0 +1,305 @@
+/**
+ * The on-call timeline of a release, read from the workflow's event history (no worker needed): when it
+ * started and who asked, each stage change, each step (activity) with its attempts, failures and duration,
+ * every approve/reject/decide that arrived (signal or update) with who sent it and when, whether the release
+ * took or refused it, cancellation, the rollback, and how it ended.
+ */
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { optionalTsToDate } from '@temporalio/common/lib/time';
+import type { History } from '@temporalio/common/lib/proto-utils';
+import { ReleaseEndType } from '../shared/errors';
+import type { Outcome, ReleaseInput, ReleaseStatus } from '../shared/release';
+import { formatDuration, formatTime, plural } from './format';
+import { PLAIN, type Style } from './style';
+
+type HistoryEvent = NonNullable<History['events']>[number];
+type ProtoFailure = NonNullable<NonNullable<HistoryEvent['activityTaskFailedEventAttributes']>['failure']>;
+
+/** An approve, reject or decide that arrived as a signal (Web UI, `temporal workflow signal`) or an update (gantry). */
+export interface MessageEntry {
+  kind: 'signal' | 'update';
+  at: string;
+  name: string;
+  /** The approver or operator named in the payload (self-declared). */
+  who?: string;
+  reason?: string;
+  decision?: string;
+  /** The client that sent it (`temporal-cli:…`, a gantry process, the Web UI). */
+  identity?: string;
+  verdict: 'accepted' | 'refused' | 'unknown';
+  /** Why it was refused, or the answer it got. */
+  detail?: string;
+}
+
+export type TimelineEntry =
+  | { kind: 'started'; at: string; requestedBy?: string; summary?: string; identity?: string }
+  | { kind: 'stage'; at: string; stage: string; outcome?: string }
+  | {
+      kind: 'step';
+      at: string;
+      activity: string;
+      summary: string;
+      state: 'running' | 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
+      attempts: number;
+      endedAt?: string;
+      durationMs?: number;
+      /** The failure of the attempt before the last one (what made it retry), and the final failure. */
+      failures: string[];
+    }
+  | MessageEntry
+  | { kind: 'cancel-requested'; at: string; identity?: string; reason?: string }
+  | { kind: 'ended'; at: string; status: 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out'; /** An {@link Outcome}, when the release reported one. */
+      outcome?: string; message: string };
+
+function iso(e: HistoryEvent): string {
+  return (optionalTsToDate(e.eventTime) ?? new Date(0)).toISOString();
+}
+
+function decode(p: Payload | null | undefined): unknown {
+  if (!p) return undefined;
+  try {
+    return defaultPayloadConverter.fromPayload(p);
+  } catch {
+    return undefined;
+  }
+}
+
+function firstArg(payloads: { payloads?: Payload[] | null } | null | undefined): unknown {
+  return decode(payloads?.payloads?.[0]);
+}
+
+function failureText(f: ProtoFailure | null | undefined): string {
+  if (!f) return 'no message';
+  const parts: string[] = [];
+  let cur: ProtoFailure | null | undefined = f;
+  while (cur && parts.length < 3) {
+    if (cur.message && !parts.includes(cur.message)) parts.push(cur.message);
+    cur = cur.cause;
+  }
+  return parts.join(': ') || 'no message';
+}
+
+function text(v: unknown): string | undefined {
+  return typeof v === 'string' && v.trim() !== '' ? v : undefined;
+}
+
+function outcomeFromFailureType(type: string | null | undefined): Outcome {
+  switch (type) {
+    case ReleaseEndType.RolledBack: return 'rolled_back';
+    case ReleaseEndType.Rejected: return 'rejected';
+    case ReleaseEndType.Aborted: return 'aborted';
+    default: return 'failed';
+  }
+}
+
+/**
+ * Build the timeline. With the release's status (when a worker answered the query) each signal is marked as
+ * taken or refused, with the reason: the workflow records both with the time it handled them, which is the
+ * start of the first workflow task after the signal arrived.
+ */
+export function buildTimeline(history: History, status?: ReleaseStatus): TimelineEntry[] {
+  const events = history.events ?? [];
+  const out: TimelineEntry[] = [];
+  const steps = new Map<string, Extract<TimelineEntry, { kind: 'step' }>>();
+  const updates = new Map<string, MessageEntry>();
+  const signals: { entry: MessageEntry; index: number }[] = [];
+
+  for (const [i, e] of events.entries()) {
+    const at = iso(e);
+    const eid = String(e.eventId ?? i);
+    if (e.workflowExecutionStartedEventAttributes) {
+      const a = e.workflowExecutionStartedEventAttributes;
+      const input = firstArg(a.input) as Partial<ReleaseInput> | undefined;
+      const summary = text(decode(e.userMetadata?.summary));
+      out.push({
+        kind: 'started',
+        at,
+        ...(input?.requestedBy ? { requestedBy: input.requestedBy } : {}),
+        ...(summary ? { summary } : {}),
+        ...(a.identity ? { identity: a.identity } : {}),
+      });
+    } else if (e.upsertWorkflowSearchAttributesEventAttributes) {
+      const fields = e.upsertWorkflowSearchAttributesEventAttributes.searchAttributes?.indexedFields ?? {};
+      const stage = text(decode(fields.GantryStage));
+      const outcome = text(decode(fields.GantryOutcome));
+      const last = [...out].reverse().find((x) => x.kind === 'stage');
+      // The workflow re-indexes the stage it returns to after a decision; one line per actual change.
+      if (stage && !(last?.kind === 'stage' && last.stage === stage && !outcome)) out.push({ kind: 'stage', at, stage, ...(outcome ? { outcome } : {}) });
+    } else if (e.activityTaskScheduledEventAttributes) {
+      const a = e.activityTaskScheduledEventAttributes;
+      const activity = a.activityType?.name ?? 'activity';
+      const entry: Extract<TimelineEntry, { kind: 'step' }> = {
+        kind: 'step', at, activity, summary: text(decode(e.userMetadata?.summary)) ?? activity, state: 'running', attempts: 0, failures: [],
+      };
+      steps.set(eid, entry);
+      out.push(entry);
+    } else if (e.activityTaskStartedEventAttributes) {
+      const a = e.activityTaskStartedEventAttributes;
+      const s = steps.get(String(a.scheduledEventId));
+      if (s) {
+        s.attempts = a.attempt ?? 1;
+        if (a.lastFailure) s.failures.push(`attempt ${s.attempts - 1}: ${failureText(a.lastFailure)}`);
+      }
+    } else if (e.activityTaskCompletedEventAttributes) {
+      closeStep(steps.get(String(e.activityTaskCompletedEventAttributes.scheduledEventId)), at, 'succeeded');
+    } else if (e.activityTaskFailedEventAttributes) {
+      const a = e.activityTaskFailedEventAttributes;
+      const s = closeStep(steps.get(String(a.scheduledEventId)), at, 'failed');
+      if (s) s.failures.push(`attempt ${s.attempts}: ${failureText(a.failure)}`);
+    } else if (e.activityTaskTimedOutEventAttributes) {
+      const a = e.activityTaskTimedOutEventAttributes;
+      const s = closeStep(steps.get(String(a.scheduledEventId)), at, 'timed_out');
+      if (s) s.failures.push(`attempt ${s.attempts || 1}: ${failureText(a.failure)}`);
+    } else if (e.activityTaskCanceledEventAttributes) {
+      closeStep(steps.get(String(e.activityTaskCanceledEventAttributes.scheduledEventId)), at, 'cancelled');
+    } else if (e.workflowExecutionSignaledEventAttributes) {
+      const a = e.workflowExecutionSignaledEventAttributes;
+      const payload = firstArg(a.input) as Record<string, unknown> | undefined;
+      const entry: MessageEntry = {
+        kind: 'signal', at, name: a.signalName ?? '?', verdict: 'unknown', ...payloadFields(payload),
+        ...(a.identity ? { identity: a.identity } : {}),
+      };
+      signals.push({ entry, index: i });
+      out.push(entry);
+    } else if (e.workflowExecutionUpdateAcceptedEventAttributes) {
+      const a = e.workflowExecutionUpdateAcceptedEventAttributes;
+      const req = a.acceptedRequest;
+      const payload = firstArg(req?.input?.args) as Record<string, unknown> | undefined;
+      const entry: MessageEntry = {
+        kind: 'update', at, name: req?.input?.name ?? '?', verdict: 'accepted', ...payloadFields(payload),
+        ...(req?.meta?.identity ? { identity: req.meta.identity } : {}),
+      };
+      updates.set(req?.meta?.updateId ?? a.protocolInstanceId ?? eid, entry);
+      out.push(entry);
+    } else if (e.workflowExecutionUpdateCompletedEventAttributes) {
+      const a = e.workflowExecutionUpdateCompletedEventAttributes;
+      const u = updates.get(a.meta?.updateId ?? '');
+      if (u) {
+        if (a.outcome?.failure) u.detail = `failed: ${failureText(a.outcome.failure)}`;
+        else {
+          const result = firstArg(a.outcome?.success);
+          const msg = typeof result === 'string' ? result : text((result as { message?: unknown } | undefined)?.message);
+          if (msg) u.detail = msg;
+        }
+      }
+    } else if (e.workflowExecutionCancelRequestedEventAttributes) {
+      const a = e.workflowExecutionCancelRequestedEventAttributes;
+      out.push({ kind: 'cancel-requested', at, ...(a.identity ? { identity: a.identity } : {}), ...(a.cause ? { reason: a.cause } : {}) });
+    } else if (e.workflowExecutionCompletedEventAttributes) {
+      const result = firstArg(e.workflowExecutionCompletedEventAttributes.result) as Partial<ReleaseStatus> | undefined;
+      out.push({ kind: 'ended', at, status: 'completed', outcome: result?.outcome ?? 'succeeded', message: result?.message ?? 'completed' });
+    } else if (e.workflowExecutionFailedEventAttributes) {
+      const f = e.workflowExecutionFailedEventAttributes.failure;
+      out.push({ kind: 'ended', at, status: 'failed', outcome: outcomeFromFailureType(f?.applicationFailureInfo?.type), message: failureText(f) });
+    } else if (e.workflowExecutionCanceledEventAttributes) {
+      out.push({ kind: 'ended', at, status: 'cancelled', outcome: 'cancelled', message: status?.message ?? 'cancelled' });
+    } else if (e.workflowExecutionTerminatedEventAttributes) {
+      const a = e.workflowExecutionTerminatedEventAttributes;
+      out.push({ kind: 'ended', at, status: 'terminated', message: `terminated${a.identity ? ` by ${a.identity}` : ''}${a.reason ? `: ${a.reason}` : ''}` });
+    } else if (e.workflowExecutionTimedOutEventAttributes) {
+      out.push({ kind: 'ended', at, status: 'timed_out', message: 'the workflow execution timed out' });
+    }
+  }
+
+  if (status) markSignalVerdicts(events, signals, status);
+  return out;
+}
+
+function payloadFields(p: Record<string, unknown> | undefined): { who?: string; reason?: string; decision?: string } {
+  if (!p || typeof p !== 'object') return {};
+  const who = text(p.approver) ?? text(p.operator);
+  const reason = text(p.reason);
+  const decision = text(p.decision);
+  return { ...(who ? { who } : {}), ...(reason ? { reason } : {}), ...(decision ? { decision } : {}) };
+}
+
+function closeStep(s: Extract<TimelineEntry, { kind: 'step' }> | undefined, at: string, state: 'succeeded' | 'failed' | 'timed_out' | 'cancelled') {
+  if (!s) return undefined;
+  s.state = state;
+  s.endedAt = at;
+  s.durationMs = Date.parse(at) - Date.parse(s.at);
+  if (s.attempts === 0 && state !== 'cancelled') s.attempts = 1;
+  return s;
+}
+
+/**
+ * Match each signal to what the workflow recorded for it. The workflow stamps votes and refusals with its
+ * own clock, which is the start time of the workflow task that handled the signal.
+ */
+function markSignalVerdicts(events: HistoryEvent[], signals: { entry: MessageEntry; index: number }[], status: ReleaseStatus): void {
+  const taken = [
+    ...status.gate.approvals.filter((v) => v.via === 'signal').map((v) => ({ name: 'approve', who: v.approver, at: v.at, used: false })),
+    ...(status.gate.rejection?.via === 'signal' ? [{ name: 'reject', who: status.gate.rejection.approver, at: status.gate.rejection.at, used: false }] : []),
+  ];
+  const refused = status.gate.refused.filter((r) => r.via === 'signal').map((r) => ({ ...r, used: false }));
+  for (const { entry, index } of signals) {
+    const handled = events.slice(index + 1).find((e) => e.workflowTaskStartedEventAttributes);
+    if (!handled) continue;
+    const at = iso(handled);
+    const same = (x: { at: string }) => Math.abs(Date.parse(x.at) - Date.parse(at)) < 2;
+    const t = taken.find((x) => !x.used && x.name === entry.name && x.who === entry.who && same(x));
+    if (t) {
+      t.used = true;
+      entry.verdict = 'accepted';
+      continue;
+    }
+    const r = refused.find((x) => !x.used && x.name === entry.name && (x.approver ?? undefined) === entry.who && same(x));
+    if (r) {
+      r.used = true;
+      entry.verdict = 'refused';
+      entry.detail = r.why;
+      continue;
+    }
+    if (entry.name === 'decide') {
+      const d = status.decisions.find((x) => x.operator === entry.who && x.decision === entry.decision);
+      if (d) entry.verdict = 'accepted';
+    }
+  }
+}
+
+const STEP_MARK: Record<Extract<TimelineEntry, { kind: 'step' }>['state'], string> = {
+  running: '▶', succeeded: '✓', failed: '✗', timed_out: '✗', cancelled: '-',
+};
+
+export function formatTimeline(label: string, workflowId: string, runId: string, entries: TimelineEntry[], st: Style = PLAIN): string {
+  const lines = [st.bold(`History of release ${label} (${workflowId}, run ${runId})`), ''];
+  const pad = ' '.repeat(22);
+  for (const e of entries) {
+    const t = st.dim(formatTime(e.at).padEnd(21));
+    switch (e.kind) {
+      case 'started':
+        lines.push(`${t} started${e.requestedBy ? ` by ${e.requestedBy}` : ''}${e.summary ? `: ${e.summary}` : ''}${e.identity ? st.dim(` (client ${e.identity})`) : ''}`);
+        break;
+      case 'stage':
+        lines.push(`${t} stage → ${st.bold(e.stage)}${e.outcome ? ` (outcome ${e.outcome})` : ''}`);
+        break;
+      case 'step': {
+        const mark = e.state === 'succeeded' ? st.ok(STEP_MARK[e.state]) : e.state === 'running' ? st.info(STEP_MARK[e.state]) : st.bad(STEP_MARK[e.state]);
+        const rollback = e.activity === 'rollback' ? st.warn('ROLLBACK ') : '';
+        const how = e.state === 'running' ? 'running' : `${e.state.replace('_', ' ')} after ${plural(e.attempts, 'attempt')} in ${formatDuration(e.durationMs)}`;
+        lines.push(`${t} ${rollback}${mark} ${e.summary} [${e.activity}]: ${how}`);
+        for (const f of e.failures) lines.push(`${pad}${st.bad(`failure, ${f}`)}`);
+        break;
+      }
+      case 'signal':
+      case 'update': {
+        const who = e.who ? ` by ${e.who}` : '';
+        const what = e.decision ? ` ${e.decision}` : '';
+        const verdict = e.verdict === 'refused' ? st.warn(`REFUSED: ${e.detail ?? ''}`) : e.verdict === 'accepted' ? st.ok('taken') : 'recorded';
+        const answer = e.kind === 'update' && e.detail ? `: ${e.detail}` : '';
+        lines.push(`${t} ${e.kind} ${e.name}${what}${who}${e.reason ? ` ("${e.reason}")` : ''}: ${verdict}${answer}${e.identity ? st.dim(` (client ${e.identity})`) : ''}`);
+        break;
+      }
+      case 'cancel-requested':
+        lines.push(`${t} ${st.warn('cancellation requested')}${e.identity ? ` by ${e.identity}` : ''}${e.reason ? `: ${e.reason}` : ''}`);
+        break;
+      case 'ended': {
+        const good = e.outcome === 'succeeded';
+        lines.push(`${t} ${st.bold('ended')} ${good ? st.ok(String(e.outcome)) : st.bad(String(e.outcome ?? e.status))}: ${e.message}`);
+        break;
+      }
+    }
+  }
+  if (!entries.some((e) => e.kind === 'ended')) lines.push('', st.dim('(still running)'));
+  return lines.join('\n');
+}

@@ -1,0 +1,339 @@
+/**
+ * The `gantry` CLI driving releases on a real Temporal dev server with a worker, run as a user runs it: the
+ * built `bin/gantry.js` in a child process, TEMPORAL_ADDRESS pointing at the server. Approvals arrive through
+ * the real Temporal CLI (`temporal workflow signal`) and through `gantry approve`.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import type { ReleaseStatus } from '../../src/shared/release';
+import { devServerEnv, requireBinary, TEMPORAL_CLI } from '../helpers/servers';
+import { gantry, requireBuild, routedActivities, show, startWorker, tempDir, waitFor, writeConfig, type CliResult } from './harness';
+
+const run = promisify(execFile);
+
+let env: TestWorkflowEnvironment;
+let worker: Worker;
+let workerRunning: Promise<void>;
+let temporalEnv: Record<string, string>;
+let dir: string;
+let twoApprovals: string;
+let oneApproval: string;
+/** Build of release 3.0.0 fails until the test "fixes the registry". */
+let registryDown = true;
+
+beforeAll(async () => {
+  requireBuild();
+  requireBinary(TEMPORAL_CLI, 'The Temporal CLI');
+  env = await devServerEnv();
+  const { activities } = routedActivities((version) => {
+    switch (version) {
+      case '2.0.0': return { delayMs: { build: 120_000 } };
+      case '3.0.0': return { failWhile: { build: () => registryDown } };
+      case '5.0.0': return { fail: { health: 'fatal' } };
+      default: return {};
+    }
+  });
+  ({ worker, running: workerRunning } = await startWorker(env, activities));
+  temporalEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default' };
+  dir = tempDir();
+  twoApprovals = writeConfig(dir, 'two.yaml', [['required: 1', 'required: 2']]);
+  oneApproval = writeConfig(dir, 'one.yaml', [['build: { retry:', 'build: { heartbeatTimeout: 2s, retry:']]);
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await workerRunning;
+  await env?.teardown();
+});
+
+const cli = (args: string[], timeoutMs?: number): Promise<CliResult> =>
+  gantry(args, { env: temporalEnv, cwd: dir, ...(timeoutMs ? { timeoutMs } : {}) });
+
+async function ok(args: string[]): Promise<CliResult> {
+  const r = await cli(args);
+  expect(r.code, show(r)).toBe(0);
+  return r;
+}
+
+async function statusOf(version: string): Promise<ReleaseStatus> {
+  const r = await ok(['status', 'hello', version, '--json']);
+  return JSON.parse(r.stdout) as ReleaseStatus;
+}
+
+function untilStage(version: string, stage: string, timeoutMs = 30_000): Promise<ReleaseStatus> {
+  return waitFor(`release ${version} at stage ${stage}`, async () => {
+    const s = await statusOf(version);
+    return s.stage === stage ? s : undefined;
+  }, timeoutMs, 500);
+}
+
+function untilOutcome(version: string, timeoutMs = 30_000): Promise<ReleaseStatus> {
+  return waitFor(`release ${version} to end`, async () => {
+    const s = await statusOf(version);
+    return s.outcome ? s : undefined;
+  }, timeoutMs, 500);
+}
+
+describe('gantry drives a release through the gate on a real dev server', () => {
+  it('start → gate (searchable, steps summarised) → approval by `temporal workflow signal` and `gantry approve` → succeeded, shown by status and history', async () => {
+    const start = await ok(['start', 'hello', '1.0.0', '--config', twoApprovals, '--requested-by', 'ops-oncall']);
+    expect(start.stdout).toContain('Started release hello 1.0.0 requested by ops-oncall');
+    expect(start.stdout).toContain('gantry approve hello 1.0.0 --as <name>');
+
+    await untilStage('1.0.0', 'awaiting-approval');
+
+    // Searchable by its stage: visibility is eventually consistent, so poll the list.
+    const listed = await waitFor('gantry list --stage awaiting-approval to find 1.0.0', async () => {
+      const r = await ok(['list', '--stage', 'awaiting-approval', '--json']);
+      const rows = JSON.parse(r.stdout) as { workflowId: string; service: string; version: string; stage: string }[];
+      return rows.find((row) => row.workflowId === 'release-hello-1.0.0');
+    });
+    expect(listed).toMatchObject({ service: 'hello', version: '1.0.0', stage: 'awaiting-approval' });
+    const table = await ok(['list', '--service', 'hello', '--stage', 'awaiting-approval']);
+    expect(table.stdout).toMatch(/hello\s+1\.0\.0\s+awaiting-approval/);
+
+    // Human status: every step with its state and what it produced; the gate and how to approve.
+    const human = await ok(['status', 'hello', '1.0.0']);
+    expect(human.stdout).toContain('Release hello 1.0.0: awaiting-approval');
+    expect(human.stdout).toMatch(/✓ Preflight checks\s+succeeded 1 attempt/);
+    expect(human.stdout).toMatch(/✓ Build and push the image\s+succeeded/);
+    expect(human.stdout).toContain('digest: sha256:');
+    expect(human.stdout).toMatch(/✓ Smoke-check staging\s+succeeded/);
+    expect(human.stdout).toMatch(/· Deploy to production\s+pending/);
+    expect(human.stdout).toContain('Approval gate: open, 0 of 2 approval(s); approvers alice, bob, carol');
+    expect(human.stdout).toContain('approve: gantry approve hello 1.0.0 --as <name>');
+
+    // A second start of a running release is refused, naming it and its state.
+    const again = await cli(['start', 'hello', '1.0.0', '--config', twoApprovals]);
+    expect(again.code, show(again)).toBe(5);
+    expect(again.stderr).toContain('Release hello 1.0.0 already exists');
+    expect(again.stderr).toContain('running, stage awaiting-approval');
+    expect(again.stderr).toContain('gantry cancel hello 1.0.0');
+
+    // An approver not on the list is refused with the reason.
+    const mallory = await cli(['approve', 'hello', '1.0.0', '--as', 'mallory']);
+    expect(mallory.code, show(mallory)).toBe(6);
+    expect(mallory.stderr).toContain('mallory is not an approver for hello; approvers are alice, bob, carol');
+
+    // First approval: the real Temporal CLI, as an operator would send it from a terminal.
+    await run(TEMPORAL_CLI, [
+      'workflow', 'signal', '--workflow-id', 'release-hello-1.0.0', '--name', 'approve',
+      '--input', '{"approver":"alice"}', '--address', env.address, '--namespace', 'default',
+    ]);
+    const afterAlice = await waitFor('alice\'s approval to count', async () => {
+      const s = await statusOf('1.0.0');
+      return s.gate.approvals.length === 1 ? s : undefined;
+    });
+    expect(afterAlice.gate.approvals[0]).toMatchObject({ approver: 'alice', via: 'signal' });
+
+    // Alice again, through gantry: refused, each approver votes once.
+    const dup = await cli(['approve', 'hello', '1.0.0', '--as', 'alice']);
+    expect(dup.code, show(dup)).toBe(6);
+    expect(dup.stderr).toContain('alice already approved; each approver votes once');
+
+    // Second approval through gantry: the update answers.
+    const bob = await ok(['approve', 'hello', '1.0.0', '--as', 'bob', '--reason', 'staging looks good']);
+    expect(bob.stdout).toContain('Approved: production deploy starts now.');
+    expect(bob.stdout).toContain('2 of 2 approval(s)');
+
+    const done = await untilOutcome('1.0.0');
+    expect(done.outcome).toBe('succeeded');
+
+    const final = await ok(['status', 'hello', '1.0.0']);
+    for (const step of ['Preflight checks', 'Tag the release commit', 'Build and push the image', 'Deploy to staging',
+      'Smoke-check staging', 'Deploy to production', 'Health-check production', 'Announce the release']) {
+      expect(final.stdout).toMatch(new RegExp(`✓ ${step}\\s+succeeded 1 attempt`));
+    }
+    expect(final.stdout).toMatch(/- Roll production back\s+skipped/);
+    expect(final.stdout).toMatch(/✓ approved by alice at .* via signal/);
+    expect(final.stdout).toMatch(/✓ approved by bob at .* via update: staging looks good/);
+    // Refused updates (mallory, alice twice) are refused by the validator and leave no record.
+    expect(final.stdout).not.toContain('refused attempts:');
+    expect(final.stdout).toContain('Outcome: succeeded: hello v1.0.0 is live in production');
+
+    const history = await ok(['history', 'hello', '1.0.0']);
+    const h = history.stdout;
+    expect(h).toContain('started by ops-oncall: Release hello 1.0.0 requested by ops-oncall');
+    for (const [summary, activity] of [['Preflight checks', 'preflight'], ['Tag the release commit', 'tag'], ['Build and push the image', 'build'],
+      ['Deploy to staging', 'deploy'], ['Smoke-check staging', 'smoke'], ['Deploy to production', 'deploy'],
+      ['Health-check production', 'health'], ['Announce the release', 'announce']] as const) {
+      expect(h).toMatch(new RegExp(`✓ ${summary} — hello 1\\.0\\.0 \\[${activity}\\]: succeeded after 1 attempt in \\d+\\.\\ds`));
+    }
+    expect(h).toMatch(/signal approve by alice: taken \(client temporal-cli:/);
+    expect(h).toMatch(/update approve by bob \("staging looks good"\): taken: Approved: production deploy starts now\./);
+    expect(h).toContain('stage → awaiting-approval');
+    expect(h).toContain('stage → done (outcome succeeded)');
+    expect(h).toContain('ended succeeded: hello v1.0.0 is live in production');
+    // The refused votes went through updates, which leave nothing in the history; none shows up as taken.
+    expect(h).not.toContain('by mallory');
+
+    const json = JSON.parse((await ok(['history', 'hello', '1.0.0', '--json'])).stdout) as { entries: { kind: string; who?: string; verdict?: string; activity?: string }[] };
+    expect(json.entries.filter((e) => e.kind === 'step').map((e) => e.activity)).toEqual(
+      ['preflight', 'tag', 'build', 'deploy', 'smoke', 'deploy', 'health', 'announce']);
+    expect(json.entries.filter((e) => e.kind === 'signal' || e.kind === 'update').map((e) => `${e.kind}:${e.who}:${e.verdict}`))
+      .toEqual(['signal:alice:accepted', 'update:bob:accepted']);
+
+    // A succeeded release cannot be started again.
+    const rerun = await cli(['start', 'hello', '1.0.0', '--config', twoApprovals]);
+    expect(rerun.code, show(rerun)).toBe(5);
+    expect(rerun.stderr).toMatch(/ended succeeded/);
+    expect(rerun.stderr).toContain('release a new version');
+
+    const found = await waitFor('gantry list --outcome succeeded to find 1.0.0', async () => {
+      const r = await ok(['list', '--outcome', 'succeeded', '--json']);
+      return (JSON.parse(r.stdout) as { workflowId: string }[]).find((row) => row.workflowId === 'release-hello-1.0.0');
+    });
+    expect(found).toMatchObject({ stage: 'done', outcome: 'succeeded', status: 'COMPLETED' });
+  });
+
+  it('a refused signal shows up in history as REFUSED, with the reason', async () => {
+    await ok(['start', 'hello', '1.1.0', '--config', oneApproval]);
+    await untilStage('1.1.0', 'awaiting-approval');
+    await run(TEMPORAL_CLI, ['workflow', 'signal', '--workflow-id', 'release-hello-1.1.0', '--name', 'approve',
+      '--input', '{"approver":"mallory"}', '--address', env.address]);
+    await run(TEMPORAL_CLI, ['workflow', 'signal', '--workflow-id', 'release-hello-1.1.0', '--name', 'aprove',
+      '--input', '{"approver":"carol"}', '--address', env.address]);
+    await waitFor('two refused signals', async () => (await statusOf('1.1.0')).gate.refused.length === 2);
+    const h = (await ok(['history', 'hello', '1.1.0'])).stdout;
+    expect(h).toMatch(/signal approve by mallory: REFUSED: mallory is not an approver for hello/);
+    expect(h).toMatch(/signal aprove by carol: REFUSED: there is no signal named "aprove"; the signals are approve, reject, decide/);
+    const s = (await ok(['status', 'hello', '1.1.0'])).stdout;
+    expect(s).toMatch(/! approve by mallory at .* via signal: mallory is not an approver/);
+
+    // Rejected at the gate; a release that ended unsuccessfully can be started again.
+    const rejected = await ok(['reject', 'hello', '1.1.0', '--as', 'carol', '--reason', 'changelog is wrong']);
+    expect(rejected.stdout).toContain('Rejected by carol: the release stops.');
+    expect((await untilOutcome('1.1.0')).outcome).toBe('rejected');
+    const closed = await cli(['approve', 'hello', '1.1.0', '--as', 'alice']);
+    expect(closed.code, show(closed)).toBe(6);
+    expect(closed.stderr).toContain('Cannot approve release hello 1.1.0: it has ended rejected');
+    const restarted = await ok(['start', 'hello', '1.1.0', '--config', oneApproval]);
+    expect(restarted.stdout).toContain('Started release hello 1.1.0');
+    await ok(['cancel', 'hello', '1.1.0']);
+  });
+
+  it('`start --wait --approve-as` follows the release through the gate to the end and exits 0', async () => {
+    const r = await cli(['start', 'hello', '4.0.0', '--config', oneApproval, '--wait', '--approve-as', 'alice', '--reason', 'ci run'], 60_000);
+    expect(r.code, show(r)).toBe(0);
+    expect(r.stdout).toContain('stage: awaiting-approval');
+    expect(r.stdout).toContain('Waiting at the approval gate: 0 of 1 approval(s) from alice, bob, carol');
+    expect(r.stdout).toContain('Approve:  gantry approve hello 4.0.0 --as <name>');
+    expect(r.stdout).toMatch(/Web UI: +http:\/\/127\.0\.0\.1:\d+\/namespaces\/default\/workflows\/release-hello-4\.0\.0/);
+    expect(r.stdout).toContain('✓ approved as alice: Approved: production deploy starts now.');
+    expect(r.stdout).toMatch(/✓ Deploy to production \(1 attempt, /);
+    expect(r.stdout).toContain('Outcome: succeeded: hello v4.0.0 is live in production');
+    const s = await statusOf('4.0.0');
+    expect(s.gate.approvals).toMatchObject([{ approver: 'alice', reason: 'ci run', via: 'update' }]);
+  });
+
+  it('`start --wait` exits 10 when production health fails and the release is rolled back; history shows the rollback', async () => {
+    const r = await cli(['start', 'hello', '5.0.0', '--config', oneApproval, '--wait', '--approve-as', 'bob'], 60_000);
+    expect(r.code, show(r)).toBe(10);
+    expect(r.stdout).toMatch(/✗ Health-check production failed after 1 attempt: health failed for good/);
+    expect(r.stdout).toMatch(/✓ Roll production back/);
+    expect(r.stdout).toContain('Outcome: rolled_back: Production health failed');
+    expect(r.stderr).toContain('gantry history hello 5.0.0');
+    const h = (await ok(['history', 'hello', '5.0.0'])).stdout;
+    expect(h).toMatch(/✗ Health-check production — hello 5\.0\.0 \[health\]: failed after 1 attempt/);
+    expect(h).toMatch(/failure, attempt 1: health failed for good \(fake\)/);
+    expect(h).toMatch(/ROLLBACK ✓ Roll production back — hello 5\.0\.0 \[rollback\]: succeeded/);
+    expect(h).toContain('ended rolled_back: Production health failed');
+  });
+
+  it('approving before the gate opens is refused (exit 6) with the reason; cancel ends the release as cancelled', async () => {
+    await ok(['start', 'hello', '2.0.0', '--config', oneApproval]);
+    await untilStage('2.0.0', 'build');
+    const early = await cli(['approve', 'hello', '2.0.0', '--as', 'alice']);
+    expect(early.code, show(early)).toBe(6);
+    expect(early.stderr).toContain('the approval gate is not open yet (stage build)');
+    expect(early.stderr).toContain('gantry status hello 2.0.0');
+
+    const progress = (await ok(['status', 'hello', '2.0.0'])).stdout;
+    expect(progress).toMatch(/▶ Build and push the image\s+running/);
+
+    const cancel = await cli(['cancel', 'hello', '2.0.0', '--wait'], 60_000);
+    expect(cancel.code, show(cancel)).toBe(13);
+    expect(cancel.stdout).toContain('Cancellation requested for release hello 2.0.0');
+    expect(cancel.stdout).toContain('Outcome: cancelled: Cancelled before production changed');
+    const s = await statusOf('2.0.0');
+    expect(s).toMatchObject({ outcome: 'cancelled', stage: 'done' });
+    expect(s.steps.find((x) => x.name === 'deployProduction')?.state).toBe('skipped');
+
+    const h = (await ok(['history', 'hello', '2.0.0'])).stdout;
+    expect(h).toContain('cancellation requested');
+    expect(h).toContain('ended cancelled');
+
+    const twice = await cli(['cancel', 'hello', '2.0.0']);
+    expect(twice.code, show(twice)).toBe(6);
+    expect(twice.stderr).toContain('it has ended cancelled');
+  });
+
+  it('a step that used up its retries waits for `gantry decide`; retry after the fix runs it again and the release succeeds', async () => {
+    registryDown = true;
+    await ok(['start', 'hello', '3.0.0', '--config', oneApproval]);
+    const waiting = await untilStage('3.0.0', 'awaiting-decision');
+    expect(waiting.pendingDecision).toMatchObject({ step: 'build' });
+
+    const human = (await ok(['status', 'hello', '3.0.0'])).stdout;
+    expect(human).toContain('Decision needed: Build and push the image failed after its retries');
+    expect(human).toContain('retry: gantry decide retry hello 3.0.0 --as <name>');
+    expect(human).toMatch(/✗ Build and push the image\s+failed\s+2 attempts/);
+    await waitFor('gantry list --stage awaiting-decision to find 3.0.0', async () => {
+      const r = await ok(['list', '--stage', 'awaiting-decision', '--json']);
+      return (JSON.parse(r.stdout) as { workflowId: string }[]).some((row) => row.workflowId === 'release-hello-3.0.0');
+    });
+
+    registryDown = false;
+    const retry = await ok(['decide', 'retry', 'hello', '3.0.0', '--as', 'carol', '--reason', 'registry is back']);
+    expect(retry.stdout).toContain('Retrying Build and push the image.');
+    const again = await cli(['decide', 'retry', 'hello', '3.0.0', '--as', 'carol']);
+    expect(again.code, show(again)).toBe(6);
+    expect(again.stderr).toContain('no decision is pending');
+
+    await untilStage('3.0.0', 'awaiting-approval');
+    await ok(['approve', 'hello', '3.0.0', '--as', 'alice']);
+    const done = await untilOutcome('3.0.0');
+    expect(done.outcome).toBe('succeeded');
+    expect(done.decisions).toMatchObject([{ step: 'build', decision: 'retry', operator: 'carol', reason: 'registry is back' }]);
+
+    const status = (await ok(['status', 'hello', '3.0.0'])).stdout;
+    expect(status).toMatch(/✓ Build and push the image\s+succeeded 3 attempts in 2 runs/);
+    expect(status).toMatch(/retry of build by carol at .*: registry is back/);
+
+    const h = (await ok(['history', 'hello', '3.0.0'])).stdout;
+    expect(h).toMatch(/✗ Build and push the image — hello 3\.0\.0 \[build\]: failed after 2 attempts/);
+    expect(h).toMatch(/failure, attempt 1: build unavailable \(fake\), attempt 1/);
+    expect(h).toMatch(/failure, attempt 2: build unavailable \(fake\), attempt 2/);
+    expect(h).toContain('stage → awaiting-decision');
+    expect(h).toMatch(/update decide retry by carol \("registry is back"\): taken: Retrying Build and push the image\./);
+    expect(h).toMatch(/✓ Build and push the image — hello 3\.0\.0 \[build\]: succeeded after 1 attempt/);
+  });
+
+  it('--dry-run prints the plan and starts nothing', async () => {
+    const r = await ok(['start', 'hello', '6.0.0', '--config', twoApprovals, '--dry-run']);
+    expect(r.stdout).toContain('Dry run: release hello 6.0.0: nothing was started and nothing was changed.');
+    expect(r.stdout).toContain('image         127.0.0.1:5000/hello:v6.0.0');
+    expect(r.stdout).toContain('after 2 approval(s) from alice, bob, carol');
+    expect(r.stdout).toContain(`Start it with: gantry start hello 6.0.0 --config ${twoApprovals}`);
+    const json = JSON.parse((await ok(['start', 'hello', '6.0.0', '--config', twoApprovals, '--dry-run', '--json'])).stdout) as { plan: { steps: unknown[] } };
+    expect(json.plan.steps).toHaveLength(9);
+
+    const missing = await cli(['status', 'hello', '6.0.0']);
+    expect(missing.code, show(missing)).toBe(4);
+    expect(missing.stderr).toContain('No release release-hello-6.0.0 in namespace default');
+    const none = await ok(['list', '--json']);
+    expect((JSON.parse(none.stdout) as { version: string }[]).map((row) => row.version)).not.toContain('6.0.0');
+  });
+
+  it('a release that does not exist is reported as not found (exit 4) by every command that addresses one', async () => {
+    for (const args of [['status', 'hello', '9.9.9'], ['history', 'hello', '9.9.9'], ['approve', 'hello', '9.9.9', '--as', 'alice'],
+      ['decide', 'abort', 'hello', '9.9.9', '--as', 'alice'], ['cancel', '--id', 'release-nope-1.0.0']]) {
+      const r = await cli(args);
+      expect(r.code, `${args.join(' ')}\n${show(r)}`).toBe(4);
+      expect(r.stderr).toMatch(/No release release-(hello-9\.9\.9|nope-1\.0\.0) in namespace default\. Check the service and version \(`gantry list`/);
+    }
+  });
+});
