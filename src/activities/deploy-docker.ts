@@ -197,7 +197,7 @@ export function createDockerDeployer(deps: DockerDeployDeps): Deployer<DockerDep
       const version = (await docker.getImage(imageId).inspect().catch(() => undefined))?.Config?.Labels?.[LABELS.version];
       const existing = await inspectContainer(docker, target);
       if (!(existing && existing.imageId === imageId && existing.running)) {
-        await replace(docker, target, image, rollbackLabels(req, image), name);
+        await replace(docker, target, image, rollbackLabels(req, image, version), name);
       }
       return { target: name, image, ...(version ? { version } : {}) };
     },
@@ -214,8 +214,9 @@ export function createDockerDeployer(deps: DockerDeployDeps): Deployer<DockerDep
   }
 }
 
-export function rollbackLabels(req: { release: ReleaseRef; environment: EnvironmentName; deployed: DeployedTarget }, image: string): Record<string, string> {
-  return containerLabels(req, image, req.deployed.image, { [LABELS.rollback]: 'true' });
+/** Labels of a container a rollback recreated: the version it runs (when the image says), and what it replaced. */
+export function rollbackLabels(req: { release: ReleaseRef; environment: EnvironmentName; deployed: DeployedTarget }, image: string, version: string | undefined): Record<string, string> {
+  return containerLabels(req, image, req.deployed.image, { [LABELS.rollback]: 'true', [LABELS.version]: version ?? '' });
 }
 
 async function containerLogs(container: Docker.Container): Promise<string> {

@@ -297,11 +297,11 @@ export function createSshDeployer(deps: SshDeployDeps): Deployer<SshDeploy> {
             return { target: req.deployed.target, image: null };
           }
           const imageId = (await cli.imageId(image)) ?? (await cli.pull(image));
+          const version = (await cli.imageLabels(imageId))[LABELS.version];
           const existing = await cli.inspect(target.container);
           if (!(existing && existing.imageId === imageId && existing.running)) {
-            await cli.replace(image, rollbackLabels(req, image), startTimeoutMs);
+            await cli.replace(image, rollbackLabels(req, image, version), startTimeoutMs);
           }
-          const version = (await cli.imageLabels(imageId))[LABELS.version];
           return { target: req.deployed.target, image, ...(version ? { version } : {}) };
         });
       } catch (err) {
