@@ -49,7 +49,7 @@ export function isSearchAttributeProblem(err: unknown): boolean {
 }
 
 export function setupRequired(namespace: string, address: string, err: unknown): SetupRequiredError {
-  const detail = err instanceof Error ? err.message : String(err);
+  const detail = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
   return new SetupRequiredError(
     `The Temporal server at ${address} does not know gantry's search attributes in namespace ${namespace} (${detail}). ` +
       'Register them once with `gantry setup` (or `bash scripts/provision.sh --register-search-attributes`), then retry.',

@@ -116,10 +116,12 @@ export interface ReleaseSnapshot {
 export async function readRelease(gc: GantryClient, workflowId: string, timeoutMs = 10_000): Promise<ReleaseSnapshot> {
   const description = await describeRelease(gc, workflowId);
   const handle = gc.client.workflow.getHandle(workflowId);
+  const asked = Date.now();
   try {
     const status = await queryStatus(gc, handle, timeoutMs);
     return { description, status };
   } catch (err) {
+    if (err instanceof ServerUnreachableError || err instanceof ReleaseNotFoundError) throw err;
     if (description.status.name === 'COMPLETED') {
       try {
         return { description, status: (await handle.result()) as ReleaseStatus };
@@ -127,7 +129,7 @@ export async function readRelease(gc: GantryClient, workflowId: string, timeoutM
         // fall through to the explanation below
       }
     }
-    return { description, statusProblem: queryProblem(err, timeoutMs) };
+    return { description, statusProblem: queryProblem(err, timeoutMs, Date.now() - asked) };
   }
 }
 
@@ -139,9 +141,11 @@ export async function queryStatus(gc: GantryClient, handle: WorkflowHandle, time
   }
 }
 
-function queryProblem(err: unknown, timeoutMs: number): string {
-  if (isGrpcDeadlineError(err) || (err instanceof ServiceError && isGrpcDeadlineError(err.cause))) {
+function queryProblem(err: unknown, timeoutMs: number, elapsedMs: number): string {
+  const deadline = isGrpcDeadlineError(err) || (err instanceof ServiceError && isGrpcDeadlineError(err.cause));
+  if (deadline || elapsedMs >= timeoutMs - 250) {
     return `no worker answered the status query within ${Math.round(timeoutMs / 1000)}s; start one with \`gantry worker\` (or \`gantry dev\`)`;
   }
-  return `the status query failed: ${err instanceof Error ? err.message : String(err)}`;
+  const cause = err instanceof Error && err.cause instanceof Error ? ` (${err.cause.message})` : '';
+  return `the status query failed: ${err instanceof Error ? err.message : String(err)}${cause}`;
 }
