@@ -1,15 +1,51 @@
 /**
  * The real step implementations, assembled over the worker's dependencies. Each step lives in its own module
- * as a factory; this is the only place that knows all of them.
+ * as a factory; this is the only place that knows all of them. A new deploy target is one new deployer module
+ * plus one line in `deployers` below.
  */
-import type { ReleaseActivities } from './types';
+import type { BuildRequest, BuildResult, ReleaseActivities } from './types';
+import { createPreflight } from './preflight';
+import { createTag } from './tag';
+import { createBuildDocker } from './build-docker';
+import { createDeploy, type Deployers } from './deploy';
+import { createDockerDeployer } from './deploy-docker';
+import { createSshDeployer } from './deploy-ssh';
+import { createChecks } from './checks';
+import { createRollback } from './rollback';
+import { createAnnounce } from './announce';
+import { githubPreflightChecks } from './github-preflight';
+import { createGithubActionsBuild } from './github-build';
+import { githubAnnouncer } from './github-announce';
 
 export interface ActivityDeps {
-  /** Process environment used to resolve secret references (`{ env: NAME }`). */
+  /** Environment used to resolve secret references (`{ env: NAME }`) on this worker. */
   env: NodeJS.ProcessEnv;
+  /** Where steps put their temporary checkouts and build contexts. @default os.tmpdir() */
+  workDir?: string;
 }
 
 export function createActivities(deps: ActivityDeps = { env: process.env }): ReleaseActivities {
-  void deps;
-  throw new Error('gantry: the real release steps are not assembled yet (see issue 4)');
+  const { env, workDir } = deps;
+  const dirs = workDir ? { workDir } : {};
+
+  const deployers: Deployers = {
+    docker: createDockerDeployer({ env }),
+    ssh: createSshDeployer({ env }),
+  };
+  const checks = createChecks();
+  const builds = {
+    docker: createBuildDocker({ env, ...dirs }),
+    'github-actions': createGithubActionsBuild({ env }),
+  } satisfies Record<BuildRequest['build']['kind'], (req: BuildRequest) => Promise<BuildResult>>;
+
+  return {
+    ...createPreflight({ env, ...dirs, extraChecks: githubPreflightChecks({ env }) }),
+    ...createTag({ env, ...dirs }),
+    build: (req) => builds[req.build.kind](req),
+    deploy: createDeploy({ deployers }),
+    smoke: checks.smoke,
+    health: checks.health,
+    rollback: createRollback({ deployers, verify: checks.health }),
+    ...createAnnounce({ env, ...dirs, extraAnnouncers: [githubAnnouncer({ env })] }),
+  };
 }
