@@ -8,7 +8,7 @@
  *   - bare: bench/bare-workflow.ts calling the same number of no-op activities in sequence.
  * Each sample is start → result, measured by the client. Prints both medians and their ratio against the target.
  *
- *   npm run bench -- [--runs 30] [--warmup 5] [--target 1.15] [--strict]
+ *   npm run bench -- [--runs 30] [--warmup 5] [--target 1.15] [--strict] [--verbose (every sample)]
  *
  * Exits 0 whether or not the target is met, unless --strict (then 1 on a miss).
  */
@@ -34,6 +34,7 @@ const { values: opts } = parseArgs({
     warmup: { type: 'string', default: '5' },
     target: { type: 'string', default: '1.15' },
     strict: { type: 'boolean', default: false },
+    verbose: { type: 'boolean', default: false },
   },
 });
 
@@ -198,6 +199,7 @@ async function main(): Promise<number> {
           bareMs.push(await bare(perRelease));
           releaseMs.push((await release()).ms);
         }
+        if (opts.verbose) process.stdout.write(`  run ${i + 1}: release ${releaseMs[i]!.toFixed(1)} ms, bare ${bareMs[i]!.toFixed(1)} ms\n`);
       }
 
       const mr = median(releaseMs);
