@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { defaultStateDir, DevServerInterrupted, findTemporalCli, startDevServer, type DevServer } from '../client/dev-server';
+import { defaultStateDir, DevServerInterrupted, ensurePortsFree, findTemporalCli, startDevServer, type DevServer } from '../client/dev-server';
 import { UsageError } from '../client/errors';
 import { createActivities } from '../activities';
 import { runWorker } from '../worker';
@@ -60,6 +60,7 @@ export function devCommand(): Command {
       const namespace = g.namespace ?? 'default';
       const temporalCli = findTemporalCli();
       const stateDir = path.resolve(opts.stateDir);
+      await ensurePortsFree(opts.ip, [['--port', grpcPort], ['--ui-port', uiPort]]);
       const activities = opts.worker ? createActivities() : undefined;
 
       // Ctrl-C during start-up: stop the server we are starting rather than leave it behind.
@@ -88,7 +89,11 @@ export function devCommand(): Command {
         out.print(`  Web UI      ${server.uiUrl}/namespaces/${namespace}/workflows`);
         out.print(`  server log  ${server.logFile}`);
         if (server.registration.added.length > 0) out.print(`  registered search attributes ${server.registration.added.join(', ')}`);
-        if (grpcPort !== 7233 || opts.ip !== '127.0.0.1') out.print(`  point gantry at it: export TEMPORAL_ADDRESS=${server.address}`);
+        const exports = [
+          ...(grpcPort !== 7233 || opts.ip !== '127.0.0.1' ? [`TEMPORAL_ADDRESS=${server.address}`] : []),
+          ...(uiPort !== grpcPort + 1000 ? [`GANTRY_UI_URL=${server.uiUrl}`] : []),
+        ];
+        if (exports.length > 0) out.print(`  point gantry at it: export ${exports.join(' ')}`);
         out.print(`  start a release: gantry start <service> <version> --wait`);
         if (!activities) {
           out.print('No worker in this process (--no-worker): run `gantry worker` next to it. Ctrl-C stops the server.');

@@ -81,12 +81,17 @@ function tail(file: string, lines = 8): string {
   }
 }
 
-export async function startDevServer(opts: DevServerOptions): Promise<DevServer> {
-  for (const [what, port] of [['--port', opts.port], ['--ui-port', opts.uiPort]] as const) {
-    if (await portAnswers(opts.ip, port)) {
-      throw new UsageError(`Something already listens on ${opts.ip}:${port} (${what}). Stop it (another \`gantry dev\`?) or pick a free port with ${what}.`);
+/** Fail early, naming the flag, when a port is taken (another `gantry dev`, another Temporal server). */
+export async function ensurePortsFree(ip: string, ports: (readonly [flag: string, port: number])[]): Promise<void> {
+  for (const [flag, port] of ports) {
+    if (await portAnswers(ip, port)) {
+      throw new UsageError(`Something already listens on ${ip}:${port} (${flag}). Stop it (another \`gantry dev\`?) or pick a free port with ${flag}.`);
     }
   }
+}
+
+export async function startDevServer(opts: DevServerOptions): Promise<DevServer> {
+  await ensurePortsFree(opts.ip, [['--port', opts.port], ['--ui-port', opts.uiPort]]);
   mkdirSync(opts.stateDir, { recursive: true });
   const dbFile = path.join(opts.stateDir, 'temporal.db');
   const logFile = path.join(opts.stateDir, 'temporal.log');
