@@ -9,14 +9,14 @@
 #     "setrlimit RLIMIT_NOFILE: Operation not permitted" or crun's "cgroups in hybrid mode not supported").
 #   - /etc/containers/registries.conf: the lab registry's loopback ports marked insecure (plain HTTP). Podman
 #     matches registries by exact host:port, so the lab uses a fixed range: GANTRY_LAB_REGISTRY_PORT (default
-#     5005) and the next GANTRY_LAB_REGISTRY_PORTS - 1 ports (default 10 in all); a lab takes the first free one.
+#     5005) and the next GANTRY_LAB_REGISTRY_PORTS - 1 ports (default 20 in all); a lab takes the first free one.
 #
 # Existing config is merged, never dropped: settings gantry changes are kept as comments and the original file
 # is copied once to <file>.gantry-orig. Options: --check (verify only, change nothing), --help.
 set -euo pipefail
 
 REGISTRY_PORT="${GANTRY_LAB_REGISTRY_PORT:-5005}"
-REGISTRY_PORTS="${GANTRY_LAB_REGISTRY_PORTS:-10}"
+REGISTRY_PORTS="${GANTRY_LAB_REGISTRY_PORTS:-20}"
 CONTAINERS_CONF="${GANTRY_CONTAINERS_CONF:-/etc/containers/containers.conf}"
 REGISTRIES_CONF="${GANTRY_REGISTRIES_CONF:-/etc/containers/registries.conf}"
 PACKAGES=(podman runc docker-registry openssh-server busybox-static git iptables python3)

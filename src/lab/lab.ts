@@ -32,7 +32,7 @@ export interface LabOptions {
   dir?: string;
   /** Use this Docker-compatible engine socket instead of starting Podman's API service. */
   engineSocket?: string;
-  /** The registry port range marked insecure by provision.sh. @default GANTRY_LAB_REGISTRY_PORT (5005) and GANTRY_LAB_REGISTRY_PORTS (10) */
+  /** The registry port range marked insecure by provision.sh. @default GANTRY_LAB_REGISTRY_PORT (5005) and GANTRY_LAB_REGISTRY_PORTS (20) */
   registryPorts?: { first: number; count: number };
   /** Health/smoke windows in the generated config. @default { staging: '30s', production: '30s' } */
   windows?: { staging?: string; production?: string };
@@ -122,7 +122,7 @@ export function checkLabPrerequisites(opts: { managedEngine: boolean }): void {
 function registryRange(opts: LabOptions): { first: number; count: number } {
   if (opts.registryPorts) return opts.registryPorts;
   const first = Number(process.env.GANTRY_LAB_REGISTRY_PORT ?? 5005);
-  const count = Number(process.env.GANTRY_LAB_REGISTRY_PORTS ?? 10);
+  const count = Number(process.env.GANTRY_LAB_REGISTRY_PORTS ?? 20);
   return { first, count };
 }
 
@@ -161,12 +161,25 @@ async function removeContainers(names: string[], docker: Docker | undefined): Pr
   return removed;
 }
 
-/** Delete the engine's images that came from (or were tagged for) the lab registry. */
+/**
+ * Drop the engine's references to images of the lab registry. Never by id and never forced: the engine's storage
+ * is shared (other labs, other users), identical builds share an image id, and a forced removal would also
+ * delete every container running that image. Tags are untagged; an image is deleted only when all its names are
+ * the lab registry's and no container uses it.
+ */
 async function removeRegistryImages(docker: Docker, host: string): Promise<void> {
   const images = await docker.listImages().catch(() => []);
+  const ours = (r: string) => r.startsWith(`${host}/`);
   for (const img of images) {
-    const refs = [...(img.RepoTags ?? []), ...(img.RepoDigests ?? [])];
-    if (refs.some((r) => r.startsWith(`${host}/`))) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
+    const tags = (img.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
+    const digests = (img.RepoDigests ?? []).filter((d) => !d.startsWith('<none>'));
+    const refs = [...tags, ...digests];
+    if (!refs.some(ours)) continue;
+    // Untag first; then, when every name was the lab's, drop the digest names too (the last one deletes the image).
+    for (const t of tags.filter(ours)) await docker.getImage(t).remove().catch(() => undefined);
+    if (refs.every(ours)) {
+      for (const d of digests) await docker.getImage(d).remove().catch(() => undefined);
+    }
   }
 }
 
