@@ -1,0 +1,148 @@
+/**
+ * End to end on the release lab, as an operator runs it: a real dev server, `gantry worker` (the real steps,
+ * the prebuilt workflow bundle) and the built `gantry` CLI. Nothing in the release path is simulated: the tag is
+ * pushed to a real bare repo, the image built by Podman and pushed to a real registry, staging replaced through
+ * dockerode, production over a real sshd, checks over HTTP, the webhook received by a real HTTP receiver.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { devServerEnv } from '../helpers/servers';
+import { useLab } from '../helpers/lab';
+import { BIN, gantry, requireBuild, show, waitFor } from '../cli/harness';
+import type { ReleaseStatus } from '../../src/shared/release';
+import type { AuditRecord } from '../../src/activities/announce';
+
+const ctx = useLab();
+let env: TestWorkflowEnvironment;
+let worker: ChildProcess;
+let workerLog = '';
+let cliEnv: Record<string, string>;
+
+beforeAll(async () => {
+  requireBuild();
+  env = await devServerEnv();
+  cliEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default', ...ctx.lab.env };
+  worker = spawn(process.execPath, [BIN, 'worker'], { env: { ...process.env, ...cliEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  worker.stdout?.on('data', (d: Buffer) => { workerLog += d.toString(); });
+  worker.stderr?.on('data', (d: Buffer) => { workerLog += d.toString(); });
+  await waitFor('the worker to poll', async () => workerLog.includes('polling') || undefined, 60_000);
+});
+
+afterAll(async () => {
+  if (worker && worker.exitCode === null) {
+    const exited = new Promise((r) => worker.once('exit', r));
+    worker.kill('SIGTERM');
+    await exited;
+  }
+  await env?.teardown();
+});
+
+async function status(version: string): Promise<ReleaseStatus> {
+  const r = await gantry(['status', 'hello', version, '--json'], { env: cliEnv });
+  if (r.code !== 0) throw new Error(show(r));
+  return JSON.parse(r.stdout) as ReleaseStatus;
+}
+
+async function untilStage(version: string, pred: (s: ReleaseStatus) => boolean, what: string): Promise<ReleaseStatus> {
+  return waitFor(what, async () => {
+    const s = await status(version);
+    return pred(s) ? s : undefined;
+  }, 240_000, 1_000).catch(async (err: unknown) => {
+    throw new Error(`${String(err)}\nlast status: ${JSON.stringify(await status(version), null, 1).slice(0, 4000)}\nworker log:\n${workerLog.slice(-4000)}`);
+  });
+}
+
+async function httpJson(url: string): Promise<unknown> {
+  const res = await fetch(url);
+  return res.json();
+}
+
+async function containerImage(name: string): Promise<string> {
+  const info = await ctx.lab.docker.getContainer(name).inspect();
+  return info.Config.Image;
+}
+
+function auditLines(): AuditRecord[] {
+  const file = path.join(ctx.lab.dir, 'audit.jsonl');
+  return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord) : [];
+}
+
+describe('a release on the lab, driven by the gantry CLI', () => {
+  it('tags, builds, replaces staging, waits at the gate, deploys production over SSH after approval and announces', async () => {
+    const good = ctx.lab.repo.good;
+    const start = await gantry(['start', 'hello', good.version, '--config', ctx.lab.configFile, '--requested-by', 'e2e'], { env: cliEnv });
+    expect(start.code, show(start)).toBe(0);
+
+    const atGate = await untilStage(good.version, (s) => s.stage === 'awaiting-approval' || s.outcome !== undefined, 'the gate to open');
+    expect(atGate.stage, JSON.stringify(atGate.steps, null, 1)).toBe('awaiting-approval');
+    const step = (s: ReleaseStatus, name: string) => s.steps.find((x) => x.name === name)!;
+    expect(step(atGate, 'tag').outputs).toMatchObject({ tag: `v${good.version}`, commit: good.commit });
+    expect(step(atGate, 'build').outputs.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // staging runs the new image by digest, and answers the new version
+    expect(await containerImage(ctx.lab.staging.container)).toBe(step(atGate, 'build').outputs.imageRef);
+    expect(await httpJson(`${ctx.lab.staging.url}/version`)).toEqual({ version: good.version });
+    // the tag is on the remote at the release commit
+    const { execFileSync } = await import('node:child_process');
+    expect(execFileSync('git', ['rev-parse', `v${good.version}^{commit}`], { cwd: ctx.lab.repo.url, encoding: 'utf8' }).trim()).toBe(good.commit);
+    expect(ctx.lab.webhook.requests().length).toBe(0);
+
+    const approve = await gantry(['approve', 'hello', good.version, '--as', 'alice', '--reason', 'staging answers 1.0.0'], { env: cliEnv });
+    expect(approve.code, show(approve)).toBe(0);
+
+    const done = await untilStage(good.version, (s) => s.outcome !== undefined, 'the release to finish');
+    expect(done.outcome, done.message).toBe('succeeded');
+    expect(await httpJson(`${ctx.lab.production.url}/version`)).toEqual({ version: good.version });
+    expect(await containerImage(ctx.lab.production.container)).toBe(step(atGate, 'build').outputs.imageRef);
+    expect(step(done, 'deployProduction').outputs.targets).toContain('ssh:');
+
+    const hooks = ctx.lab.webhook.requests();
+    expect(hooks).toHaveLength(1);
+    expect(JSON.stringify(hooks[0]!.body)).toContain(good.version);
+    expect(auditLines().filter((l) => l.release.version === good.version)).toEqual([
+      expect.objectContaining({ action: 'released', approvers: ['alice'], digest: step(atGate, 'build').outputs.digest }),
+    ]);
+    const announced = step(done, 'announce').outputs;
+    expect(announced.notes, JSON.stringify(announced)).toBeDefined();
+    const notes = readFileSync(announced.notes!, 'utf8');
+    expect(notes).toContain(good.version);
+    const metadata = JSON.parse(readFileSync(path.join(path.dirname(announced.notes!), 'release-metadata.json'), 'utf8')) as Record<string, unknown>;
+    expect(JSON.stringify(metadata)).toContain(step(atGate, 'build').outputs.digest!);
+
+    const history = await gantry(['history', 'hello', good.version], { env: cliEnv });
+    expect(history.code, show(history)).toBe(0);
+    for (const words of ['Preflight checks', 'Tag the release commit', 'Build and push the image', 'Deploy to staging', 'Smoke-check staging', 'alice', 'Deploy to production', 'Health-check production', 'Announce the release']) {
+      expect(history.stdout).toContain(words);
+    }
+  });
+
+  it('rolls production back to the previous image when the new version fails its health check', async () => {
+    const { good, broken } = ctx.lab.repo;
+    ctx.lab.repo.moveBranch('main', broken.commit);
+    // The broken revision answers its version but lost /health. Staging checks only /version here, so it reaches
+    // production, as a release that only breaks under production traffic would.
+    const config = parse(readFileSync(ctx.lab.configFile, 'utf8')) as { services: { hello: { environments: { staging: { checks: { name: string }[] } } } } };
+    const staging = config.services.hello.environments.staging;
+    staging.checks = staging.checks.filter((c) => c.name === 'version');
+    const configFile = path.join(ctx.lab.dir, 'gantry-rollback.yaml');
+    writeFileSync(configFile, stringify(config));
+
+    const start = await gantry(['start', 'hello', broken.version, '--config', configFile, '--approve-as', 'bob'], { env: cliEnv, timeoutMs: 300_000 });
+    expect(start.code, show(start)).toBe(10); // rolled_back (docs/cli.md)
+    const s = await status(broken.version);
+    expect(s.outcome).toBe('rolled_back');
+    expect(s.steps.find((x) => x.name === 'health')!.state).toBe('failed');
+    expect(s.steps.find((x) => x.name === 'rollback')!.state).toBe('succeeded');
+    // production answers the previous version again, from the previous image
+    expect(await httpJson(`${ctx.lab.production.url}/version`)).toEqual({ version: good.version });
+    expect((await fetch(`${ctx.lab.production.url}/health`)).status).toBe(200);
+    // the rollback is announced
+    const hooks = ctx.lab.webhook.requests();
+    expect(hooks).toHaveLength(2);
+    expect(JSON.stringify(hooks[1]!.body)).toMatch(/roll(ed)? ?back/i);
+    expect(auditLines().filter((l) => l.release.version === broken.version).map((l) => l.action)).toEqual(['rolled_back']);
+  });
+});
