@@ -22,9 +22,9 @@ export interface PreflightCheck {
 }
 
 export const CHECK_NAMES = {
-  checkRuns: 'GitHub check runs',
-  statuses: 'GitHub commit statuses',
-  blockers: 'GitHub release blockers',
+  checkRuns: 'github-check-runs',
+  statuses: 'github-commit-statuses',
+  blockers: 'github-release-blockers',
 } as const;
 
 /** Conclusions that do not hold a release back. */

@@ -64,6 +64,8 @@ export interface GithubClientOptions {
   baseUrl: string;
   token: string;
   tuning?: Partial<GithubClientTuning>;
+  /** Where the client's warnings go (default: the activity's logger, or the console outside an activity). */
+  log?: { warn(message: string): void };
   /** Aborts every request (default: the running activity's cancellation). */
   signal?: AbortSignal;
   userAgent?: string;
@@ -92,14 +94,15 @@ function logger() {
       debug: () => undefined,
       info: () => undefined,
       warn: (message: string) => ctx.log.warn(`github: ${message}`),
-      error: (message: string) => ctx.log.error(`github: ${message}`),
+      // Octokit logs each failed request as an error; the step reports real failures itself, classified.
+      error: (message: string) => ctx.log.warn(`github: ${message}`),
     };
   }
   return {
     debug: () => undefined,
     info: () => undefined,
     warn: (message: string) => console.warn(`github: ${message}`),
-    error: (message: string) => console.error(`github: ${message}`),
+    error: (message: string) => console.warn(`github: ${message}`),
   };
 }
 
@@ -108,7 +111,7 @@ export async function createGithubClient(options: GithubClientOptions): Promise<
   const { Octokit, retry, throttling } = await loadOctokit();
   const t: GithubClientTuning = { ...DEFAULT_TUNING, ...options.tuning };
   const signal = options.signal ?? cancellation();
-  const log = logger();
+  const log = options.log ? { debug: () => undefined, info: () => undefined, warn: (m: string) => options.log!.warn(m), error: (m: string) => options.log!.warn(m) } : logger();
 
   const fetchWithTimeout: typeof fetch = (input, init) => {
     const signals = [signal, AbortSignal.timeout(t.requestTimeoutMs)];

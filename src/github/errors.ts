@@ -62,6 +62,10 @@ export function githubFailure(err: unknown, github: GithubConfig, doing: string)
     const msg = err instanceof Error ? err.message : String(err);
     return retryable(`GitHub (${github.baseUrl}) did not answer while ${doing}: ${msg}. The step retries; check that the worker can reach ${github.baseUrl}.`);
   }
+  if (!err.response) {
+    // Octokit reports a request that got no answer (refused, reset, timed out) as a status-500 error without a response.
+    return retryable(`GitHub (${github.baseUrl}) did not answer while ${doing}: ${err.message}. The step retries; check that the worker can reach ${github.baseUrl}.`);
+  }
   const said = githubMessage(err);
   if (isRateLimited(err)) {
     const wait = Math.ceil(rateLimitWaitMs(err) / 1000);

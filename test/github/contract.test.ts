@@ -75,14 +75,14 @@ describe('the GitHub stand-in enforces the published contract', () => {
   });
 
   it('records an off-contract call made through gantry’s own client', async () => {
-    const client = await createGithubClient({ baseUrl: gh.baseUrl, token, tuning: FAST });
+    const client = await createGithubClient({ baseUrl: gh.baseUrl, token, tuning: FAST, log: { warn: () => undefined } });
     // @ts-expect-error -- deliberately off-contract: Octokit's types know tag_name is required too
     await client.request('POST /repos/{owner}/{repo}/releases', { owner: 'acme', repo: 'hello', name: 'no tag' }).catch(() => undefined);
     expect(messages()).toContainEqual(expect.stringMatching(/^request repos\/create-release: request body: .*must have required property 'tag_name'/));
   });
 
   it('accepts a call that keeps the contract', async () => {
-    const client = await createGithubClient({ baseUrl: gh.baseUrl, token, tuning: FAST });
+    const client = await createGithubClient({ baseUrl: gh.baseUrl, token, tuning: FAST, log: { warn: () => undefined } });
     const { data } = await client.rest.repos.createRelease({ owner: 'acme', repo: 'hello', tag_name: 'v1.0.0', name: 'v1.0.0', body: 'notes' });
     expect(data.tag_name).toBe('v1.0.0');
     expectContractKept(gh);
