@@ -11,13 +11,15 @@ FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # Install scripts are not needed: the Temporal core bridge and SWC ship prebuilt binaries in their packages.
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+# `npm install` (not `npm ci`): the lock holds only the Linux builds of SWC's optional per-platform packages,
+# and `npm ci` refuses a lock without the others. Versions still come from the lock.
+RUN npm install --omit=dev --ignore-scripts --no-audit --no-fund
 
 # --- compile the sources and bundle the workflow code ---
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN npm install --ignore-scripts --no-audit --no-fund
 COPY . .
 RUN npm run build
 

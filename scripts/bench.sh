@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[[ -d node_modules/@temporalio/worker ]] || npm ci --ignore-scripts --no-audit --no-fund
+bash scripts/install-deps.sh
 bash scripts/provision.sh
 eval "$(bash scripts/provision.sh --print-env 2>/dev/null)"
 export GANTRY_TEMPORAL_CLI GANTRY_TEST_SERVER

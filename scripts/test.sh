@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The test command (README): provisions what is missing, builds, lints, then runs every test against real
-# servers. Idempotent: a second run skips what is already installed.
+# The test command (README): provisions what is missing (npm packages, the Temporal servers, the release lab's
+# Debian packages, Chromium), builds, type-checks, lints, then runs every test against real components.
+# Idempotent: a second run skips what is already installed. Extra arguments go to vitest (e.g. a test path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[[ -d node_modules/@temporalio/worker ]] || npm ci --ignore-scripts --no-audit --no-fund
-bash scripts/provision.sh
-# The release lab's system parts (podman, registry, sshd, busybox-static; needs root), or a check that names the fix.
-if [[ $(id -u) == 0 ]]; then bash scripts/lab/provision.sh; else bash scripts/lab/provision.sh --check; fi
+bash scripts/install-deps.sh
+bash scripts/provision.sh --browser
+bash scripts/lab/provision.sh
 eval "$(bash scripts/provision.sh --print-env 2>/dev/null)"
 export GANTRY_TEMPORAL_CLI GANTRY_TEST_SERVER
 

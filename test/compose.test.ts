@@ -202,8 +202,8 @@ describe('Dockerfile', () => {
     expect(stages.map((s) => s.name)).toEqual(['deps', 'build', 'runtime']);
     expect(services['gantry-worker']!.build!.target).toBe(stages[stages.length - 1]!.name);
     for (const s of stages) expect(s.image, s.name).toMatch(/^node:\d+\.\d+\.\d+-[a-z]+-slim$/);
-    expect(stageBody('deps').join('\n')).toMatch(/npm ci --omit=dev/);
-    expect(stageBody('build').join('\n')).toMatch(/RUN npm ci[^\n]*\n.*\nRUN npm run build/s);
+    expect(stageBody('deps').join('\n')).toMatch(/npm install --omit=dev/);
+    expect(stageBody('build').join('\n')).toMatch(/RUN npm install[^\n]*\n.*\nRUN npm run build/s);
     for (const l of lines.filter((x) => /--from=/.test(x))) {
       expect(stages.map((s) => s.name)).toContain(/--from=(\S+)/.exec(l)![1]);
     }
