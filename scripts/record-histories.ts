@@ -36,15 +36,21 @@ import { fakeActivities, type FakeActivities, type FakeBehaviour } from '../test
 import { sampleInput } from '../test/helpers/fixtures';
 import { devServerEnv } from '../test/helpers/servers';
 import { HISTORIES_DIR, historyAsJson, MANIFEST, readManifest, type RecordedHistory } from '../test/replay/histories';
-import { gateOpen, quietRuntime, waitForStatus, type ReleaseHandle } from '../test/workflows/harness';
+import { gateOpen, latch, quietRuntime, waitForStatus, type ReleaseHandle } from '../test/workflows/harness';
+
+/** What a scenario's drive and its fake share: whether the failing step is still broken, a held step's latch. */
+interface Flags {
+  broken: boolean;
+  hold: ReturnType<typeof latch>;
+}
 
 interface Scenario {
   name: string;
   version: string;
   description: string;
-  behaviour: (flags: { broken: boolean }) => FakeBehaviour;
+  behaviour: (flags: Flags) => FakeBehaviour;
   input?: (input: ReleaseInput) => void;
-  drive: (handle: ReleaseHandle, flags: { broken: boolean }) => Promise<void>;
+  drive: (handle: ReleaseHandle, flags: Flags) => Promise<void>;
   expectStatus: string;
 }
 
@@ -118,12 +124,14 @@ const SCENARIOS: Scenario[] = [
     name: 'cancelled-in-production',
     version: '1.0.5',
     description: 'cancelled while production deploys: deploy and health finish in the non-cancellable scope',
-    behaviour: () => ({ delayMs: { 'deploy:production': 1500 } }),
-    drive: async (handle) => {
+    behaviour: (flags) => ({ holdUntil: { 'deploy:production': flags.hold.promise } }),
+    drive: async (handle, flags) => {
       await waitForStatus(handle, gateOpen, 'the gate to open');
       await handle.executeUpdate(approveUpdate, { args: [{ approver: 'bob' }] });
       await waitForStatus(handle, (s) => s.stage === 'deploy-production', 'the production deploy');
       await handle.cancel();
+      await waitForStatus(handle, (s) => s.cancellation.requested, 'the cancellation to be noted');
+      flags.hold.open();
       await settled(handle);
     },
     expectStatus: 'CANCELLED',
@@ -152,7 +160,7 @@ async function main(only: string[]): Promise<void> {
   const recorded: RecordedHistory[] = [];
   try {
     for (const scenario of chosen) {
-      const flags = { broken: true };
+      const flags: Flags = { broken: true, hold: latch() };
       const fake: FakeActivities = fakeActivities(scenario.behaviour(flags));
       const taskQueue = `record-${scenario.name}`;
       const worker = await Worker.create({

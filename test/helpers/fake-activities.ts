@@ -15,6 +15,11 @@ export interface FakeBehaviour {
   failWhile?: Partial<Record<StepKey, () => boolean>>;
   /** Milliseconds a step takes (with heartbeats), to leave room for cancellation. */
   delayMs?: Partial<Record<StepKey | 'deploy:production', number>>;
+  /**
+   * Steps (build, deploy) that keep running, heartbeating, until this promise settles: the test decides when
+   * they finish, so "while the step runs" does not depend on the machine's speed.
+   */
+  holdUntil?: Partial<Record<'build' | 'deploy' | 'deploy:production', Promise<unknown>>>;
 }
 
 export interface FakeActivities extends ReleaseActivities {
@@ -30,6 +35,17 @@ async function work(ms: number | undefined): Promise<void> {
   while (Date.now() < until) {
     ctx.heartbeat();
     await Promise.race([ctx.sleep(100), ctx.cancelled]);
+  }
+}
+
+async function held(until: Promise<unknown> | undefined): Promise<void> {
+  if (!until) return;
+  const ctx = Context.current();
+  let settled = false;
+  const done = until.then(() => { settled = true; }, () => { settled = true; });
+  while (!settled) {
+    ctx.heartbeat();
+    await Promise.race([ctx.sleep(100), ctx.cancelled, done]);
   }
 }
 
@@ -54,6 +70,7 @@ export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
     async build(req) {
       calls.push('build');
       await work(b.delayMs?.build);
+      await held(b.holdUntil?.build);
       maybeFail('build', 'build');
       const digest = `sha256:${'b'.repeat(64)}`;
       const repo = `${req.image.registry}/${req.image.name}`;
@@ -62,6 +79,7 @@ export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
     async deploy(req) {
       calls.push(`deploy:${req.environment}`);
       await work(b.delayMs?.[req.environment === 'production' ? 'deploy:production' : 'deploy']);
+      await held(b.holdUntil?.[req.environment === 'production' ? 'deploy:production' : 'deploy']);
       maybeFail(`deploy:${req.environment}`, 'deploy');
       return {
         attempt: attempt(),

@@ -10,7 +10,7 @@ import { ReleaseEndType } from '../../src/shared/errors';
 import { fakeActivities } from '../helpers/fake-activities';
 import { timeSkippingEnv } from '../helpers/servers';
 import {
-  BEFORE_GATE, bundleReleaseWorkflow, expectFailure, expectUpdateRefused, gateOpen, stepOf, testInput, waitForStatus, withRelease,
+  BEFORE_GATE, bundleReleaseWorkflow, expectFailure, expectUpdateRefused, gateOpen, latch, stepOf, testInput, waitForStatus, withRelease,
 } from './harness';
 
 let env: TestWorkflowEnvironment;
@@ -182,7 +182,8 @@ describe('refused votes', () => {
   });
 
   it('refuses approval before the gate opens ("not open yet"), by update and by signal', async () => {
-    const fake = fakeActivities({ delayMs: { build: 1500 } });
+    const build = latch(); // the build runs until the early votes are in
+    const fake = fakeActivities({ holdUntil: { build: build.promise } });
     await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
       await waitForStatus(handle, (s) => s.stage === 'build', 'the build to start');
       const why = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] }));
@@ -192,6 +193,7 @@ describe('refused votes', () => {
       expect(s.gate.refused[0]).toMatchObject({ name: 'approve', via: 'signal', approver: 'bob' });
       expect(s.gate.refused[0]!.why).toContain('not open yet (stage build)');
       expect(s.gate.state).toBe('not_open');
+      build.open();
 
       // The early votes did not count: the gate opens and waits for a real one.
       const open = await waitForStatus(handle, gateOpen, 'the approval gate to open');
@@ -227,8 +229,9 @@ describe('refused votes', () => {
   });
 
   it('refuses votes after the gate closed, by update and by signal', async () => {
-    // Production deploy takes a moment, so the release is still running when the late votes arrive.
-    const fake = fakeActivities({ delayMs: { 'deploy:production': 1500 } });
+    // Production deploy runs until the late votes are in, so the release is still running when they arrive.
+    const deploy = latch();
+    const fake = fakeActivities({ holdUntil: { 'deploy:production': deploy.promise } });
     await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
       await waitForStatus(handle, gateOpen, 'the approval gate to open');
       await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
@@ -240,6 +243,7 @@ describe('refused votes', () => {
       await handle.signal(rejectSignal, { approver: 'carol', reason: 'too late?' });
       const s = await waitForStatus(handle, (x) => x.gate.refused.length === 1, 'the late signal to be recorded');
       expect(s.gate.refused[0]).toMatchObject({ name: 'reject', approver: 'carol', why: 'the approval gate is closed (approved)' });
+      deploy.open();
       const result = await handle.result();
       expect(result.outcome).toBe('succeeded');
       expect(result.gate.rejection).toBeUndefined();

@@ -10,7 +10,7 @@ import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { approveUpdate, statusQuery } from '../../src/shared/release';
 import { fakeActivities } from '../helpers/fake-activities';
 import { timeSkippingEnv } from '../helpers/servers';
-import { BEFORE_GATE, bundleReleaseWorkflow, gateOpen, stepOf, testInput, waitForStatus, withRelease, type ReleaseHandle } from './harness';
+import { BEFORE_GATE, bundleReleaseWorkflow, gateOpen, latch, stepOf, testInput, waitForStatus, withRelease, type ReleaseHandle } from './harness';
 
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundleWithSourceMap;
@@ -51,7 +51,8 @@ describe('cancelling a release', () => {
   });
 
   it('while production is deploying lets deploy and health finish, notes the request, skips the announcement', async () => {
-    const fake = fakeActivities({ delayMs: { 'deploy:production': 1500 } });
+    const deploy = latch(); // production deploy runs until the test has cancelled
+    const fake = fakeActivities({ holdUntil: { 'deploy:production': deploy.promise } });
     await withRelease(env, bundle, fake, testInput(), async ({ handle, input }) => {
       await waitForStatus(handle, gateOpen, 'the approval gate to open');
       await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
@@ -61,6 +62,8 @@ describe('cancelling a release', () => {
       expect(noted.cancellation.note).toContain('deploy, health and any rollback finish first; the announcement is skipped');
       expect(noted.cancellation.at).toBeDefined();
       expect(noted.outcome).toBeUndefined();
+      expect(noted.stage).toBe('deploy-production');
+      deploy.open();
 
       await expectCancelled(handle);
       // A cancelled execution carries no message of its own; the status says what production runs.
@@ -76,7 +79,7 @@ describe('cancelling a release', () => {
   });
 
   it('while a step before the gate runs stops that step and ends cancelled', async () => {
-    const fake = fakeActivities({ delayMs: { build: 5000 } });
+    const fake = fakeActivities({ holdUntil: { build: latch().promise } }); // a build that only a cancel ends
     await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
       await waitForStatus(handle, (s) => s.stage === 'build', 'the build to start');
       await handle.cancel();
@@ -90,12 +93,15 @@ describe('cancelling a release', () => {
   });
 
   it('while production is deploying still rolls back when health fails, and says so', async () => {
-    const fake = fakeActivities({ delayMs: { 'deploy:production': 1500 }, fail: { health: 'fatal' } });
+    const deploy = latch();
+    const fake = fakeActivities({ holdUntil: { 'deploy:production': deploy.promise }, fail: { health: 'fatal' } });
     await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
       await waitForStatus(handle, gateOpen, 'the approval gate to open');
       await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
       await waitForStatus(handle, (s) => s.stage === 'deploy-production', 'the production deploy to start');
       await handle.cancel();
+      await waitForStatus(handle, (s) => s.cancellation.requested, 'the cancellation to be noted');
+      deploy.open();
       await expectCancelled(handle);
       const status = await handle.query(statusQuery);
       expect(status.outcome).toBe('cancelled');

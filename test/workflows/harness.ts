@@ -146,5 +146,12 @@ export function stepStates(s: ReleaseStatus): Record<string, string> {
   return Object.fromEntries(s.steps.map((x) => [x.name, x.state]));
 }
 
+/** A promise the test resolves when it is ready (hand it to the fake's `holdUntil`). */
+export function latch(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => { open = resolve; });
+  return { promise, open };
+}
+
 /** Steps before the gate, as the fake records them. */
 export const BEFORE_GATE = ['preflight', 'tag', 'build', 'deploy:staging', 'smoke'];
