@@ -25,7 +25,7 @@ import {
   StreamError,
 } from './docker';
 import { Git, gitFailure, withTempDir } from './git';
-import { beat, cancellation, currentAttempt } from './heartbeat';
+import { beat, cancellation, currentAttempt, withHeartbeat } from './heartbeat';
 import { describeSecretRef, resolveSecret } from './secrets';
 import type { BuildRequest, BuildResult } from './types';
 
@@ -86,7 +86,7 @@ export function createBuildDocker(deps: BuildDockerDeps): (req: BuildRequest) =>
       const repoDir = path.join(dir, 'repo');
       const tokenRef = req.repo.token ? describeSecretRef(req.repo.token) : undefined;
       try {
-        await git.fetchTag(req.repo.url, req.tag, repoDir);
+        await withHeartbeat(() => ({ phase: 'export', detail: `fetching ${req.tag}` } satisfies BuildProgress), () => git.fetchTag(req.repo.url, req.tag, repoDir));
       } catch (err) {
         throw gitFailure(err, `fetch tag ${req.tag} from`, req.repo.url, tokenRef);
       }

@@ -8,18 +8,26 @@ import type { DockerDeploy } from '../config/schema';
 import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
 import {
   classifyEngineText,
+  containerLabels,
+  type Deployer,
   defaultEngine,
   engineAddress,
   engineErrorText,
   engineUnavailable,
   type EngineFactory,
   followStream,
+  LABELS,
+  parseEnvFile,
+  parsePort,
+  previousImageOf,
+  type Restored,
+  type RestoreRequest,
+  rollbackLabels,
   statusCode,
   StreamError,
 } from './docker';
-import { containerLabels, type Deployer, LABELS, parseEnvFile, parsePort, previousImageOf, type Restored, type RestoreRequest } from './deploy';
 import { beat, cancellation, pause } from './heartbeat';
-import type { DeployedTarget, DeployRequest, EnvironmentName, ReleaseRef } from './types';
+import type { DeployedTarget, DeployRequest } from './types';
 
 export interface DockerDeployDeps {
   /** Environment for bare KEY lines in env files. */
@@ -212,11 +220,6 @@ export function createDockerDeployer(deps: DockerDeployDeps): Deployer<DockerDep
     }
     return pull(docker, target, image, name);
   }
-}
-
-/** Labels of a container a rollback recreated: the version it runs (when the image says), and what it replaced. */
-export function rollbackLabels(req: { release: ReleaseRef; environment: EnvironmentName; deployed: DeployedTarget }, image: string, version: string | undefined): Record<string, string> {
-  return containerLabels(req, image, req.deployed.image, { [LABELS.rollback]: 'true', [LABELS.version]: version ?? '' });
 }
 
 async function containerLogs(container: Docker.Container): Promise<string> {

@@ -1,11 +1,14 @@
 /**
  * Shared helpers for the container steps: reaching a Docker-compatible engine with dockerode (Docker itself or
- * Podman's API), following its progress streams, reading a v2 registry over HTTP, and turning what goes wrong into
- * failures that say whether a retry can help.
+ * Podman's API), following its progress streams, reading a v2 registry over HTTP, turning what goes wrong into
+ * failures that say whether a retry can help, and the deployer contract with what the deployers share (labels,
+ * ports, env files), kept here so deploy.ts can assemble the deployers without an import cycle.
  */
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
+import type { DeployTarget } from '../config/schema';
 import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
+import type { DeployedTarget, DeployRequest, EnvironmentName, ReleaseRef } from './types';
 
 /** Make a dockerode client for a socket path (`unix://` prefix allowed); default: DOCKER_HOST, else /var/run/docker.sock. */
 export type EngineFactory = (socketPath?: string) => Docker;
@@ -192,4 +195,108 @@ export async function getRegistryImageLabels(registry: string, name: string, man
   if (!res.ok) throw registryUnavailable(registry, new Error(`HTTP ${res.status} for the image config blob`));
   const config = (await res.json()) as { config?: { Labels?: Record<string, string> | null } };
   return config.config?.Labels ?? {};
+}
+
+// --- deploy targets: the deployer contract and what deployers share (see deploy.ts) ---------------------------
+
+export const LABELS = {
+  service: 'gantry.service',
+  version: 'gantry.version',
+  environment: 'gantry.environment',
+  release: 'gantry.release',
+  digest: 'gantry.digest',
+  previousImage: 'gantry.previous-image',
+  rollback: 'gantry.rollback',
+} as const;
+
+export interface RestoreRequest<T extends DeployTarget = DeployTarget> {
+  release: ReleaseRef;
+  environment: EnvironmentName;
+  target: T;
+  /** The entry the deploy reported for this target. */
+  deployed: DeployedTarget;
+}
+
+export interface Restored {
+  target: string;
+  image: string | null;
+  version?: string;
+}
+
+export interface Deployer<T extends DeployTarget> {
+  /** Deploy to every host of the target; throws on the first failure (details name what changed). */
+  deploy(req: DeployRequest & { target: T }): Promise<DeployedTarget[]>;
+  /**
+   * Put `deployed.previousImage` back on that one target (or remove the container when it is null). `version`
+   * is the restored image's `gantry.version` label when it has one (rollback verifies `{version}` checks with it).
+   */
+  restore(req: RestoreRequest<T>): Promise<Restored>;
+}
+
+export interface Deployers {
+  docker: Deployer<Extract<DeployTarget, { kind: 'docker' }>>;
+  ssh: Deployer<Extract<DeployTarget, { kind: 'ssh' }>>;
+}
+
+/** Labels for a container gantry creates. */
+export function containerLabels(req: { release: ReleaseRef; environment: EnvironmentName }, image: string, previousImage: string | null, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    [LABELS.service]: req.release.service,
+    [LABELS.version]: req.release.version,
+    [LABELS.environment]: req.environment,
+    [LABELS.release]: req.release.workflowId,
+    [LABELS.digest]: /@(sha256:[a-f0-9]+)$/.exec(image)?.[1] ?? '',
+    [LABELS.previousImage]: previousImage ?? '',
+    ...extra,
+  };
+}
+
+/**
+ * What ran before this release, seen on a container that exists now: the image recorded in its label when this
+ * release (same workflow id) made it, else the image it runs.
+ */
+export function previousImageOf(existing: { image: string; labels: Record<string, string> } | null, release: ReleaseRef): string | null {
+  if (!existing) return null;
+  if (existing.labels[LABELS.release] === release.workflowId && LABELS.previousImage in existing.labels && existing.labels[LABELS.rollback] !== 'true') {
+    return existing.labels[LABELS.previousImage] || null;
+  }
+  return existing.image;
+}
+
+export interface PortMapping {
+  hostIp: string;
+  hostPort: string;
+  containerPort: string;
+  protocol: 'tcp' | 'udp';
+}
+
+/** `8080:80`, `127.0.0.1:8080:80`, `8080:80/udp` (validated by the config schema). */
+export function parsePort(spec: string): PortMapping {
+  const [mapping, protocol = 'tcp'] = spec.split('/') as [string, string?];
+  const parts = mapping.split(':');
+  const containerPort = parts.pop()!;
+  const hostPort = parts.pop()!;
+  return { hostIp: parts.pop() ?? '', hostPort, containerPort, protocol: protocol as 'tcp' | 'udp' };
+}
+
+/** Parse an env file the way `docker run --env-file` does: KEY=value lines, # comments, bare KEY taken from `env`. */
+export function parseEnvFile(text: string, env: NodeJS.ProcessEnv): string[] {
+  const out: string[] = [];
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trimStart();
+    if (!line || line.startsWith('#')) continue;
+    const eq = line.indexOf('=');
+    if (eq < 0) {
+      const v = env[line.trim()];
+      if (v !== undefined) out.push(`${line.trim()}=${v}`);
+    } else {
+      out.push(`${line.slice(0, eq).trim()}=${line.slice(eq + 1)}`);
+    }
+  }
+  return out;
+}
+
+/** Labels of a container a rollback recreated: the version it runs (when the image says), and what it replaced. */
+export function rollbackLabels(req: { release: ReleaseRef; environment: EnvironmentName; deployed: DeployedTarget }, image: string, version: string | undefined): Record<string, string> {
+  return containerLabels(req, image, req.deployed.image, { [LABELS.rollback]: 'true', [LABELS.version]: version ?? '' });
 }

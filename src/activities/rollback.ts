@@ -10,7 +10,8 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { GantryErrorType, nonRetryable } from '../shared/errors';
 import type { HttpCheck } from '../config/schema';
-import { type Deployers, deployerFor, type Restored } from './deploy';
+import { deployerFor } from './deploy';
+import type { Deployers, Restored } from './docker';
 import { beat, currentAttempt } from './heartbeat';
 import type { RollbackRequest, RollbackResult, VerifyRequest, VerifyResult } from './types';
 

@@ -5,8 +5,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import { createDeploy } from '../../src/activities/deploy';
-import { createDockerDeployer } from '../../src/activities/deploy-docker';
-import { createSshDeployer } from '../../src/activities/deploy-ssh';
 import type { DockerDeploy, SshDeploy } from '../../src/config/schema';
 import type { BuildResult, DeployRequest } from '../../src/activities/types';
 import { freePort } from '../../src/lab/daemon';
@@ -22,7 +20,7 @@ beforeAll(async () => {
   broken = await buildRevision(ctx.lab, ctx.service, 'broken');
 });
 
-const deploy = createDeploy({ deployers: { docker: createDockerDeployer({ env: process.env }), ssh: createSshDeployer({ env: process.env }) } });
+const deploy = createDeploy({ env: process.env });
 
 function stagingTarget(): DockerDeploy {
   return ctx.service.environments.staging.deploy as DockerDeploy;

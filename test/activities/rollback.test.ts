@@ -5,9 +5,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import { runChecks } from '../../src/activities/checks';
-import { createDeploy, type Deployers } from '../../src/activities/deploy';
-import { createDockerDeployer } from '../../src/activities/deploy-docker';
-import { createSshDeployer } from '../../src/activities/deploy-ssh';
+import { createDeploy, createDeployers } from '../../src/activities/deploy';
 import { createRollback } from '../../src/activities/rollback';
 import type { BuildResult, DeployRequest, DeployResult, RollbackRequest, VerifyRequest } from '../../src/activities/types';
 import type { DockerDeploy } from '../../src/config/schema';
@@ -23,7 +21,7 @@ beforeAll(async () => {
   broken = await buildRevision(ctx.lab, ctx.service, 'broken');
 });
 
-const deployers: Deployers = { docker: createDockerDeployer({ env: process.env }), ssh: createSshDeployer({ env: process.env }) };
+const deployers = createDeployers({ env: process.env });
 const deploy = createDeploy({ deployers });
 const verified: VerifyRequest[] = [];
 const rollback = createRollback({
