@@ -226,7 +226,8 @@ export function parseVote(payload: unknown): Parsed<VotePayload> {
   }
   const o = payload as Record<string, unknown>;
   if (typeof o.approver !== 'string' || o.approver.trim() === '') {
-    return { ok: false, problem: `"approver" is missing or not text (got ${describe(o.approver)}); ${example}` };
+    const got = typeof o.approver === 'string' ? 'blank text' : describe(o.approver);
+    return { ok: false, problem: `"approver" is missing or not text (got ${got}); ${example}` };
   }
   const unknownKeys = Object.keys(o).filter((k) => k !== 'approver' && k !== 'reason');
   if (unknownKeys.length > 0) return { ok: false, problem: `unknown field(s) ${unknownKeys.join(', ')}; ${example}` };
@@ -245,7 +246,8 @@ export function parseDecision(payload: unknown): Parsed<DecisionPayload> {
     return { ok: false, problem: `"decision" must be "retry" or "abort" (got ${JSON.stringify(o.decision) ?? 'nothing'}); ${example}` };
   }
   if (typeof o.operator !== 'string' || o.operator.trim() === '') {
-    return { ok: false, problem: `"operator" is missing or not text (got ${describe(o.operator)}); ${example}` };
+    const got = typeof o.operator === 'string' ? 'blank text' : describe(o.operator);
+    return { ok: false, problem: `"operator" is missing or not text (got ${got}); ${example}` };
   }
   const unknownKeys = Object.keys(o).filter((k) => !['decision', 'operator', 'reason'].includes(k));
   if (unknownKeys.length > 0) return { ok: false, problem: `unknown field(s) ${unknownKeys.join(', ')}; ${example}` };

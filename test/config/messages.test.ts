@@ -14,7 +14,7 @@ describe('approval payloads as they arrive from the Web UI or the CLI', () => {
     ['alice', 'payload is a string'],
     [{}, '"approver" is missing or not text (got nothing)'],
     [{ approver: 42 }, '"approver" is missing or not text (got a number)'],
-    [{ approver: '  ' }, '"approver" is missing or not text'],
+    [{ approver: '  ' }, '"approver" is missing or not text (got blank text)'],
     [{ approver: 'a', reason: 7 }, '"reason" must be text, got a number'],
     [{ approver: 'a', aprover: 'b' }, 'unknown field(s) aprover'],
   ])('refuses %j and says what to send', (payload, problem) => {
