@@ -81,6 +81,11 @@ export class GithubStandIn {
   commitComments: Obj[] = [];
   /** `${ref}\0${path}` → file text. */
   files = new Map<string, string>();
+  /**
+   * Called before workflow runs are listed, so an end-to-end test can add the run the tag push "started" only
+   * once gantry looks for it (the head SHA is the release commit it asks about).
+   */
+  beforeListRuns?: (workflowFile: string, headSha: string | undefined) => void;
 
   constructor(opts: { owner?: string; repo?: string; token: string; prefix?: string }) {
     this.owner = opts.owner ?? 'acme';
@@ -520,6 +525,7 @@ export class GithubStandIn {
     },
     'actions/list-workflow-runs': (ctx) => {
       const id = String(ctx.path.workflow_id);
+      this.beforeListRuns?.(id, ctx.query.head_sha);
       const wf = this.workflows.get(id) ?? [...this.workflows.values()].find((w) => String(w.id) === id);
       if (!wf) return this.notFound();
       this.listRunCalls++;
@@ -595,9 +601,10 @@ export class GithubStandIn {
         state: ctx.body.state,
         description: ctx.body.description ?? '',
         environment: ctx.body.environment ?? d.environment,
-        log_url: ctx.body.log_url ?? '',
-        target_url: ctx.body.log_url ?? '',
-        environment_url: ctx.body.environment_url ?? '',
+        // Unset URLs keep the example's values: GitHub sends "" there, which its own format: uri does not allow.
+        log_url: ctx.body.log_url ?? s.log_url,
+        target_url: ctx.body.log_url ?? s.target_url,
+        environment_url: ctx.body.environment_url ?? s.environment_url,
         url: `${this.api}/deployments/${d.id}/statuses/${id}`,
         deployment_url: `${this.api}/deployments/${d.id}`,
       });
