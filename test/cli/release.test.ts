@@ -3,14 +3,14 @@
  * built `bin/gantry.js` in a child process, TEMPORAL_ADDRESS pointing at the server. Approvals arrive through
  * the real Temporal CLI (`temporal workflow signal`) and through `gantry approve`.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import type { ReleaseStatus } from '../../src/shared/release';
 import { devServerEnv, requireBinary, TEMPORAL_CLI } from '../helpers/servers';
-import { gantry, requireBuild, routedActivities, show, startWorker, tempDir, waitFor, writeConfig, type CliResult } from './harness';
+import { BIN, gantry, requireBuild, routedActivities, show, startWorker, tempDir, waitFor, writeConfig, type CliResult } from './harness';
 
 const run = promisify(execFile);
 
@@ -227,6 +227,28 @@ describe('gantry drives a release through the gate on a real dev server', () => 
     expect(r.stdout).toContain('Outcome: succeeded: hello v4.0.0 is live in production');
     const s = await statusOf('4.0.0');
     expect(s.gate.approvals).toMatchObject([{ approver: 'alice', reason: 'ci run', via: 'update' }]);
+  });
+
+  it('`start --wait --stop-at-gate` returns at the gate; Ctrl-C while following stops following (exit 130), not the release', async () => {
+    const r = await cli(['start', 'hello', '1.2.0', '--config', oneApproval, '--wait', '--stop-at-gate'], 60_000);
+    expect(r.code, show(r)).toBe(0);
+    expect(r.stdout).toContain('Waiting at the approval gate: 0 of 1 approval(s)');
+    expect(r.stdout).toContain('The release waits at the gate. Follow it again with `gantry status hello 1.2.0 --follow`.');
+
+    const child = spawn(process.execPath, [BIN, 'status', 'hello', '1.2.0', '--follow'], {
+      cwd: dir, env: { ...process.env, ...temporalEnv, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await waitFor('status --follow to start following', async () => out.includes('Following; Ctrl-C stops following'));
+    child.kill('SIGINT');
+    expect(await exited, `${out}\n${err}`).toBe(130);
+    expect(err).toContain('the release keeps running on the server. Follow it again with `gantry status hello 1.2.0 --follow`.');
+    expect((await statusOf('1.2.0')).stage).toBe('awaiting-approval');
+    await ok(['cancel', 'hello', '1.2.0']);
   });
 
   it('`start --wait` exits 10 when production health fails and the release is rolled back; history shows the rollback', async () => {
