@@ -144,7 +144,7 @@ describe('refused votes', () => {
       expect(whys[2]).toMatch(/^malformed approve: "reason" must be text, got a number/);
       expect(whys[3]).toBe(`malformed approve: payload is nothing; ${sendHint}`);
       expect(whys[4]).toBe(`malformed approve: payload is a list; ${sendHint}`);
-      expect(whys[5]).toBe(`malformed reject: "approver" is missing or not text (got a string); ${sendHint}`);
+      expect(whys[5]).toBe(`malformed reject: "approver" is missing or not text (got blank text); ${sendHint}`);
       for (const why of whys) expect(why).toContain(sendHint);
       expect(s.gate.state).toBe('open');
       expect(s.gate.approvals).toEqual([]);
