@@ -3,11 +3,12 @@
  * for gantry, no worker. Every message says what happened and what to do, and the exit code is the documented one.
  * The server here is a bare dev server without gantry's search attributes, as a fresh cluster would be.
  */
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { requireBinary, TEMPORAL_CLI } from '../helpers/servers';
 import { freePort } from '../helpers/ports';
-import { gantry, requireBuild, show, tempDir, writeConfig, type CliResult } from './harness';
+import { BIN, gantry, requireBuild, show, tempDir, waitFor, writeConfig, type CliResult } from './harness';
 
 let env: TestWorkflowEnvironment;
 let dir: string;
@@ -166,4 +167,27 @@ describe('a cluster without gantry\'s search attributes', () => {
     expect(history.stdout).toContain('started by');
     expect(history.stdout).toContain('(still running)');
   }, 60_000);
+});
+
+describe('gantry worker', () => {
+  it('polls the task queue until SIGTERM, then stops gracefully (exit 0); an unreachable server exits 69', async () => {
+    const child = spawn(process.execPath, [BIN, 'worker'], {
+      env: { ...process.env, ...serverEnv, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await waitFor('the worker to poll', async () => err.includes(`gantry worker: polling gantry-releases on ${env.address} (namespace default)`), 60_000)
+      .catch((e: unknown) => {
+        child.kill('SIGKILL');
+        throw new Error(`${e instanceof Error ? e.message : String(e)}\n${err}`);
+      });
+    child.kill('SIGTERM');
+    expect(await exited, err).toBe(0);
+    expect(err).toContain('gantry worker: stopped');
+
+    const down = await cli(['worker'], { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` });
+    expect(down.code, show(down)).toBe(69);
+    expect(down.stderr).toContain('Cannot reach the Temporal server');
+  }, 90_000);
 });
