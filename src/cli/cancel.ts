@@ -1,9 +1,8 @@
 /** `gantry cancel`: stop a release. Before production changes it ends `cancelled`; after, production work finishes first. */
 import { Command } from 'commander';
 import { cancelRelease } from '../client/actions';
-import { followRelease } from '../client/follow';
-import { addReleaseArguments, addressOf, abortOnInterrupt, out, setExitCode, webUrlFor, withClient } from './common';
-import { followExitCode } from './start';
+import { addReleaseArguments, addressOf, out, withClient } from './common';
+import { followAndExit } from './following';
 
 interface CancelOptions {
   id?: string;
@@ -29,13 +28,7 @@ export function cancelCommand(): Command {
           out.print(`  \`gantry status ${addr.args}\` shows when it has ended.`);
           return;
         }
-        const interrupt = abortOnInterrupt();
-        try {
-          const result = await followRelease(gc, addr, { print: (l) => out.print(l), style: out.style, webUrl: webUrlFor(gc, addr.workflowId), signal: interrupt.signal });
-          setExitCode(followExitCode(result, addr));
-        } finally {
-          interrupt.dispose();
-        }
+        await followAndExit(gc, addr);
       });
     });
   return cmd;

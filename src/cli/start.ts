@@ -1,15 +1,12 @@
 /** `gantry start <service> <version>`: start a release (or print its plan), optionally follow it to the end. */
 import os from 'node:os';
 import { Command, Option } from 'commander';
-import { followRelease, type FollowResult } from '../client/follow';
-import { formatPlan, formatTime } from '../client/format';
-import { planRelease } from '../shared/plan';
+import { formatPlan } from '../client/format';
+import { releaseAddress } from '../client/release';
 import { prepareRelease, startRelease } from '../client/start';
-import { releaseAddress, describeState } from '../client/release';
-import type { ReleaseAddress } from '../client/release';
-import type { GantryClient } from '../client/context';
-import { abortOnInterrupt, err, out, setExitCode, webUrlFor, withClient } from './common';
-import { ExitCode, outcomeExitCode } from './exit-codes';
+import { planRelease } from '../shared/plan';
+import { out, webUrlFor, withClient } from './common';
+import { followAndExit } from './following';
 
 interface StartOptions {
   config: string;
@@ -82,48 +79,11 @@ export function startCommand(): Command {
           return;
         }
         out.print('');
-        await followToEnd(gc, addr, webUrl, opts);
+        await followAndExit(gc, addr, {
+          ...(opts.approveAs ? { approveAs: opts.approveAs } : {}),
+          ...(opts.reason ? { approveReason: opts.reason } : {}),
+          stopAtGate: Boolean(opts.stopAtGate),
+        });
       });
     });
-}
-
-async function followToEnd(gc: GantryClient, addr: ReleaseAddress, webUrl: string | undefined, opts: StartOptions): Promise<void> {
-  const interrupt = abortOnInterrupt();
-  let result: FollowResult;
-  try {
-    result = await followRelease(gc, addr, {
-      print: (line) => out.print(line),
-      style: out.style,
-      webUrl,
-      approveAs: opts.approveAs,
-      approveReason: opts.reason,
-      stopAtGate: Boolean(opts.stopAtGate),
-      signal: interrupt.signal,
-    });
-  } finally {
-    interrupt.dispose();
-  }
-  setExitCode(followExitCode(result, addr));
-}
-
-/** The exit code and closing words for the end of following; shared with `status --follow` and `cancel --wait`. */
-export function followExitCode(result: FollowResult, addr: ReleaseAddress): number {
-  switch (result.kind) {
-    case 'ended':
-      if (result.outcome !== 'succeeded') {
-        err.print(`Release ${addr.label} ended ${result.outcome}. \`gantry history ${addr.args}\` shows every step and failure.`);
-      }
-      return outcomeExitCode(result.outcome);
-    case 'gate':
-      out.print(`The release waits at the gate. Follow it again with \`gantry status ${addr.args} --follow\`.`);
-      return ExitCode.Ok;
-    case 'interrupted':
-      err.print(`Stopped following at ${formatTime(new Date())}; the release keeps running on the server. Follow it again with \`gantry status ${addr.args} --follow\`.`);
-      return ExitCode.Interrupted;
-    case 'closed': {
-      err.print(`Release ${addr.label} ${describeState(result.description)} without reporting an outcome (${result.description.status.name.toLowerCase()}). ` +
-        `\`gantry history ${addr.args}\` shows what happened.`);
-      return result.description.status.name === 'CANCELLED' ? ExitCode.Cancelled : ExitCode.Failed;
-    }
-  }
 }

@@ -1,11 +1,10 @@
 /** `gantry status`: one release: stage, every step, the gate, any pending decision, the outcome. */
 import { Command } from 'commander';
-import { followRelease } from '../client/follow';
 import { formatStatus } from '../client/format';
 import { readRelease } from '../client/release';
-import { addReleaseArguments, addressOf, abortOnInterrupt, err, out, setExitCode, webUrlFor, withClient } from './common';
+import { addReleaseArguments, addressOf, err, out, setExitCode, webUrlFor, withClient } from './common';
 import { ExitCode } from './exit-codes';
-import { followExitCode } from './start';
+import { followAndExit } from './following';
 
 interface StatusOptions {
   id?: string;
@@ -42,13 +41,7 @@ export function statusCommand(): Command {
         if (opts.follow && !opts.json && snap.status && !snap.status.outcome) {
           out.print('');
           out.print(out.style.dim('Following; Ctrl-C stops following (the release keeps running).'));
-          const interrupt = abortOnInterrupt();
-          try {
-            const result = await followRelease(gc, addr, { print: (l) => out.print(l), style: out.style, webUrl, signal: interrupt.signal });
-            setExitCode(followExitCode(result, addr));
-          } finally {
-            interrupt.dispose();
-          }
+          await followAndExit(gc, addr);
         } else if (!snap.status) {
           err.print(`Could not read the status of ${addr.label}: ${snap.statusProblem ?? 'unknown reason'}.`);
         }

@@ -90,14 +90,10 @@ async function alreadyExists(gc: GantryClient, workflowId: string, input: Releas
     const d = await describeRelease(gc, workflowId);
     const state = describeState(d);
     const outcome = indexedFields(d).outcome;
-    let hint: string;
-    if (d.status.name === 'RUNNING') {
-      hint = `Follow it with \`gantry status ${ref}\`; to start over, cancel it with \`gantry cancel ${ref}\` and start again.`;
-    } else if (outcome === 'rolled_back') {
-      hint = `It was rolled back; fix the problem and release a new version (\`gantry history ${ref}\` shows what failed).`;
-    } else {
-      hint = `It ${outcome === 'succeeded' ? 'succeeded' : 'completed'} and cannot run again under the same version; release a new version.`;
-    }
+    // Only running and succeeded releases block a new start (ALLOW_DUPLICATE_FAILED_ONLY).
+    const hint = d.status.name === 'RUNNING'
+      ? `Follow it with \`gantry status ${ref}\`; to start over, cancel it with \`gantry cancel ${ref}\` and start again.`
+      : `It ${outcome === 'succeeded' ? 'succeeded' : 'completed'} and cannot run again under the same version; release a new version.`;
     return new ReleaseExistsError(workflowId, ref, state, hint);
   } catch {
     return new ReleaseExistsError(workflowId, ref, 'state unknown', `See it with \`gantry status ${ref}\`.`);
