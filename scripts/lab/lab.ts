@@ -5,11 +5,20 @@
  *   npx tsx scripts/lab/lab.ts status  [--dir D] [--json]  what runs, where, which containers exist
  *   npx tsx scripts/lab/lab.ts cleanup [--dir D] [--purge] remove its containers and leftover processes
  *                                                          (--purge: also its data: registry, repo, keys)
+ *   npx tsx scripts/lab/lab.ts use-revision good|broken [--dir D]
+ *                                                          point the repo's main at a revision and print it as
+ *                                                          JSON; `broken` also writes gantry-rollback-demo.yaml
  *
  * Provision the machine first with `bash scripts/lab/provision.sh` (root).
  */
 import { Command } from 'commander';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse, stringify } from 'yaml';
 import { cleanupLab, labStatus, startLab } from '../../src/lab';
+import { ensureSampleRepo, moveBranch } from '../../src/lab/sample-repo';
+import { parseConfig } from '../../src/config/load';
+import type { GantryConfig } from '../../src/config/schema';
 
 const program = new Command('lab').description('The local release lab (podman API, registry, git repo, sshd, webhook receiver)');
 const dirOption = ['--dir <dir>', 'the lab directory', '.gantry/lab'] as const;
@@ -66,6 +75,33 @@ program
     const r = await cleanupLab(opts.dir, { purge: opts.purge ?? false, quiet: true });
     process.stdout.write(`Removed containers: ${r.removedContainers.join(', ') || 'none'}; stopped: ${r.stoppedDaemons.join(', ') || 'nothing'}` +
       `${opts.purge ? '; deleted the lab directory' : ''}.\n`);
+  });
+
+program
+  .command('use-revision')
+  .description('point the lab repository\'s main branch at a revision: good (1.0.0) or broken (1.1.0, /health answers 404)')
+  .argument('<revision>', 'good or broken')
+  .option(...dirOption)
+  .action((revision: string, opts: { dir: string }) => {
+    if (revision !== 'good' && revision !== 'broken') throw new Error(`unknown revision "${revision}"; use good or broken`);
+    const repo = ensureSampleRepo(path.join(path.resolve(opts.dir), 'git'));
+    const rev = repo[revision];
+    moveBranch(repo, repo.branch, rev.commit);
+    let config: string | undefined;
+    if (revision === 'broken') {
+      // The broken revision answers its version but lost /health. A config whose staging checks only /version
+      // lets it reach production, as a release that only breaks under production traffic would; health then
+      // rolls production back.
+      const file = path.join(path.resolve(opts.dir), 'gantry.yaml');
+      const doc = parse(readFileSync(file, 'utf8')) as GantryConfig;
+      const staging = doc.services.hello!.environments.staging;
+      staging.checks = staging.checks.filter((c) => c.name === 'version');
+      config = path.join(path.dirname(file), 'gantry-rollback-demo.yaml');
+      const text = `# The lab config with staging checking only /version (see scripts/lab/lab.ts use-revision).\n${stringify(doc)}`;
+      parseConfig(text, config);
+      writeFileSync(config, text);
+    }
+    process.stdout.write(`${JSON.stringify({ revision, version: rev.version, commit: rev.commit, ...(config ? { config } : {}) })}\n`);
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -74,7 +74,7 @@ const portSchema = z
 const containerSpecSchema = {
   container: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'a container name such as hello-staging'),
   ports: z.array(portSchema).default([]),
-  /** A file of KEY=value lines on the host that runs the container (may hold secrets; it is never read by gantry). */
+  /** A file of KEY=value lines for the container (may hold secrets): read by the worker for docker targets (the engine API takes no env file), handed to the host's CLI as --env-file for ssh targets. Never copied into the release. */
   envFile: z.string().optional(),
   restart: z.enum(['no', 'always', 'unless-stopped', 'on-failure']).default('unless-stopped'),
 };

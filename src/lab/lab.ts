@@ -307,7 +307,7 @@ function labConfig(lab: Omit<Lab, 'configYaml' | 'configFile' | 'env' | 'docker'
         announce: {
           webhook: { env: WEBHOOK_ENV },
           auditLog: path.join(lab.dir, 'audit.jsonl'),
-          artifactsDir: path.join(lab.dir, 'artifacts'),
+          artifactsDir: path.join(lab.dir, 'artifacts', '{service}', '{version}'),
         },
       },
     },
