@@ -228,7 +228,8 @@ export function githubAnnouncer(deps: GithubAnnounceDeps) {
     const env = github.deploymentEnvironment;
 
     if (req.outcome === 'rolled_back') {
-      await commentRollback(gh, github, req);
+      // The comment stands in for the release that is not published; `release: false` turns both off.
+      if (github.release) await commentRollback(gh, github, req);
       if (env) await markDeployment(gh, github, req, env, 'failure', req.ciRunUrl);
       return {};
     }

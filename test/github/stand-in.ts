@@ -24,9 +24,16 @@ export interface Fault {
   times?: number;
 }
 
+export interface RunStep {
+  status: 'queued' | 'in_progress' | 'completed';
+  conclusion?: string;
+}
+
 export interface RunScript {
   /** The statuses successive GETs of the run report; the last one sticks. */
-  steps: { status: 'queued' | 'in_progress' | 'completed'; conclusion?: string }[];
+  steps: RunStep[];
+  /** Instead of `steps` after the first: the run's state when asked (a test's "CI job" doing real work). */
+  live?: () => RunStep;
 }
 
 export interface RecordedRequest {
@@ -293,7 +300,7 @@ export class GithubStandIn {
     });
     run.head_commit.id = commit;
     this.runs.push(run);
-    this.runScripts.set(id, { steps: [...script.steps] });
+    this.runScripts.set(id, { ...script, steps: [...script.steps] });
     if (opts.visibleAfterListCalls) this.runVisibleAfter.set(id, opts.visibleAfterListCalls);
     return run;
   }
@@ -541,7 +548,7 @@ export class GithubStandIn {
       const run = this.runs.find((r) => r.id === ctx.path.run_id);
       if (!run) return this.notFound();
       const script = this.runScripts.get(run.id)!;
-      const step = script.steps.length > 1 ? script.steps.shift()! : script.steps[0]!;
+      const step = script.live ? script.live() : script.steps.length > 1 ? script.steps.shift()! : script.steps[0]!;
       run.status = step.status;
       run.conclusion = step.conclusion ?? null;
       return { status: 200, body: run };
