@@ -56,12 +56,29 @@ function heartbeatText(d: WorkflowExecutionDescription, activityType: string): A
   const pending = d.raw.pendingActivities?.find((a) => a.activityType?.name === activityType) ?? d.raw.pendingActivities?.[0];
   if (!pending) return undefined;
   const details = pending.heartbeatDetails?.payloads?.map((p) => decodePayload(p)).filter((v) => v !== undefined) ?? [];
-  const heartbeat = details.length === 0 ? undefined : details.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(' ');
+  const heartbeat = details.length === 0 ? undefined : details.map(progressText).join(' ');
   return {
     attempt: pending.attempt ?? 1,
     ...(pending.lastFailure?.message ? { failure: pending.lastFailure.message } : {}),
     ...(heartbeat ? { heartbeat } : {}),
   };
+}
+
+/**
+ * A step's heartbeat details in words. The steps report `{ phase, target, detail }` (e.g. pull, the container,
+ * the engine's status line); anything else is shown as its fields.
+ */
+export function progressText(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return JSON.stringify(v);
+  const o = { ...(v as Record<string, unknown>) };
+  const head = [o.phase, o.target].filter((x) => typeof x === 'string' && x !== '').join(' ');
+  const detail = typeof o.detail === 'string' ? o.detail : undefined;
+  delete o.phase;
+  delete o.target;
+  delete o.detail;
+  const rest = Object.entries(o).map(([k, x]) => `${k}=${typeof x === 'string' ? x : JSON.stringify(x)}`).join(' ');
+  return [head && detail ? `${head}: ${detail}` : head || detail, rest].filter(Boolean).join(' ');
 }
 
 /** The activity type that runs a step (`deployStaging` and `deployProduction` both run `deploy`). */

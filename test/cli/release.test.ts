@@ -6,9 +6,11 @@
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Context } from '@temporalio/activity';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import type { ReleaseStatus } from '../../src/shared/release';
+import { retryable } from '../../src/shared/errors';
 import { devServerEnv, requireBinary, TEMPORAL_CLI } from '../helpers/servers';
 import { BIN, gantry, requireBuild, routedActivities, show, startWorker, tempDir, waitFor, writeConfig, type CliResult } from './harness';
 
@@ -36,6 +38,18 @@ beforeAll(async () => {
       default: return {};
     }
   });
+  // Release 8.0.0: the build's registry answers 503 once; the retry reports progress while it pushes.
+  const build = activities.build;
+  activities.build = async (req) => {
+    if (req.release.version !== '8.0.0') return build(req);
+    const ctx = Context.current();
+    if (ctx.info.attempt === 1) throw retryable('registry answered 503 (fake)');
+    for (let i = 0; i < 10; i++) {
+      ctx.heartbeat({ phase: 'push', target: req.image.registry, detail: 'layer 2 of 3' });
+      await ctx.sleep(500);
+    }
+    return build(req);
+  };
   ({ worker, running: workerRunning } = await startWorker(env, activities));
   temporalEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default' };
   dir = tempDir();
@@ -227,6 +241,15 @@ describe('gantry drives a release through the gate on a real dev server', () => 
     expect(r.stdout).toContain('Outcome: succeeded: hello v4.0.0 is live in production');
     const s = await statusOf('4.0.0');
     expect(s.gate.approvals).toMatchObject([{ approver: 'alice', reason: 'ci run', via: 'update' }]);
+  });
+
+  it('`start --wait` shows a step\'s retries and the progress it reports while it runs', async () => {
+    const r = await cli(['start', 'hello', '8.0.0', '--config', oneApproval, '--wait', '--approve-as', 'alice'], 60_000);
+    expect(r.code, show(r)).toBe(0);
+    expect(r.stdout).toContain('▶ Build and push the image…');
+    expect(r.stdout).toContain('attempt 2, after: registry answered 503 (fake)');
+    expect(r.stdout).toContain('push 127.0.0.1:5000: layer 2 of 3');
+    expect(r.stdout).toMatch(/✓ Build and push the image \(2 attempts, \d/);
   });
 
   it('`start --wait --stop-at-gate` returns at the gate; Ctrl-C while following stops following (exit 130), not the release', async () => {
