@@ -39,7 +39,7 @@ beforeAll(async () => {
     }
   });
   // Release 8.0.0: the build's registry answers 503 once; the retry reports progress while it pushes.
-  const build = activities.build;
+  const build = activities.build.bind(activities);
   activities.build = async (req) => {
     if (req.release.version !== '8.0.0') return build(req);
     const ctx = Context.current();
