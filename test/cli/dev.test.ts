@@ -7,10 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/ports';
 import { requireBinary, TEMPORAL_CLI } from '../helpers/servers';
-import { BIN, gantry, requireBuild, show, tempDir, waitFor, writeConfig } from './harness';
+import { BIN, gantry, removeTempDirs, requireBuild, show, tempDir, waitFor, writeConfig } from './harness';
 
 interface Dev {
   child: ChildProcess;
@@ -66,6 +66,8 @@ afterEach(async () => {
     if (dev.child.exitCode === null && dev.child.signalCode === null) await stopDev(dev, 'SIGTERM').catch(() => dev.child.kill('SIGKILL'));
   }
 });
+
+afterAll(() => removeTempDirs());
 
 describe('gantry dev', () => {
   it('serves the Web UI, registers the search attributes, keeps releases across a restart, and stops cleanly on Ctrl-C', async () => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { requireBinary, TEMPORAL_CLI } from '../helpers/servers';
 import { freePort } from '../helpers/ports';
-import { BIN, gantry, requireBuild, show, tempDir, waitFor, writeConfig, type CliResult } from './harness';
+import { BIN, gantry, removeTempDirs, requireBuild, show, tempDir, waitFor, writeConfig, type CliResult } from './harness';
 
 let env: TestWorkflowEnvironment;
 let dir: string;
@@ -31,6 +31,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await env?.teardown();
+  removeTempDirs();
 });
 
 const cli = (args: string[], extraEnv: Record<string, string> = serverEnv): Promise<CliResult> => gantry(args, { env: extraEnv, cwd: dir });

@@ -4,7 +4,7 @@
  * the steps. The doubles are chosen per release by its version, so one worker serves every scenario.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -58,8 +58,17 @@ export function show(r: CliResult): string {
   return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 }
 
+const made: string[] = [];
+
+/** A fresh directory under the system temp dir, removed by {@link removeTempDirs}. */
 export function tempDir(prefix = 'gantry-cli-'): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+export function removeTempDirs(): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 /** The sample config with edits applied as plain text replacements, written to `<dir>/<name>`. */

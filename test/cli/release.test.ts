@@ -12,7 +12,7 @@ import type { Worker } from '@temporalio/worker';
 import type { ReleaseStatus } from '../../src/shared/release';
 import { retryable } from '../../src/shared/errors';
 import { devServerEnv, requireBinary, TEMPORAL_CLI } from '../helpers/servers';
-import { BIN, gantry, requireBuild, routedActivities, show, startWorker, tempDir, waitFor, writeConfig, type CliResult } from './harness';
+import { BIN, gantry, removeTempDirs, requireBuild, routedActivities, show, startWorker, tempDir, waitFor, writeConfig, type CliResult } from './harness';
 
 const run = promisify(execFile);
 
@@ -61,6 +61,7 @@ afterAll(async () => {
   worker?.shutdown();
   await workerRunning;
   await env?.teardown();
+  removeTempDirs();
 });
 
 const cli = (args: string[], timeoutMs?: number): Promise<CliResult> =>
