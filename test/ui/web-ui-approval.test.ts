@@ -27,7 +27,19 @@ beforeAll(async () => {
   worker = await createReleaseWorker({ connection: env.nativeConnection, namespace: 'default', activities: fakeActivities() });
   workerRun = worker.run();
   browser = await launchChromium();
+  await waitForUi();
 });
+
+/** The UI process comes up after the server's gRPC port; wait until it serves pages. */
+async function waitForUi(): Promise<void> {
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    const ok = await fetch(`http://127.0.0.1:${uiPort}/namespaces/default/workflows`).then((r) => r.ok, () => false);
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`the Temporal Web UI did not answer on 127.0.0.1:${uiPort} within 90 s`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
 
 afterAll(async () => {
   await browser?.close();
@@ -60,8 +72,17 @@ async function waitFor(handle: { query: (q: typeof statusQuery) => Promise<Relea
 }
 
 async function openWorkflow(page: Page, workflowId: string): Promise<void> {
-  await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows/${workflowId}`, { waitUntil: 'load' });
-  await page.locator('button:visible', { hasText: 'More Actions' }).first().waitFor({ timeout: 30_000 });
+  const moreActions = page.locator('button:visible', { hasText: 'More Actions' }).first();
+  // On a loaded machine the first render can stall while the UI fetches its settings; one reload is allowed.
+  for (let attempt = 1; ; attempt++) {
+    await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows/${workflowId}`, { waitUntil: 'load' });
+    try {
+      await moreActions.waitFor({ timeout: 45_000 });
+      return;
+    } catch (err) {
+      if (attempt >= 2) throw err;
+    }
+  }
 }
 
 /** More Actions → Send a Signal → pick a listed signal or type a custom name → optional JSON → Submit. */
