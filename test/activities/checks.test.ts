@@ -7,7 +7,7 @@ import { createChecks, runChecks, type CheckOptions } from '../../src/activities
 import type { VerifyRequest, VerifyResult } from '../../src/activities/types';
 import type { HttpCheck } from '../../src/config/schema';
 import { GantryErrorType } from '../../src/shared/errors';
-import { freePort } from '../helpers/git-repos';
+import { freePort } from '../helpers/ports';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
