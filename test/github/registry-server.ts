@@ -152,7 +152,7 @@ export async function startRegistry(opts: { tokenAuth?: boolean } = {}): Promise
     },
     async stop() {
       await daemon.stop();
-      if (tokenServer) await new Promise((r) => tokenServer!.close(r));
+      if (tokenServer) await new Promise((r) => tokenServer.close(r));
       rmSync(dir, { recursive: true, force: true });
     },
   };
