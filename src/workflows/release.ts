@@ -98,12 +98,15 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseStatu
         if (!(err instanceof StepFailed)) throw err;
         await run.step('rollback', (a) => a.rollback({
           release, environment: 'production', target: production.deploy, deployed: deployed.targets, checks: production.checks, windowMs,
-        }), (r) => ({ restored: r.restored.map((t) => `${t.target} → ${t.image ?? 'removed'}`).join('; '), healthy: String(r.healthy) }));
+        }), (r) => ({ restored: r.restored.map((t) => `${t.target} → ${t.image ?? 'removed'}`).join('; '), healthy: String(r.healthy) }),
+        { decideOnAnyFailure: true }); // a failed rollback leaves production broken: an operator decides, never a silent end
         return { healthy: false as const, deployed, reason: err.message };
       }
     });
 
-    await run.step('announce', (a) => a.announce({
+    // The release is decided by now; an announcement that keeps failing waits for an operator (fix the token,
+    // the webhook…, then `decide retry`), and `decide abort` leaves it unannounced without changing the outcome.
+    const announced = await run.step('announce', (a) => a.announce({
         release, outcome: verdict.healthy ? 'released' : 'rolled_back', announce: config.announce, github: config.github,
         repo: config.repo, commit: tag.commit, tag: tag.tag, digest: image.digest, imageRef: image.imageRef,
         approvers: run.approvers(), hosts: verdict.deployed.targets.map((t) => t.target), durations: run.durations(),
@@ -111,15 +114,18 @@ export async function releaseWorkflow(input: ReleaseInput): Promise<ReleaseStatu
       }), (r) => ({
         webhook: String(r.webhookSent), audit: String(r.auditLogged),
         ...(r.notesPath ? { notes: r.notesPath } : {}), ...(r.githubReleaseUrl ? { githubRelease: r.githubReleaseUrl } : {}),
-      }));
+      }), { decideOnAnyFailure: true }).then(() => '', (err: unknown) => {
+        if (err instanceof StepFailed && err.outcome === 'aborted') return ` The announcement was abandoned by decision (${err.message}); announce by hand.`;
+        throw err;
+      });
 
     if (!verdict.healthy) {
       // Failing the execution (GantryReleaseRolledBack) rather than returning: a rolled-back release is not a
       // success, and Temporal's list, UI and alerts should show it as failed.
       throw new ReleaseStopped('rolled_back', `Production health failed (${verdict.reason}); rolled back to the previous image. ` +
-        `Fix the release and start a new version; \`gantry history ${input.service} ${input.version}\` shows the failing checks.`);
+        `Fix the release and start a new version; \`gantry history ${input.service} ${input.version}\` shows the failing checks.${announced}`);
     }
-    return run.end('succeeded', `${input.service} ${tagName(input.version)} is live in production (${image.imageRef}).`);
+    return run.end('succeeded', `${input.service} ${tagName(input.version)} is live in production (${image.imageRef}).${announced}`);
   } catch (err) {
     return run.fail(err);
   }
@@ -227,13 +233,15 @@ export class ReleaseRun {
   /**
    * Run one step as an activity with its own options. If it fails after its retries, the release waits for an
    * operator's `decide retry|abort`; a non-retryable failure ends the release (or, with `onFailure: 'return'`,
-   * is handed back to the caller as a StepFailed, as health does to trigger the rollback).
+   * is handed back to the caller as a StepFailed, as health does to trigger the rollback). Steps after production
+   * changed (`decideOnAnyFailure`: rollback, announce) wait for an operator on any failure, since ending the
+   * release there would leave production broken or the release unannounced without a word.
    */
   async step<T extends { attempt: number }>(
     name: StepName,
     call: StepCall<T>,
     summarize: (r: T) => Record<string, string>,
-    opts: { onFailure?: 'decide' | 'return' } = {},
+    opts: { onFailure?: 'decide' | 'return'; decideOnAnyFailure?: boolean } = {},
   ): Promise<T> {
     const s = this.stepStatus(name);
     const activities = proxyActivities<ReleaseActivities>(this.activityOptions(name));
@@ -263,8 +271,8 @@ export class ReleaseRun {
         s.attempts += f.attempts;
         s.error = f.message;
         if (opts.onFailure === 'return') throw new StepFailed(name, f.message);
-        if (!f.retriesExhausted) throw new StepFailed(name, f.message);
-        const decision = await this.awaitDecision(name, f.message);
+        if (!f.retriesExhausted && !opts.decideOnAnyFailure) throw new StepFailed(name, f.message);
+        const decision = await this.awaitDecision(name, f.message, f.retriesExhausted);
         if (decision === 'abort') throw new StepFailed(name, f.message, 'aborted');
       }
     }
@@ -410,7 +418,7 @@ export class ReleaseRun {
     return parsed.value.decision === 'retry' ? `Retrying ${STEP_TITLES[step]}.` : `Aborting the release at ${STEP_TITLES[step]}.`;
   }
 
-  private async awaitDecision(step: StepName, error: string): Promise<Decision> {
+  private async awaitDecision(step: StepName, error: string, retriesExhausted: boolean): Promise<Decision> {
     const timeout = this.input.config.timeouts.decision as never;
     const openedAt = new Date();
     this.status.pendingDecision = {
@@ -421,7 +429,7 @@ export class ReleaseRun {
     };
     const previousStage = this.status.stage;
     this.setStage('awaiting-decision');
-    this.status.message = `${STEP_TITLES[step]} failed after its retries: ${error}. Fix the cause, then ` +
+    this.status.message = `${STEP_TITLES[step]} failed${retriesExhausted ? ' after its retries' : ''}: ${error}. Fix the cause, then ` +
       `\`gantry decide retry ${this.input.service} ${this.input.version} --as <name>\` or \`… decide abort …\`.`;
     setCurrentDetails(`**Needs a decision**: ${this.status.message}`);
     this.decision = undefined;

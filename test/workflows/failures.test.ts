@@ -162,3 +162,56 @@ describe('a step that used up its retries', () => {
     });
   });
 });
+
+describe('after production changed', () => {
+  it('waits for a decision when the announcement fails for good, and `decide abort` still ends the release succeeded', async () => {
+    const fake = fakeActivities({ fail: { announce: 'fatal' } });
+    await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
+      await waitForStatus(handle, gateOpen, 'the approval gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      const s = await waitForStatus(handle, pending, 'a pending decision on the announcement');
+      expect(s.pendingDecision).toMatchObject({ step: 'announce', error: 'announce failed for good (fake)' });
+      expect(s.message).toMatch(/^Announce the release failed: announce failed for good \(fake\)\. Fix the cause/);
+      expect(stepStates(s)).toMatchObject({ deployProduction: 'succeeded', health: 'succeeded', announce: 'failed' });
+      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'abort', operator: 'carol' }] });
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(result.message).toContain('is live in production');
+      expect(result.message).toContain('The announcement was abandoned by decision (announce failed for good (fake)); announce by hand.');
+      expect(result.decisions).toEqual([expect.objectContaining({ step: 'announce', decision: 'abort', operator: 'carol' })]);
+    });
+  });
+
+  it('retries a failed announcement on `decide retry` once its cause is fixed', async () => {
+    let broken = true;
+    const fake = fakeActivities({ failWhile: { announce: () => broken } });
+    const input = testInput();
+    input.steps.announce.retry.maximumAttempts = 1;
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      await waitForStatus(handle, gateOpen, 'the approval gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      await waitForStatus(handle, pending, 'a pending decision on the announcement');
+      broken = false;
+      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'retry', operator: 'carol' }] });
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(stepOf(result, 'announce')).toMatchObject({ state: 'succeeded', runs: 2 });
+      expect(fake.calls.filter((c) => c.startsWith('announce'))).toEqual(['announce:released', 'announce:released']);
+    });
+  });
+
+  it('waits for a decision when the rollback fails for good instead of ending with production broken', async () => {
+    const fake = fakeActivities({ fail: { health: 'fatal', rollback: 'fatal' } });
+    await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
+      await waitForStatus(handle, gateOpen, 'the approval gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      const s = await waitForStatus(handle, pending, 'a pending decision on the rollback');
+      expect(s.pendingDecision).toMatchObject({ step: 'rollback' });
+      await handle.signal(decideSignal, { decision: 'abort', operator: 'carol', reason: 'restoring by hand' });
+      const failure = await expectFailure(handle);
+      expect(failure.type).toBe(ReleaseEndType.Aborted);
+      expect(failure.message).toContain('Roll production back failed');
+      expect(failure.message).toContain('Production may have changed');
+    });
+  });
+});
