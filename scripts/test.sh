@@ -14,4 +14,14 @@ export GANTRY_TEMPORAL_CLI GANTRY_TEST_SERVER
 npm run --silent build
 npm run --silent typecheck
 npm run --silent lint
-npx vitest run "$@"
+mkdir -p .gantry
+set +e
+npx vitest run --reporter=default --reporter=json --outputFile.json=.gantry/vitest-report.json "$@"
+code=$?
+set -e
+# One plain closing line with the counts, whatever the reporter printed above it.
+node -e '
+  const r = require(process.argv[1]);
+  console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' "$PWD/.gantry/vitest-report.json" 2>/dev/null || true
+exit "$code"
