@@ -97,28 +97,30 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 : > "$PIDS"
-node dist/scripts/lab/lab.js start --dir "$LAB_DIR" > "$STATE/lab.log" 2>&1 &
-echo $! >> "$PIDS"
+# background NAME LOG READY-LINE SECONDS COMMAND…: start COMMAND with its output in LOG and wait for READY-LINE.
+background() {
+  local name=$1 log=$2 ready=$3 seconds=$4 pid
+  shift 4
+  "$@" > "$log" 2>&1 &
+  pid=$!
+  echo "$pid" >> "$PIDS"
+  for _ in $(seq 1 $((seconds * 2))); do
+    grep -q "$ready" "$log" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "$name did not start (log above)"; }
+    sleep 0.5
+  done
+  die "$name did not start within ${seconds}s; see ${log#"$ROOT"/}"
+}
+
 say "starting the lab (log: .gantry/lab.log)…"
-for _ in $(seq 1 300); do
-  grep -q 'The lab is up' "$STATE/lab.log" 2>/dev/null && break
-  kill -0 "$(head -1 "$PIDS")" 2>/dev/null || { cat "$STATE/lab.log" >&2; die "the lab did not start (log above)"; }
-  sleep 0.5
-done
-grep -q 'The lab is up' "$STATE/lab.log" || die "the lab did not start within 150s; see .gantry/lab.log"
+background "the lab" "$STATE/lab.log" 'The lab is up' 150 node dist/scripts/lab/lab.js start --dir "$LAB_DIR"
 # The worker resolves the lab's webhook URL from the environment (a secret reference in the config).
 eval "export $(sed -n "s/^The worker needs: export //p" "$STATE/lab.log")"
 CONFIG="$LAB_DIR/gantry.yaml"
 
-node bin/gantry.js dev --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" --state-dir "$DEV_DIR" > "$STATE/dev.log" 2>&1 &
-echo $! >> "$PIDS"
 say "starting gantry dev: Temporal dev server + Web UI + worker (log: .gantry/dev.log)…"
-for _ in $(seq 1 240); do
-  grep -q 'Running the worker here' "$STATE/dev.log" 2>/dev/null && break
-  kill -0 "$(tail -1 "$PIDS")" 2>/dev/null || { cat "$STATE/dev.log" >&2; die "gantry dev did not start (log above)"; }
-  sleep 0.5
-done
-grep -q 'Running the worker here' "$STATE/dev.log" || die "gantry dev did not start within 120s; see .gantry/dev.log"
+background "gantry dev" "$STATE/dev.log" 'Running the worker here' 120 \
+  node bin/gantry.js dev --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" --state-dir "$DEV_DIR"
 export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT" TEMPORAL_NAMESPACE=default GANTRY_UI_URL="http://127.0.0.1:$UI_PORT"
 say "ready in $(( $(date +%s) - t0 ))s; Web UI: $GANTRY_UI_URL"
 
