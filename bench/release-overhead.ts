@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import type { ReleaseActivities } from '../src/activities/types';
-import { approveUpdate, releaseWorkflowId, SA_SERVICE, SA_STAGE, SA_VERSION } from '../src/shared/release';
+import { approveUpdate, releaseWorkflowId, startSearchAttributes } from '../src/shared/release';
 import { sampleInput } from '../test/helpers/fixtures';
 import { devServerEnv } from '../test/helpers/servers';
 import type { BareActivities } from './bare-workflow';
@@ -151,11 +151,7 @@ async function main(): Promise<number> {
         taskQueue: TASK_QUEUE,
         workflowId,
         args: [input],
-        typedSearchAttributes: [
-          { key: SA_SERVICE, value: input.service },
-          { key: SA_VERSION, value: input.version },
-          { key: SA_STAGE, value: 'planning' },
-        ],
+        typedSearchAttributes: startSearchAttributes(input),
       });
       const [status] = await Promise.all([handle.result(), approval.send(client, workflowId)]);
       const ms = performance.now() - t0;

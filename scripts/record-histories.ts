@@ -24,9 +24,7 @@ import {
   decideUpdate,
   rejectSignal,
   releaseWorkflowId,
-  SA_SERVICE,
-  SA_STAGE,
-  SA_VERSION,
+  startSearchAttributes,
   type ReleaseInput,
 } from '../src/shared/release';
 import { STEP_NAMES } from '../src/shared/steps';
@@ -176,11 +174,7 @@ async function main(only: string[]): Promise<void> {
           workflowId,
           args: [input],
           // As `gantry start` does: with these present the workflow keeps GantryStage current.
-          typedSearchAttributes: [
-            { key: SA_SERVICE, value: input.service },
-            { key: SA_VERSION, value: input.version },
-            { key: SA_STAGE, value: 'planning' },
-          ],
+          typedSearchAttributes: startSearchAttributes(input),
           staticSummary: `Release ${input.service} ${input.version} (recorded scenario ${scenario.name})`,
         });
         await scenario.drive(handle, flags);

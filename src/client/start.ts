@@ -6,9 +6,7 @@ import { WorkflowIdReusePolicy, type WorkflowHandleWithFirstExecutionRunId } fro
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { planRelease } from '../shared/plan';
 import {
-  SA_SERVICE,
-  SA_STAGE,
-  SA_VERSION,
+  startSearchAttributes,
   TASK_QUEUE,
   WORKFLOW_TYPE,
   type ReleaseInput,
@@ -68,11 +66,7 @@ export async function startRelease(gc: GantryClient, input: ReleaseInput, taskQu
       args: [input],
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       // The workflow upserts its stage only when these were given at start (src/workflows/release.ts).
-      typedSearchAttributes: [
-        { key: SA_SERVICE, value: input.service },
-        { key: SA_VERSION, value: input.version },
-        { key: SA_STAGE, value: 'planning' },
-      ],
+      typedSearchAttributes: startSearchAttributes(input),
       staticSummary: releaseSummary(input),
       staticDetails: planMarkdown(plan, input),
     });

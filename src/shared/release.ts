@@ -5,7 +5,7 @@
  * This module is imported by workflow code, so it must stay deterministic: no Node builtins, no I/O.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
 import type { ServiceConfig } from '../config/schema';
 import type { StepName, StepOptions } from './steps';
 
@@ -151,6 +151,18 @@ export const SA_VERSION = defineSearchAttributeKey('GantryVersion', SearchAttrib
 export const SA_STAGE = defineSearchAttributeKey('GantryStage', SearchAttributeType.KEYWORD);
 export const SA_OUTCOME = defineSearchAttributeKey('GantryOutcome', SearchAttributeType.KEYWORD);
 export const SEARCH_ATTRIBUTES = [SA_SERVICE, SA_VERSION, SA_STAGE, SA_OUTCOME] as const;
+
+/**
+ * The search attributes a release starts with. Whoever starts one gives these: the workflow keeps its stage
+ * current only when they were given at start (see the comment in src/workflows/release.ts).
+ */
+export function startSearchAttributes(release: { service: string; version: string }): SearchAttributePair[] {
+  return [
+    { key: SA_SERVICE, value: release.service },
+    { key: SA_VERSION, value: release.version },
+    { key: SA_STAGE, value: 'planning' },
+  ];
+}
 
 // ---- Messages ----
 

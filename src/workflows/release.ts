@@ -38,8 +38,8 @@ import {
   SA_OUTCOME,
   SA_SERVICE,
   SA_STAGE,
-  SA_VERSION,
   SIGNAL_NAMES,
+  startSearchAttributes,
   statusQuery,
   type Decision,
   type GateAnswer,
@@ -187,7 +187,7 @@ export class ReleaseRun {
     // attributes are not registered; so their presence here proves they exist. Without them (a start from
     // another client) the release runs unindexed rather than stuck.
     this.indexed = workflowInfo().typedSearchAttributes.get(SA_SERVICE) !== undefined;
-    this.index([{ key: SA_SERVICE, value: input.service }, { key: SA_VERSION, value: input.version }, { key: SA_STAGE, value: 'planning' }]);
+    this.index(startSearchAttributes(input));
   }
 
   private index(pairs: SearchAttributeUpdatePair[]): void {

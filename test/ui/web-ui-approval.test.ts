@@ -13,7 +13,7 @@ import { fakeActivities } from '../helpers/fake-activities';
 import { sampleInput } from '../helpers/fixtures';
 import { createReleaseWorker } from '../../src/worker';
 import { releaseWorkflow } from '../../src/workflows';
-import { releaseWorkflowId, SA_SERVICE, SA_STAGE, SA_VERSION, statusQuery, TASK_QUEUE, type ReleaseStatus } from '../../src/shared/release';
+import { releaseWorkflowId, startSearchAttributes, statusQuery, TASK_QUEUE, type ReleaseStatus } from '../../src/shared/release';
 
 let env: TestWorkflowEnvironment;
 let worker: Worker;
@@ -54,7 +54,7 @@ async function startAtGate(version: string) {
     taskQueue: TASK_QUEUE,
     workflowId: releaseWorkflowId('hello', version),
     args: [input],
-    typedSearchAttributes: [{ key: SA_SERVICE, value: 'hello' }, { key: SA_VERSION, value: version }, { key: SA_STAGE, value: 'planning' }],
+    typedSearchAttributes: startSearchAttributes(input),
     staticSummary: `Release hello ${version}`,
   });
   await waitFor(handle, (s) => s.stage === 'awaiting-approval');
