@@ -12,13 +12,9 @@
  * Provision the machine first with `bash scripts/lab/provision.sh` (root).
  */
 import { Command } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { parse, stringify } from 'yaml';
 import { cleanupLab, labStatus, startLab } from '../../src/lab';
-import { ensureSampleRepo, moveBranch } from '../../src/lab/sample-repo';
-import { parseConfig } from '../../src/config/load';
-import type { GantryConfig } from '../../src/config/schema';
+import { ensureSampleRepo, moveBranch, writeRollbackDemoConfig } from '../../src/lab/sample-repo';
 
 const program = new Command('lab').description('The local release lab (podman API, registry, git repo, sshd, webhook receiver)');
 const dirOption = ['--dir <dir>', 'the lab directory', '.gantry/lab'] as const;
@@ -87,20 +83,7 @@ program
     const repo = ensureSampleRepo(path.join(path.resolve(opts.dir), 'git'));
     const rev = repo[revision];
     moveBranch(repo, repo.branch, rev.commit);
-    let config: string | undefined;
-    if (revision === 'broken') {
-      // The broken revision answers its version but lost /health. A config whose staging checks only /version
-      // lets it reach production, as a release that only breaks under production traffic would; health then
-      // rolls production back.
-      const file = path.join(path.resolve(opts.dir), 'gantry.yaml');
-      const doc = parse(readFileSync(file, 'utf8')) as GantryConfig;
-      const staging = doc.services.hello!.environments.staging;
-      staging.checks = staging.checks.filter((c) => c.name === 'version');
-      config = path.join(path.dirname(file), 'gantry-rollback-demo.yaml');
-      const text = `# The lab config with staging checking only /version (see scripts/lab/lab.ts use-revision).\n${stringify(doc)}`;
-      parseConfig(text, config);
-      writeFileSync(config, text);
-    }
+    const config = revision === 'broken' ? writeRollbackDemoConfig(path.join(path.resolve(opts.dir), 'gantry.yaml')) : undefined;
     process.stdout.write(`${JSON.stringify({ revision, version: rev.version, commit: rev.commit, ...(config ? { config } : {}) })}\n`);
   });
 

@@ -12,6 +12,9 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parse, stringify } from 'yaml';
+import { parseConfig } from '../config/load';
+import type { GantryConfig } from '../config/schema';
 
 export interface SampleRevision {
   name: 'good' | 'broken';
@@ -103,4 +106,22 @@ export function ensureSampleRepo(dir: string): SampleRepo {
 /** Point `branch` of the lab repository at a revision (e.g. main → broken, to release the failing version). */
 export function moveBranch(repo: SampleRepo, branch: string, commit: string): void {
   git(['update-ref', `refs/heads/${branch}`, commit], repo.url);
+}
+
+/**
+ * Write `gantry-rollback-demo.yaml` beside the lab config `configFile`: the same config with staging checking
+ * only /version. The broken revision answers its version but lost /health, so with this config it passes
+ * staging and reaches production, as a release that only breaks under production traffic would; production's
+ * health check then rolls it back. Returns the path written.
+ */
+export function writeRollbackDemoConfig(configFile: string): string {
+  const doc = parse(readFileSync(configFile, 'utf8')) as GantryConfig;
+  for (const svc of Object.values(doc.services)) {
+    svc.environments.staging.checks = svc.environments.staging.checks.filter((c) => c.name === 'version');
+  }
+  const out = path.join(path.dirname(configFile), 'gantry-rollback-demo.yaml');
+  const text = `# The lab config with staging checking only /version (src/lab/sample-repo.ts writeRollbackDemoConfig).\n${stringify(doc)}`;
+  parseConfig(text, out); // as valid as a user's config
+  writeFileSync(out, text);
+  return out;
 }

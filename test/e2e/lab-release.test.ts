@@ -5,16 +5,16 @@
  * dockerode, production over a real sshd, checks over HTTP, the webhook received by a real HTTP receiver.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { devServerEnv } from '../helpers/servers';
 import { useLab } from '../helpers/lab';
 import { BIN, gantry, requireBuild, show, waitFor } from '../cli/harness';
 import type { ReleaseStatus } from '../../src/shared/release';
 import type { AuditRecord } from '../../src/activities/announce';
+import { writeRollbackDemoConfig } from '../../src/lab/sample-repo';
 
 const ctx = useLab();
 let env: TestWorkflowEnvironment;
@@ -122,13 +122,8 @@ describe('a release on the lab, driven by the gantry CLI', () => {
   it('rolls production back to the previous image when the new version fails its health check', async () => {
     const { good, broken } = ctx.lab.repo;
     ctx.lab.repo.moveBranch('main', broken.commit);
-    // The broken revision answers its version but lost /health. Staging checks only /version here, so it reaches
-    // production, as a release that only breaks under production traffic would.
-    const config = parse(readFileSync(ctx.lab.configFile, 'utf8')) as { services: { hello: { environments: { staging: { checks: { name: string }[] } } } } };
-    const staging = config.services.hello.environments.staging;
-    staging.checks = staging.checks.filter((c) => c.name === 'version');
-    const configFile = path.join(ctx.lab.dir, 'gantry-rollback.yaml');
-    writeFileSync(configFile, stringify(config));
+    // Staging checks only /version in this config, so the broken revision reaches production.
+    const configFile = writeRollbackDemoConfig(ctx.lab.configFile);
 
     const start = await gantry(['start', 'hello', broken.version, '--config', configFile, '--approve-as', 'bob'], { env: cliEnv, timeoutMs: 300_000 });
     expect(start.code, show(start)).toBe(10); // rolled_back (docs/cli.md)
