@@ -20,7 +20,7 @@ import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import type { ReleaseActivities } from '../src/activities/types';
 import { approveUpdate, releaseWorkflowId, startSearchAttributes } from '../src/shared/release';
-import { sampleInput } from '../test/helpers/fixtures';
+import { sampleInput, startRequestFor } from '../test/helpers/fixtures';
 import { devServerEnv } from '../test/helpers/servers';
 import type { BareActivities } from './bare-workflow';
 import type { bareWorkflow } from './workflows';
@@ -93,6 +93,7 @@ function noopActivities(approval: ApprovalAtStart, calls: { n: number }): Releas
     return Promise.resolve(v);
   };
   return {
+    resolvePlan: (r) => counted({ attempt: 1, input: sampleInput({ version: r.version }) }),
     preflight: () => counted({ attempt: 1, commit: 'c'.repeat(40), checks: [] }),
     tag: (r) => counted({ attempt: 1, tag: `v${r.release.version}`, commit: r.commit, created: true }),
     build: (r) => counted({ attempt: 1, image: `${r.image.registry}/${r.image.name}:${r.tag}`, digest, imageRef: `${r.image.registry}/${r.image.name}@${digest}`, built: true }),
@@ -150,7 +151,7 @@ async function main(): Promise<number> {
       const handle = await client.workflow.start<typeof releaseWorkflow>('releaseWorkflow', {
         taskQueue: TASK_QUEUE,
         workflowId,
-        args: [input],
+        args: [startRequestFor(input)],
         typedSearchAttributes: startSearchAttributes(input),
       });
       const [status] = await Promise.all([handle.result(), approval.send(client, workflowId)]);

@@ -13,6 +13,8 @@ import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/w
 import { TASK_QUEUE } from './shared/release';
 import type { ReleaseActivities } from './activities/types';
 import { createActivities } from './activities';
+import { fileConfigSource, type ConfigSource } from './activities/resolve';
+import { ConfigError } from './config/load';
 import { connectWorker, ServerUnreachableError, temporalSettings } from './connection';
 
 /** The workflow sources (`.ts` when run from source by tests, `.js` once compiled). */
@@ -54,6 +56,24 @@ export function resolveWorkflowBundle(env: NodeJS.ProcessEnv = process.env): str
 }
 
 /**
+ * The worker's release config: `--config` (file or directory) or GANTRY_CONFIG. It is loaded and validated
+ * now, so a bad config stops the worker at start with the schema's message; every release reads it again.
+ */
+export function workerConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): { source: ConfigSource; summary: string } {
+  const target = file ?? env.GANTRY_CONFIG;
+  if (!target) {
+    throw new ConfigError('(none)', [
+      'the worker owns the release config and was given none: start it with --config <file or directory> or set GANTRY_CONFIG ' +
+        '(every worker on the task queue must have the same config; README: Running workers against a cluster)',
+    ]);
+  }
+  const resolved = path.resolve(target);
+  const source = fileConfigSource(resolved);
+  const loaded = source.load();
+  return { source, summary: `${loaded.source} (${Object.keys(loaded.config.services).sort().join(', ')})` };
+}
+
+/**
  * Run a worker until SIGINT/SIGTERM; in-flight activities get the shutdown grace time to finish, and Temporal
  * hands anything unfinished to another worker.
  */
@@ -79,9 +99,15 @@ export async function runWorker(activities: ReleaseActivities, opts: { address?:
 
 if (require.main === module) {
   // Real step implementations, assembled from their modules with the worker's own dependencies.
-  runWorker(createActivities())
+  Promise.resolve()
+    .then(() => {
+      const { source, summary } = workerConfig(undefined);
+      process.stderr.write(`gantry worker: release config ${summary}\n`);
+      return runWorker(createActivities({ config: source, env: process.env }));
+    })
     .catch((err: unknown) => {
-      process.stderr.write(`${err instanceof ServerUnreachableError ? err.message : err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-      process.exit(err instanceof ServerUnreachableError ? 69 : 1);
+      const known = err instanceof ServerUnreachableError || err instanceof ConfigError;
+      process.stderr.write(`${known ? (err as Error).message : err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+      process.exit(err instanceof ServerUnreachableError ? 69 : err instanceof ConfigError ? 3 : 1);
     });
 }

@@ -22,6 +22,7 @@ import type { AnnounceRequest, AnnounceResult } from './types';
 import { Git, gitFailure, withTempDir } from './git';
 import { activityContext, cancellation, currentAttempt, pause } from './heartbeat';
 import { changelogSection } from './preflight';
+import { expandReleasePath } from './paths';
 import { describeSecretRef, redact, resolveSecret } from './secrets';
 
 /**
@@ -172,10 +173,6 @@ async function withLock<T>(lockFile: string, fn: () => Promise<T>, staleMs = 60_
   }
 }
 
-function expandDir(dir: string, req: AnnounceRequest): string {
-  return dir.split('{service}').join(req.release.service).split('{version}').join(req.release.version);
-}
-
 // ---- the activity ----
 
 export function createAnnounce(deps: AnnounceDeps) {
@@ -238,8 +235,10 @@ export function createAnnounce(deps: AnnounceDeps) {
       let section: string | undefined;
       // 2. Release notes and metadata (rewritten whole on every attempt: idempotent by construction).
       if (cfg.artifactsDir) {
-        const dir = path.resolve(expandDir(cfg.artifactsDir, req));
+        const template = cfg.artifactsDir;
         await channel('release artifacts', async () => {
+          // Inside the channel: a release path that is refused fails this channel only.
+          const dir = path.resolve(expandReleasePath(template, req.release));
           const { notes, section: found } = await releaseNotes(req, deps);
           section = found;
           const notesPath = path.join(dir, 'release-notes.md');
@@ -347,7 +346,7 @@ async function auditHas(auditLog: string, id: string): Promise<boolean> {
 async function releaseNotes(req: AnnounceRequest, deps: AnnounceDeps): Promise<{ notes: string; section: string | undefined }> {
   const token = req.repo.token ? resolveSecret(req.repo.token, deps.env) : undefined;
   const tokenRef = req.repo.token ? describeSecretRef(req.repo.token) : undefined;
-  const git = new Git({ env: deps.env, token, timeoutMs: deps.gitTimeoutMs });
+  const git = new Git({ env: deps.env, token, remote: req.repo.url, timeoutMs: deps.gitTimeoutMs });
   const changelog = await withTempDir('announce', async (dir) => {
     try {
       await git.fetchTag(req.repo.url, req.tag, dir);

@@ -82,7 +82,7 @@ export function createBuildDocker(deps: BuildDockerDeps): (req: BuildRequest) =>
     return withTempDir('build', async (dir) => {
       progress({ phase: 'export', detail: `${req.tag} from ${req.repo.url}` });
       const token = req.repo.token ? resolveSecret(req.repo.token, deps.env) : undefined;
-      const git = new Git({ env: deps.env, ...(token ? { token } : {}) });
+      const git = new Git({ env: deps.env, ...(token ? { token, remote: req.repo.url } : {}) });
       const repoDir = path.join(dir, 'repo');
       const tokenRef = req.repo.token ? describeSecretRef(req.repo.token) : undefined;
       try {

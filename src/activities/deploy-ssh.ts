@@ -5,14 +5,18 @@
  * deploy and its error lists the hosts already changed. See deploy.ts for the labels that make retries and
  * rollbacks safe.
  *
- * The private key is a reference resolved here, on the worker; it never leaves this process. A pinned
- * `hostKeyFingerprint` (SHA256:…, as `ssh-keygen -l` prints it) is checked before authenticating.
+ * The private key is a reference resolved here, on the worker; it never leaves this process. Every host's key is
+ * pinned (`hostKey`: a public key or its SHA256 fingerprint, or `knownHosts`: a known_hosts file on the worker,
+ * read at each connection) and checked during the key exchange, before the deploy key is offered: a host
+ * presenting another key is refused and nothing runs there.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { NodeSSH } from 'node-ssh';
-import type { SshDeploy } from '../config/schema';
+import type { ServerHostKeyAlgorithm } from 'ssh2';
+import { parseHostKey, SSH_HOST_KEY_TYPES, sshKeyBlobType, type SshDeploy } from '../config/schema';
 import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
-import { classifyEngineText, containerLabels, type Deployer, LABELS, parsePort, previousImageOf, type Restored, type RestoreRequest, rollbackLabels } from './docker';
+import { classifyEngineText, containerLabels, type Deployer, formatPublish, LABELS, parsePort, previousImageOf, type Restored, type RestoreRequest, rollbackLabels } from './docker';
 import { beat, cancellation, pause } from './heartbeat';
 import { describeSecretRef, redact, resolveSecret } from './secrets';
 import type { DeployedTarget, DeployRequest } from './types';
@@ -37,6 +41,139 @@ export function shellQuote(arg: string): string {
 
 export function sshTargetName(host: Host, container: string): string {
   return `ssh:${host.user}@${host.host}:${host.port}/${container}`;
+}
+
+/** A host key's fingerprint as `ssh-keygen -l` prints it: `SHA256:` and the unpadded base64 of the key blob's SHA-256. */
+export function hostKeyFingerprint(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** The name OpenSSH gives a host in known_hosts: `host` on port 22, else `[host]:port`. */
+export function knownHostsName(host: string, port: number): string {
+  const h = host.toLowerCase();
+  return port === 22 ? h : `[${h}]:${port}`;
+}
+
+/** One key a known_hosts file or a hostKey pins; a fingerprint-only pin has no blob. */
+interface PinnedKey {
+  type?: string;
+  blob?: Buffer;
+  fingerprint: string;
+}
+
+function pinnedKey(blob: Buffer): PinnedKey {
+  return { type: sshKeyBlobType(blob), blob, fingerprint: hostKeyFingerprint(blob) };
+}
+
+/** One known_hosts host pattern (`*` and `?` wildcards), as OpenSSH matches it: case-insensitive, whole name. */
+function patternMatches(pattern: string, name: string): boolean {
+  const re = pattern.toLowerCase().replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${re}$`).test(name);
+}
+
+/** Whether a known_hosts line's host field names `name`: a hashed `|1|salt|hmac` entry, or a comma list with `!` negations. */
+function hostFieldMatches(field: string, name: string): boolean {
+  if (field.startsWith('|1|')) {
+    const [, , salt, hash] = field.split('|');
+    if (!salt || !hash) return false;
+    const expected = Buffer.from(hash, 'base64');
+    const actual = createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest();
+    return expected.length === actual.length && timingSafeEqual(expected, actual);
+  }
+  let matched = false;
+  for (const pattern of field.split(',')) {
+    if (pattern.startsWith('!')) {
+      if (patternMatches(pattern.slice(1), name)) return false;
+    } else if (patternMatches(pattern, name)) {
+      matched = true;
+    }
+  }
+  return matched;
+}
+
+/**
+ * The keys a known_hosts file holds for `name` (see {@link knownHostsName}), and those it marks `@revoked`.
+ * `@cert-authority` lines are skipped: gantry pins host keys, not certificates.
+ */
+export function knownHostsKeys(text: string, name: string): { keys: PinnedKey[]; revoked: PinnedKey[] } {
+  const keys: PinnedKey[] = [];
+  const revoked: PinnedKey[] = [];
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const words = line.split(/\s+/);
+    const marker = words[0]!.startsWith('@') ? words.shift() : undefined;
+    const [field, type, b64] = words;
+    if (!field || !type || !b64 || marker === '@cert-authority' || (marker && marker !== '@revoked')) continue;
+    if (!hostFieldMatches(field, name)) continue;
+    const blob = Buffer.from(b64, 'base64');
+    if (sshKeyBlobType(blob) !== type) continue; // a damaged line pins nothing
+    (marker === '@revoked' ? revoked : keys).push(pinnedKey(blob));
+  }
+  return { keys, revoked };
+}
+
+/** What a host's key must be, where that pin comes from and how to change it. */
+interface HostKeyPolicy {
+  keys: PinnedKey[];
+  revoked: PinnedKey[];
+  source: string;
+  update: string;
+}
+
+function keyscanHint(host: Host): string {
+  return `\`ssh-keyscan -p ${host.port} ${host.host}\` from a trusted network, checked against \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` run on the host itself`;
+}
+
+/** The host's pin, from config; a known_hosts file is read now (workers keep no state between activities). */
+function hostKeyPolicy(host: Host, target: SshDeploy, name: string): HostKeyPolicy {
+  // A release started before pins moved onto the hosts carries the target-level fingerprint in its input: still a pin.
+  const legacy = (target as { hostKeyFingerprint?: unknown }).hostKeyFingerprint;
+  const hostKey = host.hostKey ?? (host.knownHosts === undefined && typeof legacy === 'string' ? legacy : undefined);
+  if (hostKey !== undefined) {
+    const pin = parseHostKey(hostKey);
+    if ('problem' in pin) {
+      throw new HostError(`${name}: its hostKey ${pin.problem}. Fix hostKey for this host in the release config (get the key with ${keyscanHint(host)}).`,
+        false, GantryErrorType.ConfigInvalid);
+    }
+    return {
+      keys: [pin.kind === 'key' ? pinnedKey(pin.blob) : { fingerprint: pin.fingerprint }],
+      revoked: [],
+      source: 'hostKey in the release config',
+      update: 'update hostKey for this host in the release config',
+    };
+  }
+  if (host.knownHosts !== undefined) {
+    const file = host.knownHosts;
+    const entryName = knownHostsName(host.host, host.port);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      throw new HostError(`${name}: cannot read the known_hosts file ${file} (${code === 'ENOENT' ? 'it does not exist' : code}) that pins this host's key. ` +
+        `Put it on every worker, readable by the worker's user (e.g. \`ssh-keyscan -H -p ${host.port} ${host.host} >> ${file}\` from a trusted network, ` +
+        'then check the fingerprints), or fix knownHosts for this host in the release config.', false, GantryErrorType.ConfigInvalid);
+    }
+    const { keys, revoked } = knownHostsKeys(text, entryName);
+    if (keys.length === 0) {
+      throw new HostError(`${name}: the known_hosts file ${file} has no key for ${entryName}${revoked.length ? ' that is not @revoked' : ''}, so the host cannot be ` +
+        `checked and gantry does not connect. Add it: run \`ssh-keyscan -H -p ${host.port} ${host.host} >> ${file}\` from a trusted network, compare ` +
+        `\`ssh-keygen -lF '${entryName}' -f ${file}\` with \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` run on the host, then retry.`,
+        false, GantryErrorType.ConfigInvalid);
+    }
+    return { keys, revoked, source: `the known_hosts file ${file}`, update: `replace its entry for ${entryName} in ${file}` };
+  }
+  throw new HostError(`${name}: no host key is pinned for this host, and gantry does not trust a host on first use. Add hostKey (or knownHosts) to it ` +
+    `in the release config; get the key with ${keyscanHint(host)}.`, false, GantryErrorType.ConfigInvalid);
+}
+
+/** The host key algorithms to offer when every pinned key's type is known, so the host presents a pinned one. */
+function hostKeyAlgorithms(policy: HostKeyPolicy): ServerHostKeyAlgorithm[] | undefined {
+  if (policy.keys.some((k) => !k.type)) return undefined;
+  const types = new Set(policy.keys.map((k) => k.type!));
+  const ordered = SSH_HOST_KEY_TYPES.filter((t) => types.has(t));
+  return ordered.flatMap((t): ServerHostKeyAlgorithm[] => (t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t]));
 }
 
 /** A failure on one host, before it is reported with what the other hosts did. */
@@ -64,8 +201,10 @@ class RemoteCli {
 
   static async connect(host: Host, target: SshDeploy, key: string, deps: SshDeployDeps): Promise<RemoteCli> {
     const name = sshTargetName(host, target.container);
+    const policy = hostKeyPolicy(host, target, name);
     const ssh = new NodeSSH();
-    let keyMismatch: string | undefined;
+    let refused: { blob: Buffer; revoked: boolean } | undefined;
+    const serverHostKey = hostKeyAlgorithms(policy);
     try {
       await ssh.connect({
         host: host.host,
@@ -73,22 +212,36 @@ class RemoteCli {
         username: host.user,
         privateKey: key,
         readyTimeout: deps.connectTimeoutMs ?? 20_000,
-        ...(target.hostKeyFingerprint
-          ? {
-              hostVerifier: (blob: Buffer) => {
-                const fp = `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
-                if (fp !== target.hostKeyFingerprint) keyMismatch = fp;
-                return fp === target.hostKeyFingerprint;
-              },
-            }
-          : {}),
+        ...(serverHostKey ? { algorithms: { serverHostKey } } : {}),
+        // During the key exchange, before any authentication: a false answer ends the connection.
+        hostVerifier: (blob: Buffer) => {
+          const fp = hostKeyFingerprint(blob);
+          const same = (k: PinnedKey) => (k.blob ? k.blob.equals(blob) : k.fingerprint === fp);
+          const revoked = policy.revoked.some(same);
+          if (revoked || !policy.keys.some(same)) {
+            refused = { blob: Buffer.from(blob), revoked };
+            return false;
+          }
+          return true;
+        },
       });
     } catch (err) {
       ssh.dispose();
       const text = redact(String((err as Error)?.message ?? err), [key]);
-      if (keyMismatch) {
-        throw new HostError(`${name}: the host key is ${keyMismatch}, not the pinned ${target.hostKeyFingerprint}. Someone may be intercepting the ` +
-          'connection, or the host was reinstalled: check the host key out of band, then update hostKeyFingerprint in the release config.', false);
+      if (refused) {
+        const fp = hostKeyFingerprint(refused.blob);
+        const type = sshKeyBlobType(refused.blob) ?? 'unknown';
+        throw new HostError(refused.revoked
+          ? `${name}: the host key is ${fp} (${type}), which ${policy.source} marks @revoked. Nothing was run there and the deploy key was not offered. ` +
+            'Give the host a new key and pin it, then retry the release.'
+          : `${name}: the host key is ${fp} (${type}), not the pinned ${policy.keys.map((k) => k.fingerprint).join(' or ')} (${policy.source}). ` +
+            'Someone may be intercepting the connection, or the host was reinstalled; nothing was run there and the deploy key was not offered. ' +
+            'Check the key on the host itself (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console); only if it really changed, ' +
+            `${policy.update}, then retry.`, false);
+      }
+      if (serverHostKey && /no matching host key/i.test(text)) {
+        throw new HostError(`${name}: the host offers no ${[...new Set(policy.keys.map((k) => k.type))].join(' or ')} host key, the type pinned by ` +
+          `${policy.source} (${text}). Pin the key the host has (${keyscanHint(host)}), then retry.`, false);
       }
       if (/authentication methods failed|permission denied|auth/i.test(text)) {
         throw new HostError(`${name}: the host refused the deploy key (${text}). Add the key's public half to ~${host.user}/.ssh/authorized_keys ` +
@@ -109,7 +262,13 @@ class RemoteCli {
 
   /** `{cliEnv…} {containerCli} args…`, each word quoted. */
   command(args: string[]): string {
-    const env = Object.entries(this.target.cliEnv).map(([k, v]) => `${k}=${shellQuote(v)}`);
+    const env = Object.entries(this.target.cliEnv).map(([k, v]) => {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) {
+        throw new HostError(`${this.name}: cliEnv key "${k}" is not an environment variable name; fix it in the release config (letters, digits and _).`,
+          false, GantryErrorType.ConfigInvalid);
+      }
+      return `${k}=${shellQuote(v)}`;
+    });
     const cli = this.target.containerCli.trim().split(/\s+/).map(shellQuote);
     return [...(env.length ? ['env', ...env] : []), ...cli, ...args.map(shellQuote)].join(' ');
   }
@@ -214,7 +373,7 @@ class RemoteCli {
     beat({ phase: 'replace', target: this.name, detail: `stopping ${t.container}` });
     await this.remove(t.container);
     const args = ['run', '--detach', '--name', t.container, '--restart', t.restart];
-    for (const p of t.ports.map(parsePort)) args.push('--publish', `${p.hostIp ? `${p.hostIp}:` : ''}${p.hostPort}:${p.containerPort}/${p.protocol}`);
+    for (const p of t.ports.map(parsePort)) args.push('--publish', formatPublish(p));
     if (t.envFile) args.push('--env-file', t.envFile);
     for (const [k, v] of Object.entries(labels)) args.push('--label', `${k}=${v}`);
     args.push(image);

@@ -270,13 +270,23 @@ export interface PortMapping {
   protocol: 'tcp' | 'udp';
 }
 
-/** `8080:80`, `127.0.0.1:8080:80`, `8080:80/udp` (validated by the config schema). */
+/**
+ * `8080:80`, `127.0.0.1:8080:80`, `[::1]:8080:80`, `8080:80/udp` (validated by the config schema). An IPv6
+ * `hostIp` is returned without its brackets, as the engine API takes it; see {@link formatPublish} for the CLI.
+ */
 export function parsePort(spec: string): PortMapping {
   const [mapping, protocol = 'tcp'] = spec.split('/') as [string, string?];
   const parts = mapping.split(':');
   const containerPort = parts.pop()!;
   const hostPort = parts.pop()!;
-  return { hostIp: parts.pop() ?? '', hostPort, containerPort, protocol: protocol as 'tcp' | 'udp' };
+  const hostIp = parts.join(':').replace(/^\[(.*)\]$/, '$1');
+  return { hostIp, hostPort, containerPort, protocol: protocol as 'tcp' | 'udp' };
+}
+
+/** A mapping as `docker run --publish` takes it (IPv6 addresses in brackets). */
+export function formatPublish(p: PortMapping): string {
+  const ip = p.hostIp.includes(':') ? `[${p.hostIp}]` : p.hostIp;
+  return `${ip ? `${ip}:` : ''}${p.hostPort}:${p.containerPort}/${p.protocol}`;
 }
 
 /** Parse an env file the way `docker run --env-file` does: KEY=value lines, # comments, bare KEY taken from `env`. */

@@ -33,8 +33,14 @@ export class GitError extends Error {
 export interface GitOptions {
   /** Base environment for git (PATH, HOME); defaults to the worker's. */
   env?: NodeJS.ProcessEnv;
-  /** HTTPS token (already resolved from its reference), sent as a Basic authorization header. */
+  /** HTTPS token (already resolved from its reference), sent as a Basic authorization header to `remote` only. */
   token?: string;
+  /**
+   * The one repository URL the token is for. The header is configured for that URL's origin alone
+   * (`http.<origin>/.extraHeader`), so git never sends it anywhere else (another host, a redirect target is
+   * refused by git's own rules for scoped headers). Without an http(s) remote the token is not used at all.
+   */
+  remote?: string;
   /** Per-command timeout. @default 120000 */
   timeoutMs?: number;
   /** Who annotated tags are made by. @default { name: 'gantry', email: 'gantry@localhost' } */
@@ -69,6 +75,17 @@ export function classifyGitOutput(output: string): GitFailureKind {
   return 'other';
 }
 
+/** `https://host[:port]` of an http(s) URL, or undefined for paths, ssh and scp-like remotes. */
+export function httpOrigin(url: string): string | undefined {
+  try {
+    const u = new URL(url);
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') return undefined;
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A URL fit for messages: user info (which may hold a token) is masked. */
 export function displayUrl(url: string): string {
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]+@/i, '$1***@');
@@ -98,10 +115,11 @@ export class Git {
     };
     env.GIT_SSH_COMMAND ??= 'ssh -o BatchMode=yes';
     this.secrets = [];
-    if (opts.token) {
+    const origin = opts.remote ? httpOrigin(opts.remote) : undefined;
+    if (opts.token && origin) {
       const basic = Buffer.from(`x-access-token:${opts.token}`).toString('base64');
       env.GIT_CONFIG_COUNT = '1';
-      env.GIT_CONFIG_KEY_0 = 'http.extraHeader';
+      env.GIT_CONFIG_KEY_0 = `http.${origin}/.extraHeader`;
       env.GIT_CONFIG_VALUE_0 = `Authorization: Basic ${basic}`;
       this.secrets.push(opts.token, basic);
     }

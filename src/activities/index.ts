@@ -16,15 +16,19 @@ import { createAnnounce } from './announce';
 import { githubPreflightChecks } from './github-preflight';
 import { createGithubActionsBuild } from './github-build';
 import { githubAnnouncer } from './github-announce';
+import { guardActivities } from './guard';
+import { createResolve, type ConfigSource } from './resolve';
 
 export interface ActivityDeps {
+  /** The worker's release config: read by the resolve step for every release and checked by every step. */
+  config: ConfigSource;
   /** Environment used to resolve secret references (`{ env: NAME }`) on this worker. */
   env: NodeJS.ProcessEnv;
   /** Where steps put their temporary checkouts and build contexts. @default os.tmpdir() */
   workDir?: string;
 }
 
-export function createActivities(deps: ActivityDeps = { env: process.env }): ReleaseActivities {
+export function createActivities(deps: ActivityDeps): ReleaseActivities {
   const { env, workDir } = deps;
   const dirs = workDir ? { workDir } : {};
 
@@ -38,7 +42,8 @@ export function createActivities(deps: ActivityDeps = { env: process.env }): Rel
     'github-actions': createGithubActionsBuild({ env }),
   } satisfies Record<BuildRequest['build']['kind'], (req: BuildRequest) => Promise<BuildResult>>;
 
-  return {
+  return guardActivities({
+    ...createResolve({ config: deps.config }),
     ...createPreflight({ env, ...dirs, extraChecks: githubPreflightChecks({ env }) }),
     ...createTag({ env, ...dirs }),
     build: (req) => builds[req.build.kind](req),
@@ -47,5 +52,5 @@ export function createActivities(deps: ActivityDeps = { env: process.env }): Rel
     health: checks.health,
     rollback: createRollback({ deployers, verify: checks.health }),
     ...createAnnounce({ env, ...dirs, extraAnnouncers: [githubAnnouncer({ env })] }),
-  };
+  }, deps.config);
 }

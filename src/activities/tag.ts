@@ -32,7 +32,7 @@ export function createTag(deps: TagDeps) {
       }
       const token = repo.token ? resolveSecret(repo.token, deps.env) : undefined;
       const tokenRef = repo.token ? describeSecretRef(repo.token) : undefined;
-      const git = new Git({ env: deps.env, token, timeoutMs: deps.gitTimeoutMs, identity: deps.identity });
+      const git = new Git({ env: deps.env, token, remote: repo.url, timeoutMs: deps.gitTimeoutMs, identity: deps.identity });
       const beat = () => ({ tag, commit });
 
       const readTag = () => withHeartbeat(beat, () => git.remoteTag(repo.url, tag))

@@ -15,6 +15,7 @@ import type {
   ImageConfig,
   RepoConfig,
 } from '../config/schema';
+import type { ReleaseInput } from '../shared/release';
 
 export interface ReleaseRef {
   service: string;
@@ -27,10 +28,27 @@ interface Attempted {
   attempt: number;
 }
 
+export interface ResolveRequest {
+  service: string;
+  version: string;
+  requestedBy: string;
+  dryRun: boolean;
+  workflowId: string;
+}
+export interface ResolveResult extends Attempted {
+  /** The plan the release runs on, from the worker's config (recorded in history). */
+  input: ReleaseInput;
+}
+
 export interface PreflightRequest {
   release: ReleaseRef;
   repo: RepoConfig;
   github?: GithubConfig;
+  /**
+   * The service's announce.artifactsDir (`{service}` and `{version}` not yet expanded): where the full output of
+   * repo.testCommand is kept, as `preflight-tests.log`. Without it only a short, redacted tail is reported.
+   */
+  artifactsDir?: string;
 }
 export interface PreflightResult extends Attempted {
   /** Full SHA of the commit to release (the head of the configured branch). */
@@ -156,6 +174,7 @@ export interface AnnounceResult extends Attempted {
 
 /** Every activity the release workflow calls. */
 export interface ReleaseActivities {
+  resolvePlan(req: ResolveRequest): Promise<ResolveResult>;
   preflight(req: PreflightRequest): Promise<PreflightResult>;
   tag(req: TagRequest): Promise<TagResult>;
   build(req: BuildRequest): Promise<BuildResult>;

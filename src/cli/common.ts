@@ -5,6 +5,9 @@ import { Option, type Command } from 'commander';
 import { openClient, workflowUrl, type GantryClient } from '../client/context';
 import { releaseAddress, type ReleaseAddress } from '../client/release';
 import { styleFor, type Style } from '../client/style';
+import type { SigningOptions } from '../client/decisions';
+import { UsageError } from '../client/errors';
+import { durationMs } from '../shared/duration';
 
 export interface GlobalOptions {
   address?: string;
@@ -33,6 +36,33 @@ export function addReleaseArguments(cmd: Command): Command {
 
 export function addressOf(service: string | undefined, version: string | undefined, opts: { id?: string }): ReleaseAddress {
   return releaseAddress(service, version, opts.id);
+}
+
+export interface SigningFlags {
+  key?: string;
+  validFor?: string;
+  print?: boolean;
+}
+
+/** `--key`, `--valid-for`, `--print`: every command that makes a decision takes these. */
+export function addSigningOptions(cmd: Command, what: string): Command {
+  cmd
+    .addOption(new Option('--key <file>', 'SSH key to sign with: a private key file, or the .pub of a key in ssh-agent (default: GANTRY_SIGNING_KEY, the only key in ssh-agent, ~/.ssh/id_ed25519)').env('GANTRY_SIGNING_KEY'))
+    .option('--valid-for <duration>', 'how long the signed statement stays valid (max 24h)', '15m');
+  if (what !== 'start') cmd.option('--print', `print the exact JSON to paste into the Web UI's signal dialog (signal "${what}") instead of sending it`);
+  return cmd;
+}
+
+export function signingOptions(flags: SigningFlags): SigningOptions {
+  let validForMs: number | undefined;
+  if (flags.validFor) {
+    try {
+      validForMs = durationMs(flags.validFor);
+    } catch {
+      throw new UsageError(`--valid-for "${flags.validFor}" is not a duration; write it like 15m, 2h or 24h.`);
+    }
+  }
+  return { ...(flags.key ? { key: flags.key } : {}), ...(validForMs ? { validForMs } : {}) };
 }
 
 /** Connect, run, always close. */

@@ -1,14 +1,15 @@
-/** `gantry decide retry|abort`: the operator's decision after a step used up its retries. */
+/** `gantry decide retry|abort`: the operator's (signed) decision after a step used up its retries. */
 import { Argument, Command } from 'commander';
-import { decide } from '../client/actions';
+import { buildDecision, decide } from '../client/actions';
 import type { Decision } from '../shared/release';
-import { addReleaseArguments, addressOf, out, withClient } from './common';
+import { addReleaseArguments, addressOf, addSigningOptions, out, signingOptions, withClient, type SigningFlags } from './common';
 
-interface DecideOptions {
+interface DecideOptions extends SigningFlags {
   as: string;
   reason?: string;
   id?: string;
   timeout: string;
+  json?: boolean;
 }
 
 export function decideCommand(): Command {
@@ -16,19 +17,32 @@ export function decideCommand(): Command {
     .summary('retry or abort a release waiting for a decision')
     .description(
       'When a step fails after all its retries, the release waits for an operator: `retry` runs the step again ' +
-        '(fix the cause first), `abort` ends the release. Refused when no decision is pending.',
+        '(fix the cause first), `abort` ends the release. Refused when no decision is pending or you are not one of the ' +
+        'service\'s operators. In signed mode the decision names the pending step and is signed with your SSH key.',
     )
     .addArgument(new Argument('<decision>', 'what to do').choices(['retry', 'abort']));
   addReleaseArguments(cmd)
-    .requiredOption('--as <name>', 'your name, recorded with the decision')
+    .requiredOption('--as <name>', 'your name, as in the worker\'s allowedSigners; recorded with the decision')
     .option('--reason <text>', 'why, recorded with the decision')
     .option('--timeout <seconds>', 'how long to wait for a worker to take the decision', '30')
+    .option('--json', 'print the answer as JSON');
+  addSigningOptions(cmd, 'decide')
     .action(async (decision: Decision, service: string | undefined, version: string | undefined, opts: DecideOptions, c: Command) => {
       const addr = addressOf(service, version, opts);
-      const answer = await withClient(c, (gc) =>
-        decide(gc, addr, { decision, operator: opts.as, ...(opts.reason ? { reason: opts.reason } : {}) }, Number(opts.timeout) * 1000));
-      out.print(`${out.style.ok('✓')} ${answer}`);
-      out.print(`  Follow it with \`gantry status ${addr.args} --follow\`.`);
+      await withClient(c, async (gc) => {
+        const message = await buildDecision(gc, addr, decision, { as: opts.as, ...(opts.reason ? { reason: opts.reason } : {}) }, signingOptions(opts));
+        if (opts.print) {
+          out.print(JSON.stringify(message));
+          return;
+        }
+        const answer = await decide(gc, addr, decision, message, Number(opts.timeout) * 1000);
+        if (opts.json) {
+          out.json({ decision, message: answer });
+          return;
+        }
+        out.print(`${out.style.ok('✓')} ${answer}`);
+        out.print(`  Follow it with \`gantry status ${addr.args} --follow\`.`);
+      });
     });
   return cmd;
 }

@@ -8,7 +8,7 @@ import { Command, Option } from 'commander';
 import { defaultStateDir, DevServerInterrupted, ensurePortsFree, findTemporalCli, startDevServer, type DevServer } from '../client/dev-server';
 import { UsageError } from '../client/errors';
 import { createActivities } from '../activities';
-import { runWorker } from '../worker';
+import { runWorker, workerConfig } from '../worker';
 import { err, globals, out } from './common';
 import { ExitCode } from './exit-codes';
 
@@ -18,6 +18,7 @@ interface DevOptions {
   ip: string;
   stateDir: string;
   worker: boolean;
+  config?: string;
 }
 
 function port(value: string, flag: string): number {
@@ -53,6 +54,7 @@ export function devCommand(): Command {
     .option('--ip <ip>', 'address to bind', '127.0.0.1')
     .addOption(new Option('--state-dir <dir>', 'where the database and the server log live').env('GANTRY_STATE_DIR').default(defaultStateDir()))
     .option('--no-worker', 'run only the server (run `gantry worker` yourself, e.g. under a debugger)')
+    .option('-c, --config <file|dir>', 'the release config the worker owns (default: GANTRY_CONFIG)')
     .action(async (opts: DevOptions, c: Command) => {
       const g = globals(c);
       const grpcPort = port(opts.port, '--port');
@@ -61,7 +63,8 @@ export function devCommand(): Command {
       const temporalCli = findTemporalCli();
       const stateDir = path.resolve(opts.stateDir);
       await ensurePortsFree(opts.ip, [['--port', grpcPort], ['--ui-port', uiPort]]);
-      const activities = opts.worker ? createActivities() : undefined;
+      const cfg = opts.worker ? workerConfig(opts.config) : undefined;
+      const activities = cfg ? createActivities({ config: cfg.source, env: process.env }) : undefined;
 
       // Ctrl-C during start-up: stop the server we are starting rather than leave it behind.
       const startup = new AbortController();
@@ -99,7 +102,7 @@ export function devCommand(): Command {
           out.print('No worker in this process (--no-worker): run `gantry worker` next to it. Ctrl-C stops the server.');
           await untilSignal();
         } else {
-          out.print('Running the worker here. Ctrl-C stops the worker, then the server.');
+          out.print(`Running the worker here with the release config ${cfg!.summary}. Ctrl-C stops the worker, then the server.`);
           await runWorker(activities, { address: server.address, namespace });
         }
       } finally {

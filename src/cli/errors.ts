@@ -11,6 +11,7 @@ import {
   UsageError,
 } from '../client/errors';
 import { isUnavailable } from '../client/release';
+import { SigningError } from '../client/signing';
 import { NamespaceNotFoundError } from '@temporalio/common';
 import { ExitCode } from './exit-codes';
 
@@ -34,6 +35,7 @@ export function report(err: unknown, env: NodeJS.ProcessEnv = process.env): Repo
   if (err instanceof RefusedError) return { code: ExitCode.Refused, message: err.message };
   if (err instanceof SetupRequiredError) return { code: ExitCode.SetupRequired, message: err.message };
   if (err instanceof NoWorkerError) return { code: ExitCode.NoWorker, message: err.message };
+  if (err instanceof SigningError) return { code: ExitCode.SigningFailed, message: err.message };
   if (err instanceof ServerUnreachableError) return { code: ExitCode.ServerUnreachable, message: err.message };
   if (isUnavailable(err)) {
     return {

@@ -23,6 +23,8 @@ export const ExitCode = {
   SetupRequired: 7,
   /** No worker answered within the time allowed (start one with `gantry worker` or `gantry dev`). */
   NoWorker: 8,
+  /** A decision could not be signed: no SSH key found, an encrypted key outside ssh-agent, an unsupported key type. */
+  SigningFailed: 9,
   /** The Temporal server cannot be reached (EX_UNAVAILABLE). */
   ServerUnreachable: 69,
   /** `start --wait` / `status --follow`: how the release ended. */
@@ -66,6 +68,7 @@ export const EXIT_CODE_HELP = `Exit codes:
   6   refused (gate not open, gate closed, approver not allowed, duplicate vote, no decision pending)
   7   server not set up for gantry (run \`gantry setup\`)
   8   no worker answered (run \`gantry worker\` or \`gantry dev\`)
+  9   could not sign the decision (no SSH key: --key FILE, GANTRY_SIGNING_KEY or ssh-agent)
   10  rolled back   11 rejected   12 aborted   13 cancelled   14 failed   (with --wait / --follow)
   69  Temporal server unreachable
   130 interrupted while following (the release keeps running)`;

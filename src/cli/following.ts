@@ -10,7 +10,7 @@ import { ExitCode, outcomeExitCode } from './exit-codes';
 export async function followAndExit(
   gc: GantryClient,
   addr: ReleaseAddress,
-  opts: Pick<FollowOptions, 'approveAs' | 'approveReason' | 'stopAtGate'> = {},
+  opts: Pick<FollowOptions, 'approveAs' | 'approveReason' | 'stopAtGate' | 'signing'> = {},
 ): Promise<void> {
   const interrupt = abortOnInterrupt();
   let result: FollowResult;

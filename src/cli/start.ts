@@ -3,13 +3,15 @@ import os from 'node:os';
 import { Command, Option } from 'commander';
 import { formatPlan } from '../client/format';
 import { releaseAddress } from '../client/release';
-import { prepareRelease, startRelease } from '../client/start';
+import { awaitResolved, buildStartRequest, checkRequest, localConfig, localPlanInput, startRelease } from '../client/start';
+import { approveCommand, describeNeeds } from '../shared/gate';
 import { planRelease } from '../shared/plan';
-import { out, webUrlFor, withClient } from './common';
+import { addSigningOptions, err, out, setExitCode, signingOptions, webUrlFor, withClient, type SigningFlags } from './common';
+import { ExitCode } from './exit-codes';
 import { followAndExit } from './following';
 
-interface StartOptions {
-  config: string;
+interface StartOptions extends SigningFlags {
+  config?: string;
   dryRun?: boolean;
   requestedBy: string;
   wait?: boolean;
@@ -18,6 +20,7 @@ interface StartOptions {
   reason?: string;
   stopAtGate?: boolean;
   json?: boolean;
+  unsigned?: boolean;
 }
 
 function defaultUser(): string {
@@ -30,60 +33,92 @@ function defaultUser(): string {
 }
 
 export function startCommand(): Command {
-  return new Command('start')
+  const cmd = new Command('start')
     .summary('start a release (or print its plan with --dry-run)')
     .description(
-      'Start the release of <service> at <version> from the config file: preflight, tag, build, staging and smoke, ' +
-        'then the approval gate, production and health, then the announcement. The release runs on the server; ' +
-        'this command returns once it started, or with --wait follows it.',
+      'Start the release of <service> at <version>: the worker resolves the plan from its own release config, then runs ' +
+        'preflight, tag, build, staging and smoke, the approval gate, production and health, and the announcement. Only ' +
+        'the request is sent (service, version, requester), signed with your SSH key. With --dry-run it prints the plan ' +
+        'from a local config file and starts nothing. Returns once started, or with --wait follows it.',
     )
-    .argument('<service>', 'service name from the config, e.g. hello')
+    .argument('<service>', 'service name from the worker\'s config, e.g. hello')
     .argument('<version>', 'version to release (semver, with or without a leading v), e.g. 1.2.3')
-    .addOption(new Option('-c, --config <file>', 'release config (YAML)').env('GANTRY_CONFIG').default('gantry.yaml'))
-    .option('--dry-run', 'print the plan (steps, targets, image, checks) and start nothing')
-    .option('--requested-by <name>', 'who asks for the release, recorded in it', defaultUser())
+    .addOption(new Option('-c, --config <file>', 'a local copy of the release config: for --dry-run, and to check it matches the worker\'s').env('GANTRY_CONFIG'))
+    .option('--dry-run', 'print the plan from the local config (steps, targets, image, checks) and start nothing; needs no server')
+    .option('--requested-by <name>', 'who asks for the release (signed as this principal)', defaultUser())
+    .option('--unsigned', 'do not sign the start (accepted only by services with approvals.identity: declared)')
     .option('-w, --wait', 'follow the release: stage changes and step progress; at the gate, print the Web UI address and the approve command; exit with the outcome\'s code')
     .option('-f, --follow', 'same as --wait')
-    .option('--approve-as <name>', 'approve as <name> as soon as the gate opens (for non-interactive runs; implies --wait)')
+    .option('--approve-as <name>', 'approve as <name> as soon as the gate opens (signed with --key; for non-interactive runs; implies --wait)')
     .option('--reason <text>', 'reason recorded with --approve-as')
     .option('--stop-at-gate', 'with --wait: return (exit 0) once the gate is open instead of waiting for the end')
-    .option('--json', 'print the plan (--dry-run) or the started release as JSON')
-    .action(async (service: string, version: string, opts: StartOptions, cmd: Command) => {
-      const input = prepareRelease({ configFile: opts.config, service, version, requestedBy: opts.requestedBy, dryRun: Boolean(opts.dryRun) });
-      const configFlag = opts.config === 'gantry.yaml' && !process.env.GANTRY_CONFIG ? '' : ` --config ${opts.config}`;
-      if (opts.dryRun) {
-        const plan = planRelease(input);
-        if (opts.json) out.json({ plan, input });
-        else out.print(formatPlan(plan, input, `gantry start ${input.service} ${input.version}${configFlag}`, out.style));
+    .option('--json', 'print the plan (--dry-run) or the started release as JSON');
+  addSigningOptions(cmd, 'start');
+  return cmd.action(async (service: string, version: string, opts: StartOptions, c: Command) => {
+    const req = checkRequest({ service, version, requestedBy: opts.requestedBy });
+    const configFile = opts.config ?? (opts.dryRun ? undefined : 'gantry.yaml');
+    const local = localConfig(configFile, Boolean(opts.dryRun));
+    if (opts.dryRun) {
+      const input = localPlanInput(local!, req);
+      const plan = planRelease(input);
+      if (opts.json) out.json({ plan, input });
+      else out.print(formatPlan(plan, input, `gantry start ${req.service} ${req.version}`, out.style));
+      return;
+    }
+    const signing = signingOptions(opts);
+    const request = await buildStartRequest(req, { signing, requireSignature: false, ...(local ? { local } : {}) });
+    if (opts.unsigned) delete request.signed;
+    if (!request.signed && !opts.unsigned) {
+      err.print(err.style.warn('gantry: no SSH key to sign with; the start goes unsigned and is accepted only where approvals.identity is declared ' +
+        '(pass --key FILE, set GANTRY_SIGNING_KEY, or load a key into ssh-agent).'));
+    }
+    const follow = Boolean(opts.wait || opts.follow || opts.approveAs || opts.stopAtGate);
+    await withClient(c, async (gc) => {
+      const handle = await startRelease(gc, request);
+      const addr = releaseAddress(req.service, req.version, undefined);
+      const webUrl = webUrlFor(gc, handle.workflowId);
+      const resolved = await awaitResolved(gc, handle.workflowId, handle.firstExecutionRunId);
+      if (opts.json && !follow) {
+        out.json({
+          workflowId: handle.workflowId, runId: handle.firstExecutionRunId, namespace: gc.namespace, address: gc.settings.address, webUrl,
+          signed: Boolean(request.signed), resolved: resolved?.input ? { configSource: resolved.input.configSource, configSha256: resolved.input.configSha256 } : null,
+          ...(resolved?.configNote ? { configNote: resolved.configNote } : {}), ...(resolved?.outcome ? { outcome: resolved.outcome, message: resolved.message } : {}),
+        });
+        if (resolved?.outcome) setExitCode(ExitCode.Failed);
         return;
       }
-      const follow = Boolean(opts.wait || opts.follow || opts.approveAs || opts.stopAtGate);
-      await withClient(cmd, async (gc) => {
-        const handle = await startRelease(gc, input);
-        const addr = releaseAddress(input.service, input.version, undefined);
-        const webUrl = webUrlFor(gc, handle.workflowId);
-        if (opts.json && !follow) {
-          out.json({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId, namespace: gc.namespace, address: gc.settings.address, webUrl });
-          return;
+      const st = out.style;
+      out.print(st.bold(`Started release ${addr.label}`) + ` requested by ${req.requestedBy}${request.signed ? ' (signed)' : ''} (workflow ${handle.workflowId}, run ${handle.firstExecutionRunId})`);
+      out.print(`  server   ${gc.settings.address}, namespace ${gc.namespace}`);
+      if (webUrl) out.print(`  Web UI   ${webUrl}`);
+      if (resolved?.input) {
+        out.print(`  plan     resolved on the worker from ${resolved.input.configSource ?? 'its config'}`);
+        if (resolved.configNote) out.print(st.warn(`  note     ${resolved.configNote}`));
+        else if (local) out.print(`           (your local ${configFile} is the same file)`);
+      } else if (resolved?.outcome) {
+        err.print(st.bad(`The release ended at once (${resolved.outcome}): ${resolved.message}`));
+        setExitCode(ExitCode.Failed);
+        return;
+      } else {
+        out.print(st.warn('  plan     not resolved yet: no worker answered within 15 s (start one with `gantry worker --config …`)'));
+      }
+      if (!follow) {
+        out.print(`  follow   gantry status ${addr.args}`);
+        out.print(`  history  gantry history ${addr.args}`);
+        if (resolved?.input) {
+          const g = resolved.gate;
+          out.print(`After staging passes its smoke checks the gate ${describeNeeds([], { ...g, allowSelfApproval: false, operators: [], keys: [] })}:`);
+          out.print(`  ${approveCommand(req.service, req.version, g)}`);
         }
-        const st = out.style;
-        out.print(st.bold(`Started release ${addr.label}`) + ` requested by ${input.requestedBy} (workflow ${handle.workflowId}, run ${handle.firstExecutionRunId})`);
-        out.print(`  server   ${gc.settings.address}, namespace ${gc.namespace}`);
-        if (webUrl) out.print(`  Web UI   ${webUrl}`);
-        if (!follow) {
-          const a = input.config.approvals;
-          out.print(`  follow   gantry status ${addr.args}`);
-          out.print(`  history  gantry history ${addr.args}`);
-          out.print(`After staging passes its smoke checks it waits for ${a.required} approval(s) from ${a.approvers.join(', ')}:`);
-          out.print(`  gantry approve ${addr.args} --as <name>`);
-          return;
-        }
-        out.print('');
-        await followAndExit(gc, addr, {
-          ...(opts.approveAs ? { approveAs: opts.approveAs } : {}),
-          ...(opts.reason ? { approveReason: opts.reason } : {}),
-          stopAtGate: Boolean(opts.stopAtGate),
-        });
+        return;
+      }
+      out.print('');
+      await followAndExit(gc, addr, {
+        ...(opts.approveAs ? { approveAs: opts.approveAs } : {}),
+        ...(opts.reason ? { approveReason: opts.reason } : {}),
+        signing,
+        stopAtGate: Boolean(opts.stopAtGate),
       });
     });
+  });
 }

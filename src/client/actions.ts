@@ -10,12 +10,18 @@ import {
 } from '@temporalio/client';
 import {
   approveUpdate,
+  cancelUpdate,
   decideUpdate,
   rejectUpdate,
-  type DecisionPayload,
+  statusQuery,
+  type CancelMessage,
+  type Decision,
+  type DecisionMessage,
   type GateAnswer,
-  type VotePayload,
+  type ReleaseStatus,
+  type VoteMessage,
 } from '../shared/release';
+import { cancelMessage, decisionMessage, voteMessage, type SigningOptions } from './decisions';
 import type { GantryClient } from './context';
 import { NoWorkerError, RefusedError } from './errors';
 import { describeRelease, describeState, translateRpcError, type ReleaseAddress } from './release';
@@ -52,29 +58,63 @@ async function runUpdate<T>(gc: GantryClient, addr: ReleaseAddress, what: string
   }
 }
 
-export async function vote(
-  gc: GantryClient,
-  addr: ReleaseAddress,
-  kind: 'approve' | 'reject',
-  payload: VotePayload,
-  timeoutMs = DEFAULT_UPDATE_TIMEOUT_MS,
-): Promise<GateAnswer> {
-  const handle = gc.client.workflow.getHandle(addr.workflowId);
-  const def = kind === 'approve' ? approveUpdate : rejectUpdate;
-  return runUpdate(gc, addr, kind, timeoutMs, () => handle.executeUpdate(def, { args: [payload] }));
-}
-
-export async function decide(gc: GantryClient, addr: ReleaseAddress, payload: DecisionPayload, timeoutMs = DEFAULT_UPDATE_TIMEOUT_MS): Promise<string> {
-  const handle = gc.client.workflow.getHandle(addr.workflowId);
-  return runUpdate(gc, addr, `${payload.decision}`, timeoutMs, () => handle.executeUpdate(decideUpdate, { args: [payload] }));
-}
-
-/** Ask the release to stop. Before production changes it ends `cancelled`; after, production work finishes first. */
-export async function cancelRelease(gc: GantryClient, addr: ReleaseAddress): Promise<void> {
-  await ensureRunning(gc, addr, 'cancel');
+/** The running release's status and run id: what a signed statement must name. */
+export async function releaseForSigning(gc: GantryClient, addr: ReleaseAddress, what: string): Promise<{ status: ReleaseStatus; runId: string }> {
+  const d = await describeRelease(gc, addr.workflowId);
+  if (d.status.name !== 'RUNNING') {
+    throw new RefusedError(`Cannot ${what} release ${addr.label}: it has ${describeState(d)}. ` +
+      `\`gantry status ${addr.args}\` shows how it ended; to release again, start a new version.`);
+  }
+  const handle = gc.client.workflow.getHandle(addr.workflowId, d.runId);
   try {
-    await gc.client.workflow.getHandle(addr.workflowId).cancel();
+    const status = await gc.connection.withDeadline(Date.now() + DEFAULT_UPDATE_TIMEOUT_MS, () => handle.query(statusQuery));
+    return { status, runId: d.runId };
   } catch (err) {
+    if (isGrpcDeadlineError(err) || (err instanceof ServiceError && isGrpcDeadlineError(err.cause))) {
+      throw new NoWorkerError(`No worker answered the status query of ${addr.label} within ${DEFAULT_UPDATE_TIMEOUT_MS / 1000}s, so nothing was sent. ` +
+        'Start a worker (`gantry worker`, or `gantry dev` on a laptop) and retry.');
+    }
     throw translateRpcError(err, gc, addr.workflowId);
   }
+}
+
+export interface Who {
+  as: string;
+  reason?: string;
+}
+
+/** The message a vote sends (signed or declared, as the release requires); `--print` shows it instead. */
+export async function buildVote(gc: GantryClient, addr: ReleaseAddress, kind: 'approve' | 'reject', who: Who, signing: SigningOptions): Promise<VoteMessage> {
+  const { status, runId } = await releaseForSigning(gc, addr, kind);
+  return voteMessage(kind, status, runId, who, signing);
+}
+
+export async function vote(gc: GantryClient, addr: ReleaseAddress, kind: 'approve' | 'reject', message: VoteMessage, timeoutMs = DEFAULT_UPDATE_TIMEOUT_MS): Promise<GateAnswer> {
+  const handle = gc.client.workflow.getHandle(addr.workflowId);
+  const def = kind === 'approve' ? approveUpdate : rejectUpdate;
+  return runUpdate(gc, addr, kind, timeoutMs, () => handle.executeUpdate(def, { args: [message] }));
+}
+
+export async function buildDecision(gc: GantryClient, addr: ReleaseAddress, decision: Decision, who: Who, signing: SigningOptions): Promise<DecisionMessage> {
+  const { status, runId } = await releaseForSigning(gc, addr, decision);
+  return decisionMessage(decision, status, runId, who, signing);
+}
+
+export async function decide(gc: GantryClient, addr: ReleaseAddress, decision: Decision, message: DecisionMessage, timeoutMs = DEFAULT_UPDATE_TIMEOUT_MS): Promise<string> {
+  const handle = gc.client.workflow.getHandle(addr.workflowId);
+  return runUpdate(gc, addr, decision, timeoutMs, () => handle.executeUpdate(decideUpdate, { args: [message] }));
+}
+
+export async function buildCancel(gc: GantryClient, addr: ReleaseAddress, who: Who, signing: SigningOptions): Promise<CancelMessage> {
+  const { status, runId } = await releaseForSigning(gc, addr, 'cancel');
+  return cancelMessage(status, addr.workflowId, runId, who, signing);
+}
+
+/**
+ * Ask the release to stop, as a (signed) decision it verifies. Before production changes it ends `cancelled`;
+ * after, production work finishes first.
+ */
+export async function cancelRelease(gc: GantryClient, addr: ReleaseAddress, message: CancelMessage, timeoutMs = DEFAULT_UPDATE_TIMEOUT_MS): Promise<string> {
+  const handle = gc.client.workflow.getHandle(addr.workflowId);
+  return runUpdate(gc, addr, 'cancel', timeoutMs, () => handle.executeUpdate(cancelUpdate, { args: [message] }));
 }

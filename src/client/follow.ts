@@ -7,7 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { WorkflowExecutionDescription } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import type { Outcome, ReleaseStatus } from '../shared/release';
-import { vote } from './actions';
+import { buildVote, vote } from './actions';
+import type { SigningOptions } from './decisions';
+import { approveCommand, webUiInstruction } from '../shared/gate';
 import type { GantryClient } from './context';
 import { formatDuration, formatOutputs, formatTime, durationBetween, plural } from './format';
 import { describeRelease, queryStatus, type ReleaseAddress } from './release';
@@ -23,6 +25,8 @@ export interface FollowOptions {
   /** Approve as this approver as soon as the gate opens (non-interactive runs). */
   approveAs?: string | undefined;
   approveReason?: string | undefined;
+  /** How `approveAs` signs its vote (signed mode). */
+  signing?: SigningOptions;
   /** Return once the gate is open (after printing how to approve) instead of waiting for the end. */
   stopAtGate?: boolean;
   intervalMs?: number;
@@ -161,16 +165,19 @@ export async function followRelease(gc: GantryClient, addr: ReleaseAddress, opts
       if (g.state === 'open' && !gateShown) {
         gateShown = true;
         say('');
-        say(st.bold(`Waiting at the approval gate: ${g.approvals.length} of ${g.required} approval(s) from ${g.approvers.join(', ')}${g.deadline ? ` (times out ${formatTime(g.deadline)})` : ''}.`));
-        if (opts.webUrl) say(`  Web UI:   ${opts.webUrl}  (More actions → Send a signal → approve, payload {"approver": "<name>"})`);
-        say(`  Approve:  gantry approve ${addr.args} --as <name>`);
+        say(st.bold(`Waiting at the approval gate: it ${g.needs ?? `needs ${g.required} approval(s)`}; approvers ${g.approvers.join(', ')}${g.deadline ? ` (times out ${formatTime(g.deadline)})` : ''}.`));
+        if (g.digest) say(`  Image:    ${g.digest}`);
+        const [svc, ver] = [s.request.service, s.request.version];
+        say(`  Approve:  ${approveCommand(svc, ver, g)}`);
         say(`  Reject:   gantry reject ${addr.args} --as <name> --reason "<why>"`);
+        if (opts.webUrl) say(`  Web UI:   ${opts.webUrl}  (More actions → Send a signal). ${webUiInstruction(svc, ver, g)}.`);
         say('');
         if (opts.stopAtGate && !opts.approveAs) return { kind: 'gate', status: s };
       }
       if (g.state === 'open' && opts.approveAs && !approvalSent) {
         approvalSent = true;
-        const answer = await vote(gc, addr, 'approve', { approver: opts.approveAs, ...(opts.approveReason ? { reason: opts.approveReason } : {}) });
+        const who = { as: opts.approveAs, ...(opts.approveReason ? { reason: opts.approveReason } : {}) };
+        const answer = await vote(gc, addr, 'approve', await buildVote(gc, addr, 'approve', who, opts.signing ?? {}));
         say(`  ${st.ok('✓')} approved as ${opts.approveAs}: ${answer.message}`);
         if (opts.stopAtGate) return { kind: 'gate', status: s };
       }

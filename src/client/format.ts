@@ -2,6 +2,7 @@
  * Human views of a release: the plan, the status, shared time and duration formats. Pure functions over the
  * shared types, so `status`, `start --wait` and the tests see the same words.
  */
+import { approveCommand, describeNeeds, gateRulesView, webUiInstruction } from '../shared/gate';
 import type { ReleaseInput, ReleasePlan, ReleaseStatus, StepStatus } from '../shared/release';
 import { describeState, indexedFields, type ReleaseAddress, type ReleaseSnapshot } from './release';
 import { PLAIN, type Style } from './style';
@@ -80,13 +81,13 @@ export function planMarkdown(plan: ReleasePlan, input: ReleaseInput): string {
   return [
     `**Release ${plan.service} ${plan.version}** requested by **${input.requestedBy}**`,
     '',
-    `Tag \`${plan.tag}\`, image \`${plan.image}\`. Approvals: ${input.config.approvals.required} of ${input.config.approvals.approvers.join(', ')}.`,
+    `Tag \`${plan.tag}\`, image \`${plan.image}\`. The gate ${describeNeeds([], gateRulesView(input))}.`,
     '',
     '| # | Step | What it does |',
     '|---|------|--------------|',
     ...plan.steps.map((s, i) => `| ${i + 1} | ${esc(s.title)} | ${esc(s.detail)} |`),
     '',
-    `Approve: \`gantry approve ${plan.service} ${plan.version} --as <name>\`, or send the signal **approve** with \`{"approver": "<name>"}\`.`,
+    `Approve: \`${approveCommand(plan.service, plan.version, gateRulesView(input))}\`. ${webUiInstruction(plan.service, plan.version, gateRulesView(input))}.`,
   ].join('\n');
 }
 
@@ -128,10 +129,11 @@ export function formatStatus(addr: ReleaseAddress, snap: ReleaseSnapshot, opts: 
 
   const stageText = s.outcome ? `${s.outcome}` : s.stage;
   const colour = s.outcome === 'succeeded' || s.outcome === 'planned' ? st.ok : s.outcome ? st.bad : st.info;
-  lines.push(st.bold(`Release ${s.input.service} ${s.input.version}: `) + colour(stageText));
+  lines.push(st.bold(`Release ${s.request.service} ${s.request.version}: `) + colour(stageText));
   lines.push(`  workflow   ${s.workflowId} (run ${d.runId}, ${d.status.name.toLowerCase()})`);
-  lines.push(`  requested  by ${s.input.requestedBy} at ${formatTime(s.startedAt)}${s.endedAt ? ` · ended ${formatTime(s.endedAt)} (${formatDuration(durationBetween(s.startedAt, s.endedAt))})` : ''}`);
-  if (s.input.configSource) lines.push(`  config     ${s.input.configSource}`);
+  lines.push(`  requested  by ${s.request.requestedBy} at ${formatTime(s.startedAt)}${s.endedAt ? ` · ended ${formatTime(s.endedAt)} (${formatDuration(durationBetween(s.startedAt, s.endedAt))})` : ''}`);
+  lines.push(`  config     ${s.input?.configSource ?? 'not resolved yet'}${s.requester.verified ? ` · started by ${s.requester.principal} (signed, key ${s.requester.fingerprint ?? '?'})` : ''}`);
+  if (s.configNote) lines.push(st.warn(`  note       ${s.configNote}`));
   if (opts.webUrl) lines.push(`  web ui     ${opts.webUrl}`);
   lines.push(`  stage      ${s.stage}`);
   lines.push('');
@@ -147,8 +149,8 @@ export function formatStatus(addr: ReleaseAddress, snap: ReleaseSnapshot, opts: 
     lines.push('');
     lines.push(st.warn(st.bold(`Decision needed: ${stepTitle} failed after its retries`)) + ` (since ${formatTime(p.openedAt)}, aborts at ${formatTime(p.deadline)})`);
     lines.push(`  error: ${p.error}`);
-    lines.push(`  retry: gantry decide retry ${s.input.service} ${s.input.version} --as <name> [--reason "…"]`);
-    lines.push(`  abort: gantry decide abort ${s.input.service} ${s.input.version} --as <name> [--reason "…"]`);
+    lines.push(`  retry: gantry decide retry ${s.request.service} ${s.request.version} --as <name> [--reason "…"]`);
+    lines.push(`  abort: gantry decide abort ${s.request.service} ${s.request.version} --as <name> [--reason "…"]`);
   }
   if (s.decisions.length > 0) {
     lines.push('');
@@ -171,24 +173,26 @@ export function formatStatus(addr: ReleaseAddress, snap: ReleaseSnapshot, opts: 
 function formatGate(s: ReleaseStatus, st: Style): string[] {
   const g = s.gate;
   const lines: string[] = [];
-  const head = `${st.bold('Approval gate:')} ${g.state.replace('_', ' ')}, ${g.approvals.length} of ${g.required} approval(s); approvers ${g.approvers.join(', ')}`;
+  const head = `${st.bold('Approval gate:')} ${g.state.replace('_', ' ')}, ${g.approvals.length} of ${g.required} approval(s); approvers ${g.approvers.join(', ')} (${g.identity})`;
   lines.push(head);
+  if (g.state === 'open' && g.needs) lines.push(`  it ${g.needs}${g.digest ? `; approving image ${g.digest}` : ''}`);
   if (g.openedAt) lines.push(`  opened ${formatTime(g.openedAt)}${g.closedAt ? ` · closed ${formatTime(g.closedAt)}` : g.deadline ? ` · times out ${formatTime(g.deadline)}` : ''}`);
   for (const v of g.approvals) {
-    lines.push(`  ${st.ok('✓')} approved by ${v.approver} at ${formatTime(v.at)} via ${v.via}${v.reason ? `: ${v.reason}` : ''}`);
+    lines.push(`  ${st.ok('✓')} approved by ${v.approver}${v.verified ? ` (signed, key ${v.fingerprint ?? '?'})` : ' (declared)'} at ${formatTime(v.at)} via ${v.via}${v.reason ? `: ${v.reason}` : ''}`);
   }
   if (g.rejection) {
     const r = g.rejection;
     lines.push(`  ${st.bad('✗')} rejected by ${r.approver} at ${formatTime(r.at)} via ${r.via}${r.reason ? `: ${r.reason}` : ''}`);
   }
   if (g.refused.length > 0) {
-    lines.push(`  refused attempts:`);
+    lines.push(`  refused attempts${g.refusedCount > g.refused.length ? ` (${g.refusedCount} in all; the last ${g.refused.length} shown)` : ''}:`);
     for (const r of g.refused) {
       lines.push(`    ${st.warn('!')} ${r.name} ${r.approver ? `by ${r.approver} ` : ''}at ${formatTime(r.at)} via ${r.via}: ${r.why}`);
     }
   }
   if (g.state === 'open') {
-    lines.push(`  approve: gantry approve ${s.input.service} ${s.input.version} --as <name>`);
+    lines.push(`  approve: ${approveCommand(s.request.service, s.request.version, g)}`);
+    lines.push(`  ${webUiInstruction(s.request.service, s.request.version, g)}.`);
   }
   return lines;
 }

@@ -4,11 +4,13 @@
  * every approve/reject/decide that arrived (signal or update) with who sent it and when, whether the release
  * took or refused it, cancellation, the rollback, and how it ended.
  */
+import { parseStatement } from '../shared/statement';
+import { displayText } from '../shared/text';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { optionalTsToDate } from '@temporalio/common/lib/time';
 import type { History } from '@temporalio/common/lib/proto-utils';
 import { ReleaseEndType } from '../shared/errors';
-import type { Outcome, ReleaseInput, ReleaseStatus } from '../shared/release';
+import { claimedName, type Outcome, type ReleaseInput, type ReleaseStatus } from '../shared/release';
 import { formatDuration, formatTime, plural } from './format';
 import { PLAIN, type Style } from './style';
 
@@ -88,6 +90,7 @@ function outcomeFromFailureType(type: string | null | undefined): Outcome {
     case ReleaseEndType.RolledBack: return 'rolled_back';
     case ReleaseEndType.Rejected: return 'rejected';
     case ReleaseEndType.Aborted: return 'aborted';
+    case ReleaseEndType.Cancelled: return 'cancelled';
     default: return 'failed';
   }
 }
@@ -109,7 +112,7 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
     const eid = String(e.eventId ?? i);
     if (e.workflowExecutionStartedEventAttributes) {
       const a = e.workflowExecutionStartedEventAttributes;
-      const input = firstArg(a.input) as Partial<ReleaseInput> | undefined;
+      const input = firstArg(a.input) as Partial<Pick<ReleaseInput, 'requestedBy'>> | undefined;
       const summary = text(decode(e.userMetadata?.summary));
       out.push({
         kind: 'started',
@@ -207,9 +210,12 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
 
 function payloadFields(p: Record<string, unknown> | undefined): { who?: string; reason?: string; decision?: string } {
   if (!p || typeof p !== 'object') return {};
-  const who = text(p.approver) ?? text(p.operator);
-  const reason = text(p.reason);
-  const decision = text(p.decision);
+  // A signed statement names who, why and what in its text (verified by the workflow, not here).
+  const signed = typeof p.statement === 'string' ? parseStatement(p.statement) : undefined;
+  const fields: Record<string, unknown> = signed?.ok ? { operator: signed.value.principal, reason: signed.value.reason, decision: signed.value.decision } : p;
+  const who = claimedName(p) ?? text(fields.operator);
+  const reason = text(fields.reason) === undefined ? undefined : displayText(fields.reason, 200);
+  const decision = text(fields.decision) === undefined ? undefined : displayText(fields.decision, 20);
   return { ...(who ? { who } : {}), ...(reason ? { reason } : {}), ...(decision ? { decision } : {}) };
 }
 

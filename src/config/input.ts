@@ -1,28 +1,33 @@
-/** Turning a validated config and a requested release into the workflow's immutable input snapshot. */
+/** Turning the validated config and a requested release into the plan a release runs on (ReleaseInput). */
 import * as semver from 'semver';
-import { ConfigError } from './load';
-import type { GantryConfig } from './schema';
+import { ConfigError, type LoadedConfig } from './load';
 import { resolveStepOptions } from '../shared/steps';
 import type { ReleaseInput } from '../shared/release';
 
+/**
+ * The plan for one release of one service: its config slice (a copy), the step options, the config's identity,
+ * and the public keys of the people who may act on it (all principals when the service names no operators).
+ */
 export function buildReleaseInput(
-  config: GantryConfig,
-  req: { service: string; version: string; requestedBy: string; dryRun: boolean; configSource?: string },
+  loaded: Pick<LoadedConfig, 'config' | 'source' | 'sha256' | 'keys'>,
+  req: { service: string; version: string; requestedBy: string; dryRun: boolean },
 ): ReleaseInput {
-  const svc = config.services[req.service];
+  const svc = loaded.config.services[req.service];
   if (!svc) {
-    throw new ConfigError(req.configSource ?? 'config', [
-      `services: no service "${req.service}"; the config defines ${Object.keys(config.services).join(', ')}`,
+    throw new ConfigError(loaded.source, [
+      `services: no service "${req.service}"; the config defines ${Object.keys(loaded.config.services).join(', ')}`,
     ]);
   }
   const version = req.version.replace(/^v/, '');
   if (semver.valid(version) !== version) {
-    throw new ConfigError(req.configSource ?? 'config', [
+    throw new ConfigError(loaded.source, [
       `version "${req.version}" is not semver; give it as MAJOR.MINOR.PATCH, e.g. 1.4.0 or 2.0.0-rc.1`,
     ]);
   }
   // structuredClone: the snapshot must not share objects with the caller's config.
   const snapshot = structuredClone(svc);
+  const people = new Set([...svc.approvals.approvers, ...svc.operators]);
+  const keys = svc.operators.length === 0 ? loaded.keys : loaded.keys.filter((k) => people.has(k.principal));
   return {
     service: req.service,
     version,
@@ -30,6 +35,8 @@ export function buildReleaseInput(
     dryRun: req.dryRun,
     config: snapshot,
     steps: resolveStepOptions(snapshot.steps),
-    ...(req.configSource ? { configSource: req.configSource } : {}),
+    configSource: loaded.source,
+    configSha256: loaded.sha256,
+    keys: structuredClone(keys),
   };
 }

@@ -1,11 +1,14 @@
 /**
  * Reading and validating the release config. Errors name the file, the path inside it, the problem and the fix.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type GantryConfig } from './schema';
+import type { PrincipalKey } from '../shared/gate';
+import { parseAllowedSigners } from '../shared/sshsig';
 
 export class ConfigError extends Error {
   constructor(readonly source: string, readonly problems: string[]) {
@@ -48,20 +51,112 @@ export function parseConfig(text: string, source: string): GantryConfig {
 
 export interface LoadedConfig {
   config: GantryConfig;
-  /** `path@sha256:…`, recorded in the release input. */
+  /** `path@sha256:…` (first 16 hex digits), for messages. */
   source: string;
+  /** sha256 over the config file(s) and the allowed_signers file: the same on every worker that agrees. */
+  sha256: string;
+  /** Every principal's keys, from allowedSigners. */
+  keys: PrincipalKey[];
 }
 
-export function loadConfig(file: string): LoadedConfig {
-  let text: string;
+/** The config files of a path: the file itself, or a directory's *.yaml / *.yml files in name order. */
+function configFiles(target: string): string[] {
+  let st;
   try {
-    text = readFileSync(file, 'utf8');
+    st = statSync(target);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(file, [
-      code === 'ENOENT' ? 'file not found; pass --config <file> or set GANTRY_CONFIG (see README for an example)' : `cannot read it: ${String(err)}`,
+    throw new ConfigError(target, [
+      code === 'ENOENT'
+        ? 'not found; give the worker its release config with --config <file or directory> or GANTRY_CONFIG (see README for an example)'
+        : `cannot read it: ${String(err)}`,
     ]);
   }
-  const sha = createHash('sha256').update(text).digest('hex').slice(0, 16);
-  return { config: parseConfig(text, file), source: `${file}@sha256:${sha}` };
+  if (!st.isDirectory()) return [target];
+  const files = readdirSync(target).filter((f) => /\.ya?ml$/.test(f)).sort().map((f) => path.join(target, f));
+  if (files.length === 0) throw new ConfigError(target, ['the directory holds no .yaml or .yml files; put the release config there']);
+  return files;
+}
+
+function readText(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, [code === 'ENOENT' ? `${what} not found` : `cannot read ${what}: ${String(err)}`]);
+  }
+}
+
+/**
+ * Load the release config from a file, or from every YAML file of a directory (services merged; a service defined
+ * twice is an error), resolve allowedSigners, and check that every person the services name has a key when their
+ * approvals are signed. Throws ConfigError with every problem found.
+ */
+export function loadConfig(target: string): LoadedConfig {
+  const files = configFiles(target);
+  const hash = createHash('sha256');
+  let merged: GantryConfig | undefined;
+  const problems: string[] = [];
+  for (const file of files) {
+    const text = readText(file, 'the config file');
+    hash.update(`${path.basename(file)}\0${text}\0`);
+    const one = parseConfig(text, file);
+    if (!merged) {
+      merged = one;
+      continue;
+    }
+    for (const [name, svc] of Object.entries(one.services)) {
+      if (merged.services[name]) problems.push(`${file}: services.${name} is already defined in another file of ${target}; define each service once`);
+      else merged.services[name] = svc;
+    }
+    if (one.allowedSigners !== undefined) {
+      if (merged.allowedSigners !== undefined) problems.push(`${file}: allowedSigners is already set in another file of ${target}; set it once`);
+      else merged.allowedSigners = one.allowedSigners;
+    }
+  }
+  const config = merged!;
+  const baseDir = statSync(target).isDirectory() ? target : path.dirname(target);
+  let signersText = '';
+  let signersSource = 'allowedSigners';
+  if (typeof config.allowedSigners === 'string') {
+    signersText = config.allowedSigners;
+  } else if (config.allowedSigners) {
+    const file = path.resolve(baseDir, config.allowedSigners.file);
+    signersSource = file;
+    signersText = readText(file, `the allowedSigners file (allowedSigners.file: ${config.allowedSigners.file})`);
+    hash.update(`allowed_signers\0${signersText}\0`);
+  }
+  const parsedSigners = parseAllowedSigners(signersText);
+  for (const p of parsedSigners.problems) problems.push(`allowedSigners (${signersSource}): ${p}`);
+  const keys: PrincipalKey[] = parsedSigners.signers.flatMap((s) => s.principals.map((principal) => ({
+    principal,
+    key: s.key.text,
+    fingerprint: s.key.fingerprint,
+    ...(s.namespaces ? { namespaces: s.namespaces } : {}),
+    ...(s.validAfter ? { validAfter: s.validAfter } : {}),
+    ...(s.validBefore ? { validBefore: s.validBefore } : {}),
+  })));
+  problems.push(...identityProblems(config, keys));
+  if (problems.length > 0) throw new ConfigError(target, problems);
+  const sha256 = hash.digest('hex');
+  return { config, source: `${target}@sha256:${sha256.slice(0, 16)}`, sha256, keys };
+}
+
+/** In signed mode every approver and operator needs a key usable for gantry. */
+function identityProblems(config: GantryConfig, keys: PrincipalKey[]): string[] {
+  const problems: string[] = [];
+  const usable = new Set(keys.filter((k) => !k.namespaces || k.namespaces.includes('gantry')).map((k) => k.principal));
+  for (const [name, svc] of Object.entries(config.services)) {
+    if (svc.approvals.identity !== 'signed') continue;
+    const people = [...new Set([...svc.approvals.approvers, ...svc.operators])];
+    const missing = people.filter((p) => !usable.has(p));
+    if (missing.length > 0) {
+      problems.push(
+        `services.${name}.approvals: identity is signed, but ${missing.join(', ')} ${missing.length === 1 ? 'has' : 'have'} no key in allowedSigners ` +
+          `(with namespaces including "gantry" if limited); add a line such as \`${missing[0]} ssh-ed25519 AAAA…\` with their public key ` +
+          '(~/.ssh/id_ed25519.pub), or set approvals.identity: declared (README: Trust model says what that gives up)',
+      );
+    }
+  }
+  return problems;
 }

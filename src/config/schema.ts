@@ -24,6 +24,24 @@ export const durationSchema = z
     }
   });
 
+/**
+ * URLs may not carry credentials (`https://user:token@host/…`): config is not secret, and it is recorded in every
+ * release's history. A user name alone is fine for ssh (`ssh://git@host/…`, `git@host:repo.git`).
+ */
+export function credentialsInUrl(value: string): string | undefined {
+  const m = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)@/i.exec(value);
+  if (!m) return undefined;
+  const scheme = m[1]!.toLowerCase();
+  const userinfo = m[2]!;
+  if ((scheme === 'ssh' || scheme === 'git+ssh') && !userinfo.includes(':')) return undefined;
+  return `the URL carries credentials (${scheme}://…@); remove them and give the secret as a reference instead, e.g. repo.token: { env: GIT_TOKEN } or github.token: { file: /etc/gantry/github-token }`;
+}
+
+const noCredentials = (value: string, ctx: z.RefinementCtx) => {
+  const problem = credentialsInUrl(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+};
+
 /** A secret is never written into config; config says where the worker finds it. */
 export const secretRefSchema = z.union([
   z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name such as GANTRY_TOKEN') }),
@@ -55,7 +73,7 @@ export const stepsSchema = z.strictObject(
 export const httpCheckSchema = z.strictObject({
   name: z.string().min(1),
   /** Absolute URL; `{version}` is replaced by the version being released. */
-  url: z.url({ message: 'an absolute http(s) URL such as http://127.0.0.1:8080/health' }),
+  url: z.url({ message: 'an absolute http(s) URL such as http://127.0.0.1:8080/health' }).superRefine(noCredentials),
   method: z.enum(['GET', 'HEAD', 'POST']).default('GET'),
   expect: z
     .strictObject({
@@ -67,9 +85,33 @@ export const httpCheckSchema = z.strictObject({
     .default({ status: 200 }),
 });
 
-const portSchema = z
-  .string()
-  .regex(/^(\d{1,3}(\.\d{1,3}){3}:)?\d{1,5}:\d{1,5}(\/(tcp|udp))?$/, 'a port mapping such as "8080:80" or "127.0.0.1:8080:80"');
+/** Why a port mapping cannot be published, or null when it can (`8080:80`, `127.0.0.1:8080:80`, `[::1]:8080:80`, `…/udp`). */
+export function portMappingProblem(spec: string): string | null {
+  const m = /^(?:(\[[^\]]*\]|[^:[\]/]+):)?(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(spec);
+  if (!m) {
+    return `"${spec}" is not a port mapping; write HOST_PORT:CONTAINER_PORT such as "8080:80", optionally with a host address ` +
+      '("127.0.0.1:8080:80", or an IPv6 address in brackets: "[::1]:8080:80") and a protocol ("8080:80/udp")';
+  }
+  const [, address, hostPort, containerPort] = m as unknown as [string, string | undefined, string, string];
+  if (address !== undefined) {
+    if (address.startsWith('[')) {
+      if (!z.ipv6().safeParse(address.slice(1, -1)).success) return `"${spec}": ${address} is not an IPv6 address; write it like [::1]:8080:80`;
+    } else if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address) || address.split('.').some((octet) => Number(octet) > 255)) {
+      return `"${spec}": ${address} is not an IP address; give the host address as IPv4 with four numbers from 0 to 255 ("127.0.0.1:8080:80") ` +
+        'or as IPv6 in brackets ("[::1]:8080:80"), or leave it out to publish on all addresses';
+    }
+  }
+  for (const [what, port] of [['host', hostPort], ['container', containerPort]] as const) {
+    const n = Number(port);
+    if (!(n >= 1 && n <= 65535)) return `"${spec}": the ${what} port ${port} is out of range; use a port from 1 to 65535`;
+  }
+  return null;
+}
+
+const portSchema = z.string().superRefine((spec, ctx) => {
+  const problem = portMappingProblem(spec);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const containerSpecSchema = {
   container: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'a container name such as hello-staging'),
@@ -86,11 +128,118 @@ export const dockerDeploySchema = z.strictObject({
   socketPath: z.string().optional(),
 });
 
-export const sshHostSchema = z.strictObject({
-  host: z.string().min(1),
-  port: z.number().int().min(1).max(65535).default(22),
-  user: z.string().min(1),
-});
+/** SSH host key types gantry can pin and verify (what ssh2 negotiates). */
+export const SSH_HOST_KEY_TYPES = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa'] as const;
+
+/** A host key pin as written in `hostKey:`: the whole public key, or only its SHA256 fingerprint. */
+export type HostKeyPin = { kind: 'key'; type: string; blob: Buffer } | { kind: 'fingerprint'; fingerprint: string };
+
+/** The length-prefixed fields of an SSH public key blob (RFC 4253 §6.6), or undefined when they do not fill it exactly. */
+function sshBlobFields(blob: Uint8Array): Uint8Array[] | undefined {
+  const fields: Uint8Array[] = [];
+  for (let at = 0; at < blob.length;) {
+    if (at + 4 > blob.length) return undefined;
+    const len = ((blob[at]! << 24) | (blob[at + 1]! << 16) | (blob[at + 2]! << 8) | blob[at + 3]!) >>> 0;
+    if (at + 4 + len > blob.length) return undefined;
+    fields.push(blob.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  return fields;
+}
+
+/**
+ * The key type of a well-formed SSH public key blob (its first field), or undefined when the blob is not one:
+ * fields that do not fill it, or the wrong fields for the type (an ed25519 key is 32 bytes, an ECDSA key names its curve).
+ */
+export function sshKeyBlobType(blob: Uint8Array): string | undefined {
+  const fields = sshBlobFields(blob);
+  if (!fields?.length || fields[0]!.length > 64) return undefined;
+  const text = (b: Uint8Array) => Array.from(b, (c) => String.fromCharCode(c)).join('');
+  const type = text(fields[0]!);
+  if (type === 'ssh-ed25519') return fields.length === 2 && fields[1]!.length === 32 ? type : undefined;
+  if (type.startsWith('ecdsa-sha2-')) return fields.length === 3 && text(fields[1]!) === type.slice('ecdsa-sha2-'.length) && fields[2]!.length > 0 ? type : undefined;
+  if (type === 'ssh-rsa') return fields.length === 3 && fields[2]!.length >= 128 ? type : undefined;
+  return fields.length >= 2 ? type : undefined;
+}
+
+/**
+ * Read `hostKey:`: a public key line as in the host's /etc/ssh/ssh_host_ed25519_key.pub (`ssh-ed25519 AAAA… comment`),
+ * a line of `ssh-keyscan` output (`host ssh-ed25519 AAAA…`), or a fingerprint `SHA256:…` as `ssh-keygen -l` prints it.
+ */
+export function parseHostKey(text: string): HostKeyPin | { problem: string } {
+  const value = text.trim();
+  if (/^SHA256:/i.test(value)) {
+    const b64 = value.slice('SHA256:'.length).replace(/=+$/, '');
+    if (!value.startsWith('SHA256:') || !/^[A-Za-z0-9+/]{43}$/.test(b64)) {
+      return { problem: `"${value}" is not a SHA256 host key fingerprint (SHA256: and 43 base64 characters, as \`ssh-keygen -lf\` prints it)` };
+    }
+    return { kind: 'fingerprint', fingerprint: `SHA256:${b64}` };
+  }
+  if (/^MD5:|^([0-9a-f]{2}:){15}[0-9a-f]{2}$/i.test(value)) {
+    return { problem: `"${value}" is an MD5 fingerprint, which cannot pin a key safely; pin the SHA256 fingerprint or the public key instead` };
+  }
+  if (/[\r\n]/.test(value)) {
+    return { problem: 'holds more than one line; pin one key per host: pick the ssh-ed25519 line (ssh-keyscan prints one line per key type)' };
+  }
+  const words = value.split(/\s+/);
+  if (words[0]?.startsWith('@')) return { problem: `starts with the known_hosts marker ${words[0]}; an inline hostKey is a plain key (use knownHosts: for a known_hosts file)` };
+  // A public key file line starts with the type; an ssh-keyscan / known_hosts line has the host names first.
+  const at = words.findIndex((w, i) => i <= 1 && /^(ssh-|ecdsa-|sk-|rsa-)/.test(w));
+  if (at < 0 || words.length < at + 2) {
+    return { problem: `"${value.slice(0, 60)}" is neither a public key line ("ssh-ed25519 AAAA…") nor a fingerprint ("SHA256:…")` };
+  }
+  const type = words[at]!;
+  if (!(SSH_HOST_KEY_TYPES as readonly string[]).includes(type)) {
+    return { problem: `a ${type} host key cannot be pinned; pin the host's key of one of the types ${SSH_HOST_KEY_TYPES.join(', ')}` };
+  }
+  const b64 = words[at + 1]!;
+  const blob = Buffer.from(b64, 'base64');
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || b64.length % 4 !== 0 || sshKeyBlobType(blob) !== type) {
+    return { problem: `the ${type} key "${b64.slice(0, 24)}…" is damaged (it is not the base64 of a ${type} key); copy the whole line again` };
+  }
+  return { kind: 'key', type, blob };
+}
+
+/** How an operator gets a host's key, for config errors. */
+function hostKeyHint(host: string, port: number): string {
+  return `get the key with \`ssh-keyscan -p ${port} ${host}\` from a trusted network and check its fingerprint against ` +
+    '`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the host itself (e.g. on its console)';
+}
+
+/**
+ * One production host. Its SSH host key is always pinned, exactly one way: `hostKey` inline (a public key line or
+ * its SHA256 fingerprint) or `knownHosts`, a known_hosts file on the worker holding the host (`host`, or
+ * `[host]:port` when the port is not 22; hashed entries as `ssh-keyscan -H` writes them work). A host presenting
+ * any other key is refused before the deploy key is offered; nothing is trusted on first use.
+ */
+export const sshHostSchema = z
+  .strictObject({
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(22),
+    user: z.string().min(1),
+    /** `ssh-ed25519 AAAA…` (the host's /etc/ssh/ssh_host_ed25519_key.pub or ssh-keyscan output) or `SHA256:…`. */
+    hostKey: z.string().optional(),
+    /** Absolute path of a known_hosts file on the worker, read at each connection. */
+    knownHosts: z.string().optional(),
+  })
+  .superRefine((h, ctx) => {
+    if (h.hostKey !== undefined && h.knownHosts !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['knownHosts'], message: `pins ${h.host}'s key twice; keep either hostKey or knownHosts, not both` });
+    } else if (h.hostKey === undefined && h.knownHosts === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hostKey'],
+        message: `${h.host} has no pinned SSH host key, and gantry does not trust a production host on first use; add hostKey: ` +
+          `with its public key line ("ssh-ed25519 AAAA…") or fingerprint ("SHA256:…"), or knownHosts: a known_hosts file on the worker; ` +
+          hostKeyHint(h.host, h.port),
+      });
+    } else if (h.hostKey !== undefined) {
+      const pin = parseHostKey(h.hostKey);
+      if ('problem' in pin) ctx.addIssue({ code: 'custom', path: ['hostKey'], message: `${pin.problem}; ${hostKeyHint(h.host, h.port)}` });
+    } else if (!h.knownHosts!.startsWith('/')) {
+      ctx.addIssue({ code: 'custom', path: ['knownHosts'], message: `"${h.knownHosts}" is not an absolute path; give the known_hosts file's full path on the worker, e.g. /etc/gantry/known_hosts` });
+    }
+  });
 
 export const sshDeploySchema = z.strictObject({
   kind: z.literal('ssh'),
@@ -99,10 +248,24 @@ export const sshDeploySchema = z.strictObject({
   privateKey: secretRefSchema,
   /** The container CLI on the hosts. */
   containerCli: z.string().default('docker'),
-  /** Extra environment for the CLI on the hosts, e.g. DOCKER_HOST. Not secret. */
-  cliEnv: z.record(z.string(), z.string()).default({}),
-  /** SSH host key fingerprint (SHA256:...) to pin; unset trusts the key on first use within the step. */
-  hostKeyFingerprint: z.string().optional(),
+  /** Extra environment for the CLI on the hosts, e.g. DOCKER_HOST. Not secret. Keys are shell variable names. */
+  cliEnv: z
+    .record(z.string(), z.string())
+    .default({})
+    .superRefine((env, ctx) => {
+      for (const key of Object.keys(env)) {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
+          ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" is not an environment variable name; use letters, digits and _ and do not start with a digit, e.g. DOCKER_HOST` });
+        }
+      }
+    }),
+  /** Replaced by a pin on each host (`hostKey: "SHA256:…"`); refused so that an old config does not deploy unpinned. */
+  hostKeyFingerprint: z
+    .custom<never>(() => false, {
+      error: (iss) => `target-level hostKeyFingerprint is no longer read; move it to each host as hostKey: "${typeof iss.input === 'string' ? iss.input : 'SHA256:…'}" ` +
+        '(every host pins its own key), then remove it here',
+    })
+    .optional(),
 });
 
 export const deploySchema = z.discriminatedUnion('kind', [dockerDeploySchema, sshDeploySchema]);
@@ -114,16 +277,56 @@ export const environmentSchema = z.strictObject({
   window: durationSchema.default('5m'),
 });
 
-export const repoSchema = z.strictObject({
-  /** A git URL or path the worker can clone and push to. */
-  url: z.string().min(1),
-  branch: z.string().default('main'),
-  changelog: z.string().default('CHANGELOG.md'),
-  /** Run in a checkout of the release commit during preflight; must exit 0. */
-  testCommand: z.string().optional(),
-  /** Credentials for pushing over HTTPS, by reference. */
-  token: secretRefSchema.optional(),
-});
+/**
+ * Where repo.testCommand runs. Repository code must not run as the worker: the worker can read its secret files
+ * and its own environment, and the command's output ends up in release history.
+ */
+const testRunnerSchema = z.discriminatedUnion('kind', [
+  /** A throwaway container on the engine: only the checkout is mounted (at /workspace), no secrets, no engine socket. */
+  z.strictObject({
+    kind: z.literal('container'),
+    /** The image the tests run in; it needs /bin/sh. */
+    image: z.string().regex(/^[^\s]+$/, 'an image reference such as node:20 or registry.example.com/ci/node:20'),
+    /** `none` (the default): no network at all; `default`: the engine's default network. */
+    network: z.enum(['none', 'default']).default('none'),
+    /** Docker/Podman API socket on the worker; default DOCKER_HOST or /var/run/docker.sock. */
+    socketPath: z.string().optional(),
+    /** Run as this uid (or uid:gid) inside the container instead of the image's user. */
+    user: z.string().regex(/^\d+(:\d+)?$/, 'a numeric uid or uid:gid such as 1000 or 1000:1000').optional(),
+  }),
+  /** A separate OS user on the worker (the worker must run as root to switch to it). */
+  z.strictObject({
+    kind: z.literal('user'),
+    user: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*\$?$/, 'a user name on the worker such as nobody'),
+  }),
+]);
+
+export const repoSchema = z
+  .strictObject({
+    /** A git URL or path the worker can clone and push to. */
+    url: z.string().min(1).superRefine(noCredentials),
+    branch: z.string().default('main'),
+    changelog: z.string().default('CHANGELOG.md'),
+    /** Run in a checkout of the release commit during preflight; must exit 0. Needs testRunner. */
+    testCommand: z.string().optional(),
+    /** Where testCommand runs: `{ kind: container, image }` or `{ kind: user, user: nobody }`. */
+    testRunner: testRunnerSchema.optional(),
+    /** Credentials for pushing over HTTPS, by reference. */
+    token: secretRefSchema.optional(),
+  })
+  .superRefine((repo, ctx) => {
+    if (repo.testCommand !== undefined && !repo.testRunner) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['testRunner'],
+        message:
+          'is required with testCommand: the test command is repository code, and run as the worker it could read the worker\'s ' +
+          'secret files and environment (and print them into the release history). Say where it runs instead, either ' +
+          '`testRunner: { kind: container, image: node:20 }` (a throwaway container with only the checkout mounted, no network unless ' +
+          '`network: default`) or `testRunner: { kind: user, user: nobody }` (a separate OS user; the worker must run as root)',
+      });
+    }
+  });
 
 export const imageSchema = z.strictObject({
   registry: z.string().min(1),
@@ -157,7 +360,7 @@ export const githubSchema = z.strictObject({
   repo: z.string().min(1),
   token: secretRefSchema,
   /** GitHub Enterprise: https://ghe.example.com/api/v3 */
-  baseUrl: z.url().default('https://api.github.com'),
+  baseUrl: z.url().superRefine(noCredentials).default('https://api.github.com'),
   blockerLabel: z.string().default('release-blocker'),
   requireGreenChecks: z.boolean().default(true),
   release: z.boolean().default(true),
@@ -171,9 +374,23 @@ export const announceSchema = z.strictObject({
   artifactsDir: z.string().optional(),
 });
 
+/** A principal's name as it appears in allowed_signers, approvers and operators. */
+export const principalNameSchema = z
+  .string()
+  .min(1)
+  .max(64, 'names are at most 64 characters')
+  .regex(/^[\p{L}\p{N}][\p{L}\p{N}._@+-]*$/u, 'a name of letters, digits and . _ @ + - (as in allowed_signers), e.g. alice or alice@acme.dev');
+
 export const approvalsSchema = z.strictObject({
-  approvers: z.array(z.string().min(1)).min(1, 'list at least one approver'),
+  approvers: z.array(principalNameSchema).min(1, 'list at least one approver'),
   required: z.number().int().min(1).default(1),
+  /**
+   * `signed` (default): every vote and decision is a statement signed with the person's SSH key listed in
+   * allowedSigners. `declared`: names are taken as typed (README: Trust model says what that does not protect).
+   */
+  identity: z.enum(['signed', 'declared']).default('signed'),
+  /** Let the person who started the release approve it too (four-eyes is the default). */
+  allowSelfApproval: z.boolean().default(false),
 });
 
 export const timeoutsSchema = z.strictObject({
@@ -188,6 +405,8 @@ export const serviceSchema = z
     build: buildSchema.default({ kind: 'docker', dockerfile: 'Dockerfile', context: '.', args: {} }),
     environments: z.strictObject({ staging: environmentSchema, production: environmentSchema }),
     approvals: approvalsSchema,
+    /** Who may start, decide and cancel releases of this service; empty: anyone listed in allowedSigners. */
+    operators: z.array(principalNameSchema).default([]),
     timeouts: timeoutsSchema.default({ approval: '72h', decision: '24h' }),
     steps: stepsSchema.default({}),
     announce: announceSchema.default({}),
@@ -209,7 +428,17 @@ export const serviceSchema = z
     }
   });
 
+/**
+ * The people who may sign decisions and their SSH public keys, in git's allowed_signers form
+ * (`alice ssh-ed25519 AAAA… [comment]`, see ssh-keygen(1) ALLOWED SIGNERS): inline text, or a file on the worker.
+ */
+export const allowedSignersSchema = z.union([
+  z.string().min(1),
+  z.strictObject({ file: z.string().min(1, 'a path to an allowed_signers file readable by the worker') }),
+]);
+
 export const configSchema = z.strictObject({
+  allowedSigners: allowedSignersSchema.optional(),
   services: z
     .record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'service names are lowercase letters, digits and dashes'), serviceSchema)
     .refine((s) => Object.keys(s).length > 0, 'define at least one service'),
@@ -229,6 +458,7 @@ export type AnnounceConfig = z.infer<typeof announceSchema>;
 export type StepOverride = z.infer<typeof stepOverrideSchema>;
 export type ServiceConfig = z.infer<typeof serviceSchema>;
 export type GantryConfig = z.infer<typeof configSchema>;
+export type ApprovalsConfig = z.infer<typeof approvalsSchema>;
 
 /** True for a version gantry can release. */
 export function isReleasableVersion(v: string): boolean {

@@ -113,10 +113,16 @@ export async function createGithubClient(options: GithubClientOptions): Promise<
   const signal = options.signal ?? cancellation();
   const log = options.log ? { debug: () => undefined, info: () => undefined, warn: (m: string) => options.log!.warn(m), error: (m: string) => options.log!.warn(m) } : logger();
 
+  // The token is bound to the configured API base URL: a request anywhere else (an absolute URL from a
+  // response, say) goes without it. fetch itself drops it on cross-origin redirects.
+  const base = options.baseUrl.replace(/\/+$/, '');
   const fetchWithTimeout: typeof fetch = (input, init) => {
     const signals = [signal, AbortSignal.timeout(t.requestTimeoutMs)];
     if (init?.signal) signals.push(init.signal);
-    return fetch(input, { ...init, signal: AbortSignal.any(signals) });
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const headers = new Headers(init?.headers);
+    if (url !== base && !url.startsWith(`${base}/`) && !url.startsWith(`${base}?`)) headers.delete('authorization');
+    return fetch(input, { ...init, headers, signal: AbortSignal.any(signals) });
   };
 
   const onLimit = (kind: string) => (retryAfterSeconds: number, req: { method: string; url: string }, _o: unknown, retryCount: number) => {

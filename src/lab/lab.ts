@@ -242,6 +242,11 @@ function ensureSshKeys(sshDir: string): { clientKey: string; hostKey: string; fi
   return { clientKey, hostKey, fingerprint: fp };
 }
 
+/** The lab sshd's public host key line (`ssh-ed25519 AAAA… gantry-lab-host`), which the lab config pins on its host. */
+function labHostPublicKey(sshDir: string): string {
+  return readFileSync(path.join(sshDir, 'ssh_host_ed25519_key.pub'), 'utf8').trim();
+}
+
 async function startSshd(dir: string, port: number, hostKey: string, user: string, log: (l: string) => void): Promise<Daemon> {
   const sshDir = path.join(dir, 'ssh');
   const configFile = path.join(sshDir, 'sshd_config');
@@ -293,11 +298,11 @@ function labConfig(lab: Omit<Lab, 'configYaml' | 'configFile' | 'env' | 'docker'
               container: lab.production.container,
               ports: [`127.0.0.1:${lab.production.port}:80`],
               ...container,
-              hosts: [{ host: lab.ssh.host, port: lab.ssh.port, user: lab.ssh.user }],
+              // The production host's key is pinned, as on a real host (its /etc/ssh/ssh_host_ed25519_key.pub).
+              hosts: [{ host: lab.ssh.host, port: lab.ssh.port, user: lab.ssh.user, hostKey: labHostPublicKey(path.join(lab.dir, 'ssh')) }],
               privateKey: { file: lab.ssh.privateKeyFile },
               containerCli: 'docker',
               cliEnv: { DOCKER_HOST: lab.engine.dockerHost },
-              hostKeyFingerprint: lab.ssh.hostKeyFingerprint,
             },
             checks: checks(lab.production.url),
             window: windows?.production ?? '30s',

@@ -45,6 +45,8 @@ export enum ReleaseEndType {
   RolledBack = 'GantryReleaseRolledBack',
   Rejected = 'GantryReleaseRejected',
   Aborted = 'GantryReleaseAborted',
+  /** Cancelled by a verified `cancel` message (Temporal's own cancellation ends the execution cancelled). */
+  Cancelled = 'GantryReleaseCancelled',
 }
 
 /** A failure retrying cannot fix; `message` says what happened and what to do. */

@@ -5,6 +5,7 @@
 import type { DeployTarget, EnvironmentConfig } from '../config/schema';
 import { releaseWorkflowId, type ReleaseInput, type ReleasePlan } from './release';
 import { STEP_TITLES, type StepName } from './steps';
+import { describeNeeds, gateRulesView } from './gate';
 
 export function tagName(version: string): string {
   return `v${version}`;
@@ -41,6 +42,7 @@ export function planRelease(input: ReleaseInput): ReleasePlan {
       ? `build ${config.build.dockerfile} from the tagged tree and push ${image}; record the digest`
       : `wait for GitHub Actions workflow ${config.build.workflow} on ${tag}; read the digest of ${image}`;
   const detail: Record<StepName, string> = {
+    resolve: `read the worker's release config${input.configSource ? ` (${input.configSource})` : ''}, check the request and who signed it`,
     preflight: `${version} is semver and unreleased; ${config.repo.changelog} has a ${version} section; head of ${config.repo.branch} in ${config.repo.url}` +
       (config.repo.testCommand ? `; run \`${config.repo.testCommand}\`` : '') +
       (config.github ? `; GitHub checks green and no open ${config.github.blockerLabel} issue` : ''),
@@ -48,7 +50,7 @@ export function planRelease(input: ReleaseInput): ReleasePlan {
     build,
     deployStaging: `${describeTarget(config.environments.staging.deploy)} runs ${image} by digest`,
     smoke: describeChecks(config.environments.staging, version) + ` (window ${String(config.environments.staging.window)})`,
-    deployProduction: `after ${config.approvals.required} approval(s) from ${config.approvals.approvers.join(', ')} (gate times out after ${String(config.timeouts.approval)}): ${describeTarget(config.environments.production.deploy)}`,
+    deployProduction: `once the gate ${describeNeeds([], gateRulesView(input))}${config.approvals.allowSelfApproval ? '' : ' (not the requester)'} (gate times out after ${String(config.timeouts.approval)}): ${describeTarget(config.environments.production.deploy)}`,
     health: describeChecks(config.environments.production, version) + ` (window ${String(config.environments.production.window)})`,
     rollback: 'only if health fails: restore the image each production target ran before and check it',
     announce: [

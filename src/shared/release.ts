@@ -7,6 +7,9 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
 import type { ServiceConfig } from '../config/schema';
+import type { Actor, IdentityMode, PrincipalKey, VoteRecord } from './gate';
+import { parseSignedPayload, type SignedStatement } from './statement';
+import { checkName, checkReason, displayText, MAX_NAME } from './text';
 import type { StepName, StepOptions } from './steps';
 
 export const TASK_QUEUE = 'gantry-releases';
@@ -17,19 +20,92 @@ export function releaseWorkflowId(service: string, version: string): string {
   return `release-${service}-${version}`;
 }
 
-/** The immutable snapshot the workflow runs on. It holds no secret: secrets are references. */
+/**
+ * What starts a release: the request alone. The worker owns the config; the workflow's first step resolves the
+ * plan from it on the worker. A start that carries anything else (a config, steps, unknown fields) is refused.
+ */
+export interface StartRequest {
+  service: string;
+  version: string;
+  /** Who asked for the release (CLI user or `--requested-by`); in signed mode the signed principal. */
+  requestedBy: string;
+  /** Return the plan and touch nothing. */
+  dryRun?: boolean;
+  /** The signed start statement (signed mode). */
+  signed?: SignedStatement;
+  /** sha256 of the operator's local config file, so status can say whether it matches the worker's. */
+  localConfigSha256?: string;
+}
+
+export const START_REQUEST_FIELDS = ['service', 'version', 'requestedBy', 'dryRun', 'signed', 'localConfigSha256'] as const;
+
+/**
+ * The resolved plan the release runs on: the service's config as the worker read it, with its sha256, and the
+ * public keys of the people it names. Recorded in history by the resolve step. It holds no secret: secrets are
+ * references, resolved by the activity that uses them.
+ */
 export interface ReleaseInput {
   service: string;
   version: string;
-  /** Who asked for the release (CLI user or `--requested-by`). */
   requestedBy: string;
-  /** Return the plan and touch nothing. */
   dryRun: boolean;
   config: ServiceConfig;
   /** Activity options per step, defaults merged with `steps:` overrides. */
   steps: Record<StepName, StepOptions>;
-  /** Where the config came from (path and sha256), for the record. */
+  /** Where the config came from (path and short sha256), for the record. */
   configSource?: string;
+  /** sha256 of the worker's config (files and allowed signers). */
+  configSha256?: string;
+  /** Public keys of the approvers and operators (signed mode). */
+  keys?: PrincipalKey[];
+}
+
+/** The service names the config allows (also checked again on the worker). */
+export const SERVICE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** semver.org's pattern for a version (no leading v). */
+export const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/;
+
+/** Check a start request as it arrived: only the request's own fields, each of the right shape. */
+export function parseStartRequest(arg: unknown): Parsed<StartRequest> {
+  if (typeof arg !== 'object' || arg === null || Array.isArray(arg)) return { ok: false, problem: `the start input is ${describe(arg)}, not a start request` };
+  const o = arg as Record<string, unknown>;
+  if ('config' in o || 'steps' in o) {
+    return {
+      ok: false,
+      problem: 'the start request carries a config; the worker owns the release config and resolves the plan itself. ' +
+        'Send only service, version and requestedBy (`gantry start <service> <version>` does)',
+    };
+  }
+  const unknownKeys = Object.keys(o).filter((k) => !(START_REQUEST_FIELDS as readonly string[]).includes(k));
+  if (unknownKeys.length > 0) {
+    return { ok: false, problem: `the start request has unknown field(s) ${unknownKeys.slice(0, 5).map((k) => k.slice(0, 30)).join(', ')}; it takes ${START_REQUEST_FIELDS.join(', ')}` };
+  }
+  if (typeof o.service !== 'string' || !SERVICE_NAME.test(o.service)) return { ok: false, problem: '"service" must be a service name (lowercase letters, digits, dashes)' };
+  if (typeof o.version !== 'string' || o.version.length > 128 || !SEMVER.test(o.version)) return { ok: false, problem: '"version" must be a semantic version such as 1.4.0' };
+  if (typeof o.requestedBy !== 'string') return { ok: false, problem: '"requestedBy" must be text' };
+  const who = checkName(o.requestedBy, '"requestedBy"');
+  if (!who.ok) return who;
+  if (o.dryRun !== undefined && typeof o.dryRun !== 'boolean') return { ok: false, problem: '"dryRun" must be true or false' };
+  if (o.localConfigSha256 !== undefined && (typeof o.localConfigSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(o.localConfigSha256))) {
+    return { ok: false, problem: '"localConfigSha256" must be 64 hex digits' };
+  }
+  let signed: SignedStatement | undefined;
+  if (o.signed !== undefined) {
+    const p = parseSignedPayload(o.signed);
+    if (!p.ok) return { ok: false, problem: `"signed": ${p.problem}` };
+    signed = p.value;
+  }
+  return {
+    ok: true,
+    value: {
+      service: o.service,
+      version: o.version,
+      requestedBy: who.value,
+      ...(o.dryRun ? { dryRun: true } : {}),
+      ...(signed ? { signed } : {}),
+      ...(typeof o.localConfigSha256 === 'string' ? { localConfigSha256: o.localConfigSha256 } : {}),
+    },
+  };
 }
 
 export type StepState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
@@ -66,18 +142,15 @@ export type Stage =
 
 export type Outcome = 'succeeded' | 'rolled_back' | 'rejected' | 'aborted' | 'cancelled' | 'failed' | 'planned';
 
-export interface Vote {
-  approver: string;
-  reason?: string;
-  at: string;
-  via: 'signal' | 'update';
-}
+export type Vote = VoteRecord;
 
 export interface RefusedAttempt {
-  /** The signal or update name as it arrived (`aprove` for a typo). */
+  /** The signal or update name as it arrived (`aprove` for a typo), cut for display. */
   name: string;
+  /** Who it claimed to be from, cut and cleaned for display (unverified). */
   approver?: string;
-  via: 'signal' | 'update';
+  /** `temporal`: Temporal's own cancellation request, which carries no identity. */
+  via: 'signal' | 'update' | 'temporal';
   at: string;
   why: string;
 }
@@ -88,16 +161,27 @@ export interface GateStatus {
   state: GateState;
   required: number;
   approvers: string[];
+  /** signed or declared (approvals.identity). */
+  identity: IdentityMode;
   openedAt?: string;
   closedAt?: string;
   /** When the gate times out and the release is aborted. */
   deadline?: string;
+  /** The image digest being approved (what signed votes name). */
+  digest?: string;
   approvals: Vote[];
   rejection?: Vote;
+  /** The last REFUSED_KEPT refused attempts (signals, and messages refused by any handler). */
   refused: RefusedAttempt[];
+  /** How many attempts were refused in all. */
+  refusedCount: number;
+  /** What the gate still needs, in words. */
+  needs?: string;
 }
 
 export interface PendingDecision {
+  /** Names this decision in signed statements: `<step>#<n>`, n counting the release's decisions. */
+  id: string;
   step: StepName;
   error: string;
   openedAt: string;
@@ -108,6 +192,9 @@ export interface DecisionRecord {
   step: StepName;
   decision: Decision;
   operator: string;
+  /** True when the operator signed the decision; false for declared names and gantry's own timeouts. */
+  verified: boolean;
+  fingerprint?: string;
   reason?: string;
   at: string;
 }
@@ -129,13 +216,20 @@ export interface ReleasePlan {
 
 export interface ReleaseStatus {
   workflowId: string;
-  input: ReleaseInput;
+  /** What was asked for (service, version, requester). */
+  request: { service: string; version: string; requestedBy: string; dryRun: boolean };
+  /** Who started it, as verified (signed) or declared. */
+  requester: Actor;
+  /** The resolved plan, once the resolve step ran. */
+  input?: ReleaseInput;
+  /** Set when the operator's local config differed from the worker's. */
+  configNote?: string;
   stage: Stage;
   steps: StepStatus[];
   gate: GateStatus;
   pendingDecision?: PendingDecision;
   decisions: DecisionRecord[];
-  cancellation: { requested: boolean; at?: string; note?: string };
+  cancellation: { requested: boolean; at?: string; note?: string; by?: string };
   outcome?: Outcome;
   /** What happened and what to do next, in a sentence or two. */
   message: string;
@@ -166,6 +260,7 @@ export function startSearchAttributes(release: { service: string; version: strin
 
 // ---- Messages ----
 
+/** A vote with a declared name (identity: declared). */
 export interface VotePayload {
   approver: string;
   reason?: string;
@@ -173,11 +268,23 @@ export interface VotePayload {
 
 export type Decision = 'retry' | 'abort';
 
+/** A decision with a declared name (identity: declared). */
 export interface DecisionPayload {
   decision: Decision;
   operator: string;
   reason?: string;
 }
+
+/** A cancellation with a declared name (identity: declared). */
+export interface CancelPayload {
+  operator: string;
+  reason?: string;
+}
+
+/** Every message that decides something takes either the declared form or a signed statement. */
+export type VoteMessage = VotePayload | SignedStatement;
+export type DecisionMessage = DecisionPayload | SignedStatement;
+export type CancelMessage = CancelPayload | SignedStatement;
 
 /** What `gantry approve`/`reject` get back from an accepted update. */
 export interface GateAnswer {
@@ -187,27 +294,31 @@ export interface GateAnswer {
   message: string;
 }
 
-export const approveSignal = defineSignal<[VotePayload]>('approve');
-export const rejectSignal = defineSignal<[VotePayload]>('reject');
-export const decideSignal = defineSignal<[DecisionPayload]>('decide');
+export const approveSignal = defineSignal<[VoteMessage]>('approve');
+export const rejectSignal = defineSignal<[VoteMessage]>('reject');
+export const decideSignal = defineSignal<[DecisionMessage]>('decide');
+export const cancelSignal = defineSignal<[CancelMessage]>('cancel');
 
-export const approveUpdate = defineUpdate<GateAnswer, [VotePayload]>('approve');
-export const rejectUpdate = defineUpdate<GateAnswer, [VotePayload]>('reject');
-export const decideUpdate = defineUpdate<string, [DecisionPayload]>('decide');
+export const approveUpdate = defineUpdate<GateAnswer, [VoteMessage]>('approve');
+export const rejectUpdate = defineUpdate<GateAnswer, [VoteMessage]>('reject');
+export const decideUpdate = defineUpdate<string, [DecisionMessage]>('decide');
+export const cancelUpdate = defineUpdate<string, [CancelMessage]>('cancel');
 
 export const statusQuery = defineQuery<ReleaseStatus>('status');
 
-export const SIGNAL_NAMES = ['approve', 'reject', 'decide'] as const;
+export const SIGNAL_NAMES = ['approve', 'reject', 'decide', 'cancel'] as const;
 
 /** Descriptions shown in the Web UI's signal dialog and by `temporal workflow metadata`. */
 export const HANDLER_DESCRIPTIONS = {
   approve:
-    'Approve the production deploy. Payload: {"approver": "<your name from the approvers list>", "reason": "optional"}. ' +
-    'Accepted only while the gate is open; each approver votes once. The name is self-declared in the Web UI.',
+    'Approve the production deploy. Signed mode (default): paste the JSON printed by `gantry approve <service> <version> --as <name> --print` ' +
+    '({"statement": "…", "signature": "…"}). Declared mode: {"approver": "<name>", "reason": "optional"}. Accepted only while the gate is open; each approver votes once.',
   reject:
-    'Reject the release: nothing reaches production. Payload: {"approver": "<your name from the approvers list>", "reason": "why"}.',
+    'Reject the release: nothing reaches production. Signed: the JSON from `gantry reject … --print`. Declared: {"approver": "<name>", "reason": "why"}.',
   decide:
-    'After a step used up its retries: {"decision": "retry" | "abort", "operator": "<your name>", "reason": "optional"}.',
+    'After a step used up its retries: signed, the JSON from `gantry decide retry|abort … --print`; declared, {"decision": "retry" | "abort", "operator": "<name>", "reason": "optional"}.',
+  cancel:
+    'Cancel the release: signed, the JSON from `gantry cancel … --print`; declared, {"operator": "<name>", "reason": "optional"}. Production work already begun finishes first.',
   status: 'The release: stage, every step with attempts and outputs, the approval gate, any pending decision.',
 } as const;
 
@@ -223,50 +334,96 @@ function describe(value: unknown): string {
 function optionalReason(o: Record<string, unknown>, example: string): Parsed<string | undefined> {
   if (o.reason === undefined || o.reason === null) return { ok: true, value: undefined };
   if (typeof o.reason !== 'string') return { ok: false, problem: `"reason" must be text, got ${describe(o.reason)}; ${example}` };
-  return { ok: true, value: o.reason };
+  const r = checkReason(o.reason);
+  if (!r.ok) return r;
+  return { ok: true, value: r.value || undefined };
 }
 
-/**
- * Check an approve/reject payload as it arrived (from the Web UI it can be anything, even nothing).
- * Hand-written rather than a schema library so the workflow bundle stays small and the messages say exactly
- * what to send.
- */
-export function parseVote(payload: unknown): Parsed<VotePayload> {
-  const example = 'send {"approver": "<name>", "reason": "optional"}';
+function nameField(o: Record<string, unknown>, field: string, example: string): Parsed<string> {
+  const v = o[field];
+  if (typeof v !== 'string' || v.trim() === '') {
+    const got = typeof v === 'string' ? 'blank text' : describe(v);
+    return { ok: false, problem: `"${field}" is missing or not text (got ${got}); ${example}` };
+  }
+  const n = checkName(v, `"${field}"`);
+  if (!n.ok) return { ok: false, problem: `${n.problem}; ${example}` };
+  return n;
+}
+
+function unknownFields(o: Record<string, unknown>, allowed: string[], example: string): Parsed<void> {
+  const unknownKeys = Object.keys(o).filter((k) => !allowed.includes(k));
+  if (unknownKeys.length === 0) return { ok: true, value: undefined };
+  const shown = unknownKeys.slice(0, 5).map((k) => displayText(k, 30)).join(', ');
+  return { ok: false, problem: `unknown field(s) ${shown}${unknownKeys.length > 5 ? ` and ${unknownKeys.length - 5} more` : ''}; ${example}` };
+}
+
+function asObject(payload: unknown, example: string): Parsed<Record<string, unknown>> {
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
     return { ok: false, problem: `payload is ${describe(payload)}; ${example}` };
   }
-  const o = payload as Record<string, unknown>;
-  if (typeof o.approver !== 'string' || o.approver.trim() === '') {
-    const got = typeof o.approver === 'string' ? 'blank text' : describe(o.approver);
-    return { ok: false, problem: `"approver" is missing or not text (got ${got}); ${example}` };
-  }
-  const unknownKeys = Object.keys(o).filter((k) => k !== 'approver' && k !== 'reason');
-  if (unknownKeys.length > 0) return { ok: false, problem: `unknown field(s) ${unknownKeys.join(', ')}; ${example}` };
+  return { ok: true, value: payload as Record<string, unknown> };
+}
+
+/**
+ * Check a declared approve/reject payload as it arrived (from the Web UI it can be anything, even nothing).
+ * Hand-written rather than a schema library so the workflow bundle stays small and the messages say exactly
+ * what to send. Names are NFC, at most MAX_NAME characters, without control characters.
+ */
+export function parseVote(payload: unknown): Parsed<VotePayload> {
+  const example = 'send {"approver": "<name>", "reason": "optional"}';
+  const obj = asObject(payload, example);
+  if (!obj.ok) return obj;
+  const o = obj.value;
+  const approver = nameField(o, 'approver', example);
+  if (!approver.ok) return approver;
+  const extra = unknownFields(o, ['approver', 'reason'], example);
+  if (!extra.ok) return extra;
   const reason = optionalReason(o, example);
   if (!reason.ok) return reason;
-  return { ok: true, value: { approver: o.approver.trim(), ...(reason.value ? { reason: reason.value } : {}) } };
+  return { ok: true, value: { approver: approver.value, ...(reason.value ? { reason: reason.value } : {}) } };
 }
 
 export function parseDecision(payload: unknown): Parsed<DecisionPayload> {
   const example = 'send {"decision": "retry" | "abort", "operator": "<name>", "reason": "optional"}';
-  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
-    return { ok: false, problem: `payload is ${describe(payload)}; ${example}` };
-  }
-  const o = payload as Record<string, unknown>;
+  const obj = asObject(payload, example);
+  if (!obj.ok) return obj;
+  const o = obj.value;
   if (o.decision !== 'retry' && o.decision !== 'abort') {
-    return { ok: false, problem: `"decision" must be "retry" or "abort" (got ${JSON.stringify(o.decision) ?? 'nothing'}); ${example}` };
+    const got = typeof o.decision === 'string' ? JSON.stringify(displayText(o.decision, 20)) : describe(o.decision);
+    return { ok: false, problem: `"decision" must be "retry" or "abort" (got ${got}); ${example}` };
   }
-  if (typeof o.operator !== 'string' || o.operator.trim() === '') {
-    const got = typeof o.operator === 'string' ? 'blank text' : describe(o.operator);
-    return { ok: false, problem: `"operator" is missing or not text (got ${got}); ${example}` };
-  }
-  const unknownKeys = Object.keys(o).filter((k) => !['decision', 'operator', 'reason'].includes(k));
-  if (unknownKeys.length > 0) return { ok: false, problem: `unknown field(s) ${unknownKeys.join(', ')}; ${example}` };
+  const operator = nameField(o, 'operator', example);
+  if (!operator.ok) return operator;
+  const extra = unknownFields(o, ['decision', 'operator', 'reason'], example);
+  if (!extra.ok) return extra;
   const reason = optionalReason(o, example);
   if (!reason.ok) return reason;
-  return {
-    ok: true,
-    value: { decision: o.decision, operator: o.operator.trim(), ...(reason.value ? { reason: reason.value } : {}) },
-  };
+  return { ok: true, value: { decision: o.decision, operator: operator.value, ...(reason.value ? { reason: reason.value } : {}) } };
+}
+
+export function parseCancel(payload: unknown): Parsed<CancelPayload> {
+  const example = 'send {"operator": "<name>", "reason": "optional"}';
+  const obj = asObject(payload, example);
+  if (!obj.ok) return obj;
+  const o = obj.value;
+  const operator = nameField(o, 'operator', example);
+  if (!operator.ok) return operator;
+  const extra = unknownFields(o, ['operator', 'reason'], example);
+  if (!extra.ok) return extra;
+  const reason = optionalReason(o, example);
+  if (!reason.ok) return reason;
+  return { ok: true, value: { operator: operator.value, ...(reason.value ? { reason: reason.value } : {}) } };
+}
+
+/** The name a payload claims, cleaned for the refused-attempts ledger (never trusted). */
+export function claimedName(payload: unknown): string | undefined {
+  if (typeof payload !== 'object' || payload === null) return undefined;
+  const o = payload as Record<string, unknown>;
+  const v = typeof o.approver === 'string' ? o.approver : typeof o.operator === 'string' ? o.operator : undefined;
+  if (v !== undefined) return displayText(v, MAX_NAME) || undefined;
+  if (typeof o.statement === 'string') {
+    const m = /\nprincipal: ([^\n]*)\n/.exec(o.statement.slice(0, 4096));
+    if (m) return displayText(m[1], MAX_NAME) || undefined;
+  }
+  return undefined;
 }

@@ -3,10 +3,13 @@
  * and its default timeouts and retry policy. Config can override any of these per step (`steps:` in YAML).
  */
 import type { StepOverride } from '../config/schema';
-/** Temporal's duration form: `30s`, `5m`, `72h`, or milliseconds. */
-export type Duration = string | number;
+import type { Duration } from './duration';
+import type { Stage } from './release';
+
+export type { Duration };
 
 export const STEP_NAMES = [
+  'resolve',
   'preflight',
   'tag',
   'build',
@@ -20,6 +23,7 @@ export const STEP_NAMES = [
 export type StepName = (typeof STEP_NAMES)[number];
 
 export const STEP_TITLES: Record<StepName, string> = {
+  resolve: 'Resolve the plan on the worker',
   preflight: 'Preflight checks',
   tag: 'Tag the release commit',
   build: 'Build and push the image',
@@ -55,6 +59,8 @@ const retry = (maximumAttempts: number, initialInterval: Duration = '2s', maximu
  * the heartbeat timeout rather than at the end of the start-to-close timeout.
  */
 export const DEFAULT_STEP_OPTIONS: Record<StepName, StepOptions> = {
+  // Reads the worker's config: quick, and a bad config is not fixed by retrying (non-retryable ConfigInvalid).
+  resolve: { startToCloseTimeout: '1m', retry: retry(3, '1s', '10s') },
   preflight: { startToCloseTimeout: '10m', heartbeatTimeout: '1m', retry: retry(3) },
   tag: { startToCloseTimeout: '2m', retry: retry(5) },
   build: { startToCloseTimeout: '45m', heartbeatTimeout: '1m', retry: retry(3, '10s', '2m') },
@@ -86,4 +92,13 @@ export function resolveStepOptions(overrides: Partial<Record<StepName, StepOverr
     };
   }
   return out;
+}
+
+/** The searchable stage a step runs in. */
+export function stageOf(step: StepName): Stage {
+  const stages: Record<StepName, Stage> = {
+    resolve: 'planning', preflight: 'preflight', tag: 'tag', build: 'build', deployStaging: 'deploy-staging', smoke: 'smoke',
+    deployProduction: 'deploy-production', health: 'health', rollback: 'rollback', announce: 'announce',
+  };
+  return stages[step];
 }

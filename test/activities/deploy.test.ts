@@ -131,7 +131,8 @@ describe('deploy kind ssh (node-ssh to the lab host, docker CLI there)', () => {
   it('stops at the first failing host and reports which hosts changed', async () => {
     const { lab } = ctx;
     const deadPort = await freePort();
-    const target = productionTarget({ hosts: [{ host: '127.0.0.1', port: lab.ssh.port, user: lab.ssh.user }, { host: '127.0.0.1', port: deadPort, user: lab.ssh.user }] });
+    const [labHost] = productionTarget().hosts;
+    const target = productionTarget({ hosts: [labHost!, { ...labHost!, port: deadPort }] });
     const err = await expectFailure(runActivity(deploy, [request('production', target, broken)]));
     const first = `ssh:${lab.ssh.user}@127.0.0.1:${lab.ssh.port}/${lab.production.container}`;
     const second = `ssh:${lab.ssh.user}@127.0.0.1:${deadPort}/${lab.production.container}`;
@@ -143,10 +144,12 @@ describe('deploy kind ssh (node-ssh to the lab host, docker CLI there)', () => {
   });
 
   it('refuses a host whose key does not match the pinned fingerprint', async () => {
-    const err = await expectFailure(runActivity(deploy, [request('production', productionTarget({ hostKeyFingerprint: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }), good)]));
+    const [labHost] = productionTarget().hosts;
+    const target = productionTarget({ hosts: [{ ...labHost!, hostKey: 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' }] });
+    const err = await expectFailure(runActivity(deploy, [request('production', target, good)]));
     expect(err.type).toBe(GantryErrorType.DeployFailed);
     expect(err.nonRetryable).toBe(true);
-    expect(err.message).toContain(`the host key is ${ctx.lab.ssh.hostKeyFingerprint}, not the pinned SHA256:AAAA`);
+    expect(err.message).toContain(`the host key is ${ctx.lab.ssh.hostKeyFingerprint} (ssh-ed25519), not the pinned SHA256:AAAA`);
   });
 
   it('says what to do when the key reference points at nothing (and never shows a key)', async () => {

@@ -22,8 +22,10 @@ export interface FakeBehaviour {
   holdUntil?: Partial<Record<'build' | 'deploy' | 'deploy:production', Promise<unknown>>>;
 }
 
-export interface FakeActivities extends ReleaseActivities {
+export interface FakeActivities extends Omit<ReleaseActivities, 'resolvePlan'> {
   calls: string[];
+  /** When absent, the test harness answers with the test's input. */
+  resolvePlan?: ReleaseActivities['resolvePlan'];
 }
 
 const attempt = (): number => Context.current().info.attempt;
@@ -56,7 +58,7 @@ export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
     if (mode === 'fatal') throw nonRetryable(GantryErrorType.CheckFailed, `${key} failed for good (fake)`, { attempt: attempt() });
     if (mode === 'retryable' || b.failWhile?.[step]?.()) throw retryable(`${key} unavailable (fake), attempt ${attempt()}`);
   };
-  const acts: ReleaseActivities = {
+  const acts: Omit<ReleaseActivities, 'resolvePlan'> = {
     async preflight() {
       calls.push('preflight');
       maybeFail('preflight', 'preflight');

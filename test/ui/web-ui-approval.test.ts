@@ -10,7 +10,7 @@ import { devServerEnv } from '../helpers/servers';
 import { launchChromium } from '../helpers/browser';
 import { freePort } from '../helpers/ports';
 import { fakeActivities } from '../helpers/fake-activities';
-import { sampleInput } from '../helpers/fixtures';
+import { sampleInput, startRequestFor } from '../helpers/fixtures';
 import { createReleaseWorker } from '../../src/worker';
 import { releaseWorkflow } from '../../src/workflows';
 import { releaseWorkflowId, startSearchAttributes, statusQuery, TASK_QUEUE, type ReleaseStatus } from '../../src/shared/release';
@@ -24,7 +24,7 @@ let uiPort: number;
 beforeAll(async () => {
   uiPort = await freePort();
   env = await devServerEnv({ ui: true, uiPort });
-  worker = await createReleaseWorker({ connection: env.nativeConnection, namespace: 'default', activities: fakeActivities() });
+  worker = await createReleaseWorker({ connection: env.nativeConnection, namespace: 'default', activities: { ...fakeActivities(), resolvePlan: async (r) => ({ attempt: 1, input: sampleInput({ version: r.version }) }) } });
   workerRun = worker.run();
   browser = await launchChromium();
   await waitForUi();
@@ -53,7 +53,7 @@ async function startAtGate(version: string) {
   const handle = await env.client.workflow.start(releaseWorkflow, {
     taskQueue: TASK_QUEUE,
     workflowId: releaseWorkflowId('hello', version),
-    args: [input],
+    args: [startRequestFor(input)],
     typedSearchAttributes: startSearchAttributes(input),
     staticSummary: `Release hello ${version}`,
   });

@@ -173,7 +173,7 @@ describe('refused votes', () => {
       await handle.signal('aprove', { approver: 'alice' });
       const s = await waitForStatus(handle, (x) => x.gate.refused.length === 1, 'the typo to be recorded');
       expect(s.gate.refused[0]).toMatchObject({
-        name: 'aprove', via: 'signal', approver: 'alice', why: 'there is no signal named "aprove"; the signals are approve, reject, decide',
+        name: 'aprove', via: 'signal', approver: 'alice', why: 'there is no signal named "aprove"; the signals are approve, reject, decide, cancel',
       });
       expect(s.gate.state).toBe('open');
       await handle.signal(approveSignal, { approver: 'alice' });
@@ -210,7 +210,7 @@ describe('refused votes', () => {
       expect(open.gate.required).toBe(2);
       const first = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
       expect(first).toMatchObject({ gate: 'open', approvals: 1, required: 2 });
-      expect(first.message).toBe('Approval by alice recorded: 1 of 2; waiting for more.');
+      expect(first.message).toBe('Approval by alice recorded: 1 of 2; waiting for more (the gate needs 1 more approval from bob or carol).');
 
       const why = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] }));
       expect(why).toBe('alice already approved; each approver votes once');

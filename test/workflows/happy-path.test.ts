@@ -46,7 +46,7 @@ describe('a release that goes well', () => {
 
       const status = await handle.query(statusQuery);
       expect(stepStates(status)).toEqual({
-        preflight: 'succeeded', tag: 'succeeded', build: 'succeeded', deployStaging: 'succeeded', smoke: 'succeeded',
+        resolve: 'succeeded', preflight: 'succeeded', tag: 'succeeded', build: 'succeeded', deployStaging: 'succeeded', smoke: 'succeeded',
         deployProduction: 'succeeded', health: 'succeeded', rollback: 'skipped', announce: 'succeeded',
       });
       expect(stepOf(status, 'tag').attempts).toBe(2);
@@ -87,23 +87,24 @@ describe('a release that goes well', () => {
 });
 
 describe('a dry run', () => {
-  it('returns the plan and calls no activity', async () => {
+  it('returns the plan resolved on the worker and runs no step', async () => {
     const fake = fakeActivities();
     await withRelease(env, bundle, fake, testInput({ dryRun: true }), async ({ handle, input }) => {
       const result = await handle.result();
       expect(result.outcome).toBe('planned');
       expect(result.plan).toMatchObject({ service: 'hello', version: input.version, tag: `v${input.version}` });
       expect(result.plan!.steps.map((s) => s.step)).toEqual([
-        'preflight', 'tag', 'build', 'deployStaging', 'smoke', 'deployProduction', 'health', 'rollback', 'announce',
+        'resolve', 'preflight', 'tag', 'build', 'deployStaging', 'smoke', 'deployProduction', 'health', 'rollback', 'announce',
       ]);
-      expect(result.steps.every((s) => s.state === 'skipped')).toBe(true);
+      expect(stepOf(result, 'resolve').state).toBe('succeeded');
+      expect(result.steps.filter((s) => s.name !== 'resolve').every((s) => s.state === 'skipped')).toBe(true);
       expect(fake.calls).toEqual([]);
     });
   });
 });
 
 describe('handler metadata', () => {
-  it('lists the approve, reject and decide signals with descriptions for the Web UI', async () => {
+  it('lists the approve, reject, decide and cancel signals with descriptions for the Web UI', async () => {
     const fake = fakeActivities();
     await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
       await waitForStatus(handle, gateOpen, 'the approval gate to open');
@@ -111,11 +112,12 @@ describe('handler metadata', () => {
       const signals = Object.fromEntries(meta.definition.signalDefinitions.map((d) => [d.name, d.description]));
       const updates = Object.fromEntries(meta.definition.updateDefinitions.map((d) => [d.name, d.description]));
       const queries = Object.fromEntries(meta.definition.queryDefinitions.map((d) => [d.name, d.description]));
-      expect(Object.keys(signals).sort()).toEqual(['approve', 'decide', 'reject']);
+      expect(Object.keys(signals).sort()).toEqual(['approve', 'cancel', 'decide', 'reject']);
       expect(signals.approve).toMatch(/Approve the production deploy.*"approver"/);
       expect(signals.reject).toMatch(/Reject the release/);
       expect(signals.decide).toMatch(/"decision": "retry" \| "abort"/);
-      expect(Object.keys(updates).sort()).toEqual(['approve', 'decide', 'reject']);
+      expect(Object.keys(updates).sort()).toEqual(['approve', 'cancel', 'decide', 'reject']);
+      expect(signals.cancel).toMatch(/Cancel the release/);
       expect(updates.approve).toBe(signals.approve);
       expect(queries.status).toMatch(/stage, every step/);
       await handle.signal(approveSignal, { approver: 'carol' });

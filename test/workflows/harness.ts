@@ -10,9 +10,9 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { WORKFLOWS_PATH } from '../../src/worker';
 import { releaseWorkflow } from '../../src/workflows';
-import { releaseWorkflowId, statusQuery, type ReleaseInput, type ReleaseStatus } from '../../src/shared/release';
+import { releaseWorkflowId, statusQuery, type ReleaseInput, type ReleaseStatus, type StartRequest } from '../../src/shared/release';
 import { STEP_NAMES, type StepName } from '../../src/shared/steps';
-import { sampleInput } from '../helpers/fixtures';
+import { sampleInput, startRequestFor } from '../helpers/fixtures';
 import type { FakeActivities } from '../helpers/fake-activities';
 
 export type ReleaseHandle = WorkflowHandle<typeof releaseWorkflow>;
@@ -71,6 +71,8 @@ export async function withRelease<T>(
   fake: FakeActivities,
   input: ReleaseInput,
   body: (run: ReleaseRun) => Promise<T>,
+  /** What the workflow is started with (default: the request `gantry start` sends for `input`). */
+  start?: unknown,
 ): Promise<T> {
   const taskQueue = `wf-test-${randomUUID()}`;
   const worker = await Worker.create({
@@ -78,13 +80,14 @@ export async function withRelease<T>(
     namespace: env.namespace ?? 'default',
     taskQueue,
     workflowBundle: bundle,
-    activities: fake,
+    // The worker's resolve step, doubled: it answers with the test's input, as the real one reads it from config.
+    activities: { ...fake, resolvePlan: fake.resolvePlan ?? (async () => ({ attempt: 1, input })) },
   });
   return worker.runUntil(async () => {
     const handle = await env.client.workflow.start(releaseWorkflow, {
       taskQueue,
       workflowId: releaseWorkflowId(input.service, input.version),
-      args: [input],
+      args: [(start ?? startRequestFor(input)) as StartRequest],
     });
     return body({ handle, input });
   });
