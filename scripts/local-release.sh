@@ -10,8 +10,11 @@
 # and the approve command, and waits for an approval (from another terminal or the Web UI). Every run starts
 # from a clean lab and an empty dev server, so it can be repeated.
 #
-#   --approve-as NAME  approve automatically as NAME when the gate opens (non-interactive runs); NAME must be
-#                      an approver of the lab config (alice or bob)
+#   --approve-as NAME  approve automatically as NAME when the gate opens (non-interactive runs), signed with the
+#                      lab's key for NAME (.gantry/lab/keys/NAME); NAME must be an approver: alice or bob
+#
+# Decisions are signed: the lab generates SSH keys for its people (operator, who starts releases; alice and bob,
+# who approve) and lists them in the worker's allowed signers. The release is started as `operator`.
 #   --bad              after 1.0.0, release the lab's broken revision 1.1.0 (/health answers 404) and watch
 #                      production roll back to 1.0.0
 #   --keep             leave the lab and the dev server running afterwards, to look around in the Web UI and
@@ -31,11 +34,12 @@ while [[ $# -gt 0 ]]; do
     --bad) bad=1 ;;
     --keep) keep=1 ;;
     --stop) stop=1 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "local-release: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+case "$approve_as" in ""|alice|bob) ;; *) echo "local-release: --approve-as $approve_as: the lab's approvers are alice and bob" >&2; exit 2 ;; esac
 
 say() { printf '\033[1mlocal-release:\033[0m %s\n' "$*" >&2; }
 die() { printf 'local-release: error: %s\n' "$*" >&2; exit 1; }
@@ -120,22 +124,27 @@ CONFIG="$LAB_DIR/gantry.yaml"
 
 say "starting gantry dev: Temporal dev server + Web UI + worker (log: .gantry/dev.log)…"
 background "gantry dev" "$STATE/dev.log" 'Running the worker here' 120 \
-  node bin/gantry.js dev --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" --state-dir "$DEV_DIR"
+  node bin/gantry.js dev --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" --state-dir "$DEV_DIR" --config "$CONFIG"
 export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT" TEMPORAL_NAMESPACE=default GANTRY_UI_URL="http://127.0.0.1:$UI_PORT"
 say "ready in $(( $(date +%s) - t0 ))s; Web UI: $GANTRY_UI_URL"
 
 # --- the release(s) ----------------------------------------------------------------------------------------------
 # release <good|broken>: point the lab repo's main at that revision and release its version with gantry start.
 release() {
-  local revision=$1 picked version config=$CONFIG code
+  local revision=$1 picked version code
+  # The broken revision answers its version but lost /health. use-revision switches the worker's config to one
+  # that checks only /version on staging (the worker reads its config again for every release), so it reaches
+  # production, as a release that only breaks under production traffic would, and health rolls it back.
   picked=$(node dist/scripts/lab/lab.js use-revision "$revision" --dir "$LAB_DIR")
   version=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]).version)' "$picked")
-  # The broken revision answers its version but lost /health. Its config checks only /version on staging, so it
-  # reaches production (as a release that only breaks under production traffic would) and health rolls it back.
-  [[ $revision == broken ]] && config=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]).config)' "$picked")
-  say "releasing hello $version (the lab repository's $revision revision)"
-  local args=(start hello "$version" --config "$config" --wait --requested-by "${USER:-operator}")
-  [[ -n $approve_as ]] && args+=(--approve-as "$approve_as" --reason "approved by scripts/local-release.sh --approve-as")
+  say "releasing hello $version (the lab repository's $revision revision), started and signed by the lab's operator"
+  local args=(start hello "$version" --config "$CONFIG" --wait --requested-by operator --key "$LAB_DIR/keys/operator")
+  if [[ -n $approve_as ]]; then
+    args+=(--approve-as "$approve_as" --approve-key "$LAB_DIR/keys/$approve_as" --reason "approved by scripts/local-release.sh --approve-as")
+  else
+    say "to approve from another terminal: TEMPORAL_ADDRESS=$TEMPORAL_ADDRESS node bin/gantry.js approve hello $version --as alice --key .gantry/lab/keys/alice"
+    say "or in the Web UI: paste the output of the same command with --print into More Actions → Send a Signal → approve"
+  fi
   set +e
   node bin/gantry.js "${args[@]}"
   code=$?

@@ -12,15 +12,20 @@
  *
  * Re-record only when the recorded behaviour should change on purpose. A change to the shipped workflow that
  * changes its commands must go behind `patched()` so that releases already running keep replaying; the old
- * histories stay checked in to prove it.
+ * histories stay checked in to prove it. The `legacy` scenarios were recorded by the workflow before the worker
+ * resolved plans (their input is the whole config snapshot); they cannot be recorded again and are kept as the
+ * proof that releases started by that code still replay and finish.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
 import { Worker } from '@temporalio/worker';
 import {
   approveSignal,
   approveUpdate,
+  cancelUpdate,
   decideUpdate,
   rejectSignal,
   releaseWorkflowId,
@@ -31,7 +36,11 @@ import { STEP_NAMES } from '../src/shared/steps';
 import { WORKFLOWS_PATH } from '../src/worker';
 import { releaseWorkflow } from '../src/workflows';
 import { fakeActivities, type FakeActivities, type FakeBehaviour } from '../test/helpers/fake-activities';
-import { sampleInput } from '../test/helpers/fixtures';
+import { sampleInput, startRequestFor } from '../test/helpers/fixtures';
+import { openSigner } from '../src/client/signing';
+import type { PrincipalKey } from '../src/shared/gate';
+import { parsePublicKey } from '../src/shared/sshsig';
+import { formatStatement, type SignedStatement, type Statement } from '../src/shared/statement';
 import { devServerEnv } from '../test/helpers/servers';
 import { HISTORIES_DIR, historyAsJson, MANIFEST, readManifest, type RecordedHistory } from '../test/replay/histories';
 import { gateOpen, latch, quietRuntime, waitForStatus, type ReleaseHandle } from '../test/workflows/harness';
@@ -46,17 +55,51 @@ interface Scenario {
   name: string;
   version: string;
   description: string;
+  /** Recorded by an earlier workflow version; kept, never recorded again. */
+  legacy?: boolean;
+  /** Signed mode: keys for the lab-like people, the start signed by dave. */
+  signed?: boolean;
   behaviour: (flags: Flags) => FakeBehaviour;
   input?: (input: ReleaseInput) => void;
-  drive: (handle: ReleaseHandle, flags: Flags) => Promise<void>;
+  drive: (handle: ReleaseHandle, flags: Flags, people: People) => Promise<void>;
   expectStatus: string;
 }
+
+/** Signing keys for the signed scenarios, made with ssh-keygen in a temporary directory. */
+interface People {
+  keys: PrincipalKey[];
+  sign: (statement: Statement) => Promise<SignedStatement>;
+}
+
+async function makePeople(dir: string): Promise<People> {
+  const keys: PrincipalKey[] = [];
+  const files: Record<string, string> = {};
+  for (const name of ['alice', 'bob', 'carol', 'dave']) {
+    const file = path.join(dir, name);
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `${name}@record`, '-f', file]);
+    const pub = parsePublicKey(readFileSync(`${file}.pub`, 'utf8'));
+    if (!pub.ok) throw new Error(pub.problem);
+    keys.push({ principal: name, key: pub.value.text, fingerprint: pub.value.fingerprint });
+    files[name] = file;
+  }
+  return {
+    keys,
+    sign: async (statement) => {
+      const text = formatStatement(statement);
+      const signer = await openSigner({ keyFile: files[statement.principal]!, env: {} });
+      return { statement: text, signature: await signer.sign(text) };
+    },
+  };
+}
+
+const inAMinute = (): string => new Date(Date.now() + 10 * 60_000).toISOString();
 
 const settled = (handle: ReleaseHandle): Promise<unknown> => handle.result().catch((e: unknown) => e);
 
 const SCENARIOS: Scenario[] = [
   {
     name: 'happy',
+    legacy: true,
     version: '1.0.0',
     description: 'every step succeeds; a typo signal and a refused update at the gate, then approval by update',
     behaviour: () => ({}),
@@ -71,6 +114,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'rejected',
+    legacy: true,
     version: '1.0.1',
     description: 'rejected at the gate by signal',
     behaviour: () => ({}),
@@ -83,6 +127,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'rolled-back',
+    legacy: true,
     version: '1.0.2',
     description: 'approved by signal; production health fails; rollback; announced as rolled back',
     behaviour: () => ({ fail: { health: 'fatal' } }),
@@ -95,6 +140,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'decide-retry',
+    legacy: true,
     version: '1.0.3',
     description: 'tag exhausts its retries; `decide retry` by update; tag succeeds; approved; released',
     behaviour: (flags) => ({ failWhile: { tag: () => flags.broken } }),
@@ -111,6 +157,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'approval-timeout',
+    legacy: true,
     version: '1.0.4',
     description: 'nobody decides at the gate within its (shortened) timeout; aborted',
     behaviour: () => ({}),
@@ -120,6 +167,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'cancelled-in-production',
+    legacy: true,
     version: '1.0.5',
     description: 'cancelled while production deploys: deploy and health finish in the non-cancellable scope',
     behaviour: (flags) => ({ holdUntil: { 'deploy:production': flags.hold.promise } }),
@@ -136,6 +184,60 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
+SCENARIOS.push(
+  {
+    name: 'signed-approved',
+    version: '2.0.0',
+    signed: true,
+    description: 'worker resolves the plan; start signed by dave; an unsigned approve signal refused; signed approve by signal; released',
+    behaviour: () => ({}),
+    drive: async (handle, _flags, people) => {
+      const s = await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.signal(approveSignal, { approver: 'alice' });
+      const runId = (await handle.describe()).runId;
+      await handle.signal(approveSignal, await people.sign({
+        action: 'approve', workflow: s.workflowId, run: runId, digest: s.gate.digest!, principal: 'alice', expires: inAMinute(), reason: 'staging is green',
+      }));
+      await handle.result();
+    },
+    expectStatus: 'COMPLETED',
+  },
+  {
+    name: 'signed-decide-cancel',
+    version: '2.0.1',
+    signed: true,
+    description: 'build exhausts its retries; signed `decide retry` by update; at the gate a signed cancel by update; cancelled',
+    behaviour: (flags) => ({ failWhile: { build: () => flags.broken } }),
+    input: (input) => { input.steps.build.retry.initialInterval = '50ms'; },
+    drive: async (handle, flags, people) => {
+      const pending = await waitForStatus(handle, (s) => s.pendingDecision !== undefined, 'a pending decision');
+      flags.broken = false;
+      const runId = (await handle.describe()).runId;
+      await handle.executeUpdate(decideUpdate, { args: [await people.sign({
+        action: 'decide', workflow: pending.workflowId, run: runId, decision: 'retry', step: pending.pendingDecision!.id, principal: 'dave', expires: inAMinute(),
+      })] });
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.executeUpdate(cancelUpdate, { args: [await people.sign({
+        action: 'cancel', workflow: pending.workflowId, run: runId, principal: 'dave', expires: inAMinute(), reason: 'wrong day',
+      })] });
+      await settled(handle);
+    },
+    expectStatus: 'FAILED',
+  },
+  {
+    name: 'declared-rolled-back',
+    version: '2.0.2',
+    description: 'worker resolves the plan (declared mode); approved by update; production health fails; rolled back',
+    behaviour: () => ({ fail: { health: 'fatal' } }),
+    drive: async (handle) => {
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'carol' }] });
+      await settled(handle);
+    },
+    expectStatus: 'FAILED',
+  },
+);
+
 function previousManifest(): RecordedHistory[] {
   try {
     return readManifest();
@@ -149,7 +251,12 @@ async function main(only: string[]): Promise<void> {
   if (unknown.length > 0) {
     throw new Error(`unknown scenario(s) ${unknown.join(', ')}; the scenarios are ${SCENARIOS.map((s) => s.name).join(', ')}`);
   }
-  const chosen = only.length > 0 ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS;
+  const legacy = SCENARIOS.filter((s) => s.legacy && only.includes(s.name));
+  if (legacy.length > 0) {
+    throw new Error(`${legacy.map((s) => s.name).join(', ')} were recorded by the workflow before the worker resolved plans and cannot be recorded again; they stay as the replay proof for releases started by that code`);
+  }
+  const chosen = (only.length > 0 ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS).filter((s) => !s.legacy);
+  const people = await makePeople(mkdtempSync(path.join(os.tmpdir(), 'gantry-record-')));
   quietRuntime();
   mkdirSync(HISTORIES_DIR, { recursive: true });
   const sdk = (JSON.parse(readFileSync(require.resolve('@temporalio/worker/package.json'), 'utf8')) as { version: string }).version;
@@ -161,23 +268,27 @@ async function main(only: string[]): Promise<void> {
       const flags: Flags = { broken: true, hold: latch() };
       const fake: FakeActivities = fakeActivities(scenario.behaviour(flags));
       const taskQueue = `record-${scenario.name}`;
-      const worker = await Worker.create({
-        connection: env.nativeConnection, namespace: env.namespace ?? 'default', taskQueue, workflowsPath: WORKFLOWS_PATH, activities: fake,
-      });
-      const input = sampleInput({ version: scenario.version });
+      const input = sampleInput({ version: scenario.version, ...(scenario.signed ? { signedWith: people.keys, requestedBy: 'dave', operators: ['dave'] } : {}) });
       for (const name of STEP_NAMES) input.steps[name].retry.initialInterval = '200ms';
       scenario.input?.(input);
+      const worker = await Worker.create({
+        connection: env.nativeConnection, namespace: env.namespace ?? 'default', taskQueue, workflowsPath: WORKFLOWS_PATH,
+        activities: { ...fake, resolvePlan: async () => ({ attempt: 1, input }) },
+      });
+      const signed = scenario.signed
+        ? await people.sign({ action: 'start', workflow: releaseWorkflowId(input.service, input.version), service: input.service, version: input.version, principal: 'dave', expires: inAMinute() })
+        : undefined;
       const workflowId = releaseWorkflowId(input.service, input.version);
       await worker.runUntil(async () => {
         const handle = await env.client.workflow.start(releaseWorkflow, {
           taskQueue,
           workflowId,
-          args: [input],
+          args: [startRequestFor(input, signed ? { signed } : {})],
           // As `gantry start` does: with these present the workflow keeps GantryStage current.
           typedSearchAttributes: startSearchAttributes(input),
           staticSummary: `Release ${input.service} ${input.version} (recorded scenario ${scenario.name})`,
         });
-        await scenario.drive(handle, flags);
+        await scenario.drive(handle, flags, people);
         const status = (await handle.describe()).status.name;
         if (status !== scenario.expectStatus) {
           throw new Error(`scenario ${scenario.name} ended ${status}, expected ${scenario.expectStatus}; not recording it`);

@@ -7,14 +7,15 @@
  *                                                          (--purge: also its data: registry, repo, keys)
  *   npx tsx scripts/lab/lab.ts use-revision good|broken [--dir D]
  *                                                          point the repo's main at a revision and print it as
- *                                                          JSON; `broken` also writes gantry-rollback-demo.yaml
+ *                                                          JSON; `broken` also switches the worker's gantry.yaml to
+ *                                                          the rollback demo (staging checks /version only), `good` back
  *
  * Provision the machine first with `bash scripts/lab/provision.sh` (root).
  */
 import { Command } from 'commander';
 import path from 'node:path';
 import { cleanupLab, labStatus, startLab } from '../../src/lab';
-import { ensureSampleRepo, moveBranch, writeRollbackDemoConfig } from '../../src/lab/sample-repo';
+import { ensureSampleRepo, moveBranch, restoreStandardConfig, writeRollbackDemoConfig } from '../../src/lab/sample-repo';
 
 const program = new Command('lab').description('The local release lab (podman API, registry, git repo, sshd, webhook receiver)');
 const dirOption = ['--dir <dir>', 'the lab directory', '.gantry/lab'] as const;
@@ -83,8 +84,10 @@ program
     const repo = ensureSampleRepo(path.join(path.resolve(opts.dir), 'git'));
     const rev = repo[revision];
     moveBranch(repo, repo.branch, rev.commit);
-    const config = revision === 'broken' ? writeRollbackDemoConfig(path.join(path.resolve(opts.dir), 'gantry.yaml')) : undefined;
-    process.stdout.write(`${JSON.stringify({ revision, version: rev.version, commit: rev.commit, ...(config ? { config } : {}) })}\n`);
+    // The worker owns the config and reads it again for the next release: switch it in place.
+    const file = path.join(path.resolve(opts.dir), 'gantry.yaml');
+    const config = revision === 'broken' ? writeRollbackDemoConfig(file) : restoreStandardConfig(file);
+    process.stdout.write(`${JSON.stringify({ revision, version: rev.version, commit: rev.commit, config })}\n`);
   });
 
 program.parseAsync().catch((err: unknown) => {

@@ -17,6 +17,8 @@ import { githubPreflightChecks } from './github-preflight';
 import { createGithubActionsBuild } from './github-build';
 import { githubAnnouncer } from './github-announce';
 import { guardActivities } from './guard';
+import { resolveSecret } from './secrets';
+import type { SecretRef } from '../config/schema';
 import { createResolve, type ConfigSource } from './resolve';
 
 export interface ActivityDeps {
@@ -26,6 +28,35 @@ export interface ActivityDeps {
   env: NodeJS.ProcessEnv;
   /** Where steps put their temporary checkouts and build contexts. @default os.tmpdir() */
   workDir?: string;
+}
+
+/**
+ * Every secret value the worker's config references and this worker can resolve: redacted from any output that
+ * repository code produced (the test command's) before it reaches a message or an artifact.
+ */
+export function knownSecretValues(config: ConfigSource, env: NodeJS.ProcessEnv): string[] {
+  const refs: SecretRef[] = [];
+  const visit = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(visit);
+    else if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      const keys = Object.keys(o);
+      if (keys.length === 1 && (typeof o.env === 'string' || typeof o.file === 'string')) refs.push(o as SecretRef);
+      else keys.forEach((k) => visit(o[k]));
+    }
+  };
+  try {
+    visit(config.load().config.services);
+  } catch {
+    return [];
+  }
+  return refs.flatMap((ref) => {
+    try {
+      return [resolveSecret(ref, env)];
+    } catch {
+      return [];
+    }
+  });
 }
 
 export function createActivities(deps: ActivityDeps): ReleaseActivities {
@@ -44,7 +75,7 @@ export function createActivities(deps: ActivityDeps): ReleaseActivities {
 
   return guardActivities({
     ...createResolve({ config: deps.config }),
-    ...createPreflight({ env, ...dirs, extraChecks: githubPreflightChecks({ env }) }),
+    ...createPreflight({ env, ...dirs, extraChecks: githubPreflightChecks({ env }), knownSecrets: () => knownSecretValues(deps.config, env) }),
     ...createTag({ env, ...dirs }),
     build: (req) => builds[req.build.kind](req),
     deploy: createDeploy({ deployers }),

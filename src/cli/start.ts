@@ -17,6 +17,7 @@ interface StartOptions extends SigningFlags {
   wait?: boolean;
   follow?: boolean;
   approveAs?: string;
+  approveKey?: string;
   reason?: string;
   stopAtGate?: boolean;
   json?: boolean;
@@ -50,6 +51,7 @@ export function startCommand(): Command {
     .option('-w, --wait', 'follow the release: stage changes and step progress; at the gate, print the Web UI address and the approve command; exit with the outcome\'s code')
     .option('-f, --follow', 'same as --wait')
     .option('--approve-as <name>', 'approve as <name> as soon as the gate opens (signed with --key; for non-interactive runs; implies --wait)')
+    .option('--approve-key <file>', 'the key --approve-as signs with (default: --key)')
     .option('--reason <text>', 'reason recorded with --approve-as')
     .option('--stop-at-gate', 'with --wait: return (exit 0) once the gate is open instead of waiting for the end')
     .option('--json', 'print the plan (--dry-run) or the started release as JSON');
@@ -116,7 +118,7 @@ export function startCommand(): Command {
       await followAndExit(gc, addr, {
         ...(opts.approveAs ? { approveAs: opts.approveAs } : {}),
         ...(opts.reason ? { approveReason: opts.reason } : {}),
-        signing,
+        signing: opts.approveKey ? { ...signing, key: opts.approveKey } : signing,
         stopAtGate: Boolean(opts.stopAtGate),
       });
     });

@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { stringify } from 'yaml';
-import { parseConfig } from '../config/load';
+import { loadConfig } from '../config/load';
 import { BASE_IMAGE, ensureBaseImage } from './base-image';
 import { type Daemon, canBind, freePort, isAlive, killGroup, logTail, startDaemon, tcpOpen, waitUntilReady } from './daemon';
 import { ensureSampleRepo, moveBranch, type SampleRepo } from './sample-repo';
@@ -55,6 +55,11 @@ export interface Lab {
   repo: SampleRepo & { moveBranch(branch: string, commit: string): void };
   ssh: { host: string; port: number; user: string; privateKeyFile: string; hostKeyFingerprint: string };
   webhook: WebhookReceiver;
+  /**
+   * The people of the lab and their SSH signing keys (private key files): `operator` starts releases, `alice`
+   * and `bob` approve them; `allowedSigners` lists their public keys (the worker config's allowedSigners).
+   */
+  people: { operator: string; alice: string; bob: string; allowedSigners: string };
   staging: LabEnvironment;
   production: LabEnvironment;
   /** The release config for the lab (service `hello`) and where it was written. */
@@ -242,6 +247,21 @@ function ensureSshKeys(sshDir: string): { clientKey: string; hostKey: string; fi
   return { clientKey, hostKey, fingerprint: fp };
 }
 
+/** The lab's people (operator, alice, bob) with ed25519 signing keys, and the allowed_signers file listing them. */
+export function ensurePeopleKeys(keysDir: string): Lab['people'] {
+  mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+  const people = { operator: path.join(keysDir, 'operator'), alice: path.join(keysDir, 'alice'), bob: path.join(keysDir, 'bob') };
+  const lines = ['# The lab\'s people and their signing keys (written by src/lab/lab.ts)'];
+  for (const [name, file] of Object.entries(people)) {
+    if (!existsSync(file)) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `${name}@gantry-lab`, '-f', file], { stdio: 'ignore' });
+    chmodSync(file, 0o600);
+    lines.push(`${name} namespaces="gantry" ${readFileSync(`${file}.pub`, 'utf8').trim()}`);
+  }
+  const allowedSigners = path.join(keysDir, 'allowed_signers');
+  writeFileSync(allowedSigners, `${lines.join('\n')}\n`);
+  return { ...people, allowedSigners };
+}
+
 /** The lab sshd's public host key line (`ssh-ed25519 AAAA… gantry-lab-host`), which the lab config pins on its host. */
 function labHostPublicKey(sshDir: string): string {
   return readFileSync(path.join(sshDir, 'ssh_host_ed25519_key.pub'), 'utf8').trim();
@@ -281,6 +301,7 @@ function labConfig(lab: Omit<Lab, 'configYaml' | 'configFile' | 'env' | 'docker'
   ];
   const container = { envFile, restart: 'unless-stopped' };
   const config = {
+    allowedSigners: { file: lab.people.allowedSigners },
     services: {
       hello: {
         repo: { url: lab.repo.url, branch: lab.repo.branch, changelog: 'CHANGELOG.md' },
@@ -308,7 +329,8 @@ function labConfig(lab: Omit<Lab, 'configYaml' | 'configFile' | 'env' | 'docker'
             window: windows?.production ?? '30s',
           },
         },
-        approvals: { approvers: ['alice', 'bob'], required: 1 },
+        approvals: { approvers: ['alice', 'bob'], required: 1, identity: 'signed' },
+        operators: ['operator', 'alice', 'bob'],
         announce: {
           webhook: { env: WEBHOOK_ENV },
           auditLog: path.join(lab.dir, 'audit.jsonl'),
@@ -326,7 +348,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   const dir = path.resolve(opts.dir ?? path.join('.gantry', 'lab'));
   const managed = !opts.engineSocket;
   checkLabPrerequisites({ managedEngine: managed });
-  for (const sub of ['run', 'logs', 'registry', 'ssh', 'git', 'webhook', 'artifacts']) mkdirSync(path.join(dir, sub), { recursive: true });
+  for (const sub of ['run', 'logs', 'registry', 'ssh', 'git', 'webhook', 'artifacts', 'keys']) mkdirSync(path.join(dir, sub), { recursive: true });
 
   const previous = readState(dir);
   if (previous?.ownerPid && previous.ownerPid !== process.pid && isAlive(previous.ownerPid) &&
@@ -399,13 +421,14 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
       baseImage: BASE_IMAGE,
       repo: { ...repo, moveBranch: (branch: string, commit: string) => moveBranch(repo, branch, commit) },
       ssh: { host: '127.0.0.1', port: sshPort, user, privateKeyFile: keys.clientKey, hostKeyFingerprint: keys.fingerprint },
+      people: ensurePeopleKeys(path.join(dir, 'keys')),
       staging,
       production,
     };
     const configYaml = labConfig(partial, envFile, opts.windows);
     const configFile = path.join(dir, 'gantry.yaml');
-    parseConfig(configYaml, configFile); // the generated config must pass the same validation as a user's
     writeFileSync(configFile, configYaml);
+    loadConfig(configFile); // the generated config (and its allowed signers) must pass the same validation as a user's
     writeState(state);
 
     const hook = webhook;

@@ -9,7 +9,7 @@
  * same in every lab built from the same sources.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -109,19 +109,32 @@ export function moveBranch(repo: SampleRepo, branch: string, commit: string): vo
 }
 
 /**
- * Write `gantry-rollback-demo.yaml` beside the lab config `configFile`: the same config with staging checking
- * only /version. The broken revision answers its version but lost /health, so with this config it passes
- * staging and reaches production, as a release that only breaks under production traffic would; production's
- * health check then rolls it back. Returns the path written.
+ * Switch the lab's worker config to the rollback demo: the same config with staging checking only /version. The
+ * broken revision answers its version but lost /health, so with this config it passes staging and reaches
+ * production, as a release that only breaks under production traffic would; production's health check then
+ * rolls it back. The file is rewritten in place, because the worker owns its config and reads it again for
+ * every release (the standard one is kept beside it for restoreStandardConfig). Returns the path written.
  */
 export function writeRollbackDemoConfig(configFile: string): string {
-  const doc = parse(readFileSync(configFile, 'utf8')) as GantryConfig;
+  const standard = standardCopy(configFile);
+  if (!existsSync(standard)) copyFileSync(configFile, standard);
+  const doc = parse(readFileSync(standard, 'utf8')) as GantryConfig;
   for (const svc of Object.values(doc.services)) {
     svc.environments.staging.checks = svc.environments.staging.checks.filter((c) => c.name === 'version');
   }
-  const out = path.join(path.dirname(configFile), 'gantry-rollback-demo.yaml');
   const text = `# The lab config with staging checking only /version (src/lab/sample-repo.ts writeRollbackDemoConfig).\n${stringify(doc)}`;
-  parseConfig(text, out); // as valid as a user's config
-  writeFileSync(out, text);
-  return out;
+  parseConfig(text, configFile); // as valid as a user's config
+  writeFileSync(configFile, text);
+  return configFile;
+}
+
+/** Put the lab's standard worker config back after writeRollbackDemoConfig (no-op when it was never switched). */
+export function restoreStandardConfig(configFile: string): string {
+  const standard = standardCopy(configFile);
+  if (existsSync(standard)) copyFileSync(standard, configFile);
+  return configFile;
+}
+
+function standardCopy(configFile: string): string {
+  return path.join(path.dirname(configFile), 'gantry-standard.yaml');
 }

@@ -37,7 +37,9 @@ async function startImpostor(dir: string): Promise<typeof impostor> {
   const { lab } = ctx;
   const hostKey = path.join(dir, 'impostor_host_ed25519_key');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'impostor', '-f', hostKey], { stdio: 'ignore' });
-  const port = await freePort();
+  // Not a port the lab holds for its containers (they bind theirs only when a deploy starts them).
+  let port = await freePort();
+  while ([lab.staging.port, lab.production.port, lab.ssh.port].includes(port)) port = await freePort();
   const config = path.join(dir, 'impostor_sshd_config');
   writeFileSync(config, [
     'ListenAddress 127.0.0.1',

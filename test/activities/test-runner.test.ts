@@ -55,7 +55,7 @@ afterEach(() => {
   while (repos.length) repos.pop()!.cleanup();
 });
 
-function containerRunner(): Runner {
+function containerRunner(): Extract<Runner, { kind: 'container' }> {
   return { kind: 'container', image: ctx.lab.baseImage, network: 'none', socketPath: ctx.lab.engine.socketPath };
 }
 const userRunner: Runner = { kind: 'user', user: 'nobody' };

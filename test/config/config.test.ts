@@ -55,7 +55,7 @@ describe('release config', () => {
   });
 
   it('names a missing config file and how to pass one', () => {
-    expect(() => loadConfig('/nonexistent/gantry.yaml')).toThrow(/file not found; pass --config <file> or set GANTRY_CONFIG/);
+    expect(() => loadConfig('/nonexistent/gantry.yaml')).toThrow(/not found; give the worker its release config with --config <file or directory> or GANTRY_CONFIG/);
   });
 
   it('records where the config came from with its hash', () => {
