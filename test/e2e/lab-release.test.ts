@@ -26,7 +26,8 @@ beforeAll(async () => {
   requireBuild();
   env = await devServerEnv();
   cliEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default', ...ctx.lab.env };
-  worker = spawn(process.execPath, [BIN, 'worker'], { env: { ...process.env, ...cliEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The worker owns the lab's config (read again for every release); the CLI sends only signed requests.
+  worker = spawn(process.execPath, [BIN, 'worker', '--config', ctx.lab.configFile], { env: { ...process.env, ...cliEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   worker.stdout?.on('data', (d: Buffer) => { workerLog += d.toString(); });
   worker.stderr?.on('data', (d: Buffer) => { workerLog += d.toString(); });
   await waitFor('the worker to poll', async () => workerLog.includes('polling') || undefined, 60_000);
@@ -74,8 +75,10 @@ function auditLines(): AuditRecord[] {
 describe('a release on the lab, driven by the gantry CLI', () => {
   it('tags, builds, replaces staging, waits at the gate, deploys production over SSH after approval and announces', async () => {
     const good = ctx.lab.repo.good;
-    const start = await gantry(['start', 'hello', good.version, '--config', ctx.lab.configFile, '--requested-by', 'e2e'], { env: cliEnv });
+    const start = await gantry(['start', 'hello', good.version, '--config', ctx.lab.configFile, '--requested-by', 'operator', '--key', ctx.lab.people.operator], { env: cliEnv });
     expect(start.code, show(start)).toBe(0);
+    expect(start.stdout).toContain('requested by operator (signed)');
+    expect(start.stdout).toContain(`plan     resolved on the worker from ${ctx.lab.configFile}@sha256:`);
 
     const atGate = await untilStage(good.version, (s) => s.stage === 'awaiting-approval' || s.outcome !== undefined, 'the gate to open');
     expect(atGate.stage, JSON.stringify(atGate.steps, null, 1)).toBe('awaiting-approval');
@@ -90,11 +93,22 @@ describe('a release on the lab, driven by the gantry CLI', () => {
     expect(execFileSync('git', ['rev-parse', `v${good.version}^{commit}`], { cwd: ctx.lab.repo.url, encoding: 'utf8' }).trim()).toBe(good.commit);
     expect(ctx.lab.webhook.requests().length).toBe(0);
 
-    const approve = await gantry(['approve', 'hello', good.version, '--as', 'alice', '--reason', 'staging answers 1.0.0'], { env: cliEnv });
+    expect(atGate.requester).toMatchObject({ principal: 'operator', verified: true });
+    expect(atGate.input?.configSha256).toMatch(/^[0-9a-f]{64}$/);
+    // Signed mode: bob's key does not make anyone alice, and the operator is not an approver.
+    const forged = await gantry(['approve', 'hello', good.version, '--as', 'alice', '--key', ctx.lab.people.bob], { env: cliEnv });
+    expect(forged.code, show(forged)).toBe(6);
+    expect(forged.stderr).toContain("which is not alice's key in the worker's allowed signers");
+    const notApprover = await gantry(['approve', 'hello', good.version, '--as', 'operator', '--key', ctx.lab.people.operator], { env: cliEnv });
+    expect(notApprover.code, show(notApprover)).toBe(6);
+    expect(notApprover.stderr).toContain('operator is not an approver for hello');
+
+    const approve = await gantry(['approve', 'hello', good.version, '--as', 'alice', '--key', ctx.lab.people.alice, '--reason', 'staging answers 1.0.0'], { env: cliEnv });
     expect(approve.code, show(approve)).toBe(0);
 
     const done = await untilStage(good.version, (s) => s.outcome !== undefined, 'the release to finish');
     expect(done.outcome, done.message).toBe('succeeded');
+    expect(done.gate.approvals).toEqual([expect.objectContaining({ approver: 'alice', verified: true, fingerprint: expect.stringMatching(/^SHA256:/) })]);
     expect(await httpJson(`${ctx.lab.production.url}/version`)).toEqual({ version: good.version });
     expect(await containerImage(ctx.lab.production.container)).toBe(step(atGate, 'build').outputs.imageRef);
     expect(step(done, 'deployProduction').outputs.targets).toContain('ssh:');
@@ -122,10 +136,12 @@ describe('a release on the lab, driven by the gantry CLI', () => {
   it('rolls production back to the previous image when the new version fails its health check', async () => {
     const { good, broken } = ctx.lab.repo;
     ctx.lab.repo.moveBranch('main', broken.commit);
-    // Staging checks only /version in this config, so the broken revision reaches production.
+    // Staging checks only /version in this config, so the broken revision reaches production. The worker reads
+    // its config again for this release: no restart.
     const configFile = writeRollbackDemoConfig(ctx.lab.configFile);
 
-    const start = await gantry(['start', 'hello', broken.version, '--config', configFile, '--approve-as', 'bob'], { env: cliEnv, timeoutMs: 300_000 });
+    const start = await gantry(['start', 'hello', broken.version, '--config', configFile, '--requested-by', 'operator', '--key', ctx.lab.people.operator,
+      '--approve-as', 'bob', '--approve-key', ctx.lab.people.bob], { env: cliEnv, timeoutMs: 300_000 });
     expect(start.code, show(start)).toBe(10); // rolled_back (docs/cli.md)
     const s = await status(broken.version);
     expect(s.outcome).toBe('rolled_back');

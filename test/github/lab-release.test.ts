@@ -9,7 +9,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -36,11 +35,18 @@ beforeAll(async () => {
   ({ gh, token } = await startStandIn());
   dev = await devServerEnv();
   cliEnv = { TEMPORAL_ADDRESS: dev.address, TEMPORAL_NAMESPACE: 'default', ...ctx.lab.env };
-  worker = spawn(process.execPath, [BIN, 'worker'], { env: { ...process.env, ...cliEnv, [TOKEN_ENV]: token }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The worker owns the lab's config; the test rewrites that file (GitHub build and announce) and the worker reads it
+  // again for the next release.
+  worker = spawn(process.execPath, [BIN, 'worker', '--config', ctx.lab.configFile], { env: { ...process.env, ...cliEnv, [TOKEN_ENV]: token }, stdio: ['ignore', 'pipe', 'pipe'] });
   worker.stdout?.on('data', (d: Buffer) => (workerLog += d.toString()));
   worker.stderr?.on('data', (d: Buffer) => (workerLog += d.toString()));
   await waitFor('the worker to poll', async () => workerLog.includes('polling') || undefined, 60_000);
 });
+
+/** Started by the lab's operator, approved by alice, each with their own key. */
+function signedBy(lab: typeof ctx.lab): string[] {
+  return ['--requested-by', 'operator', '--key', lab.people.operator, '--approve-as', 'alice', '--approve-key', lab.people.alice];
+}
 
 afterAll(async () => {
   if (worker && worker.exitCode === null) {
@@ -84,10 +90,10 @@ describe('a lab release with GitHub Actions build polling and GitHub announcemen
     const config = parse(lab.configYaml) as { services: { hello: Record<string, unknown> } };
     config.services.hello.build = { kind: 'github-actions', workflow: 'release.yml', digestFrom: { registry: true }, pollInterval: '1s' };
     config.services.hello.github = { owner: gh.owner, repo: gh.repo, token: { env: TOKEN_ENV }, baseUrl: gh.baseUrl, deploymentEnvironment: 'production' };
-    const configFile = path.join(lab.dir, 'gantry-github.yaml');
+    const configFile = lab.configFile;
     writeFileSync(configFile, stringify(config));
 
-    const start = await gantry(['start', 'hello', version, '--config', configFile, '--approve-as', 'alice'], { env: cliEnv, timeoutMs: 400_000 });
+    const start = await gantry(['start', 'hello', version, '--config', configFile, ...signedBy(lab)], { env: cliEnv, timeoutMs: 400_000 });
     expect(start.code, `${show(start)}\nworker log:\n${workerLog.slice(-4000)}`).toBe(0);
 
     const status = await gantry(['status', 'hello', version, '--json'], { env: cliEnv });
@@ -137,7 +143,7 @@ describe('a lab release with GitHub Actions build polling and GitHub announcemen
       gh.addRun('release.yml', commit, tag, { steps: [{ status: 'queued' }, { status: 'in_progress' }, { status: 'completed', conclusion: 'failure' }] });
     };
 
-    const start = await gantry(['start', 'hello', version, '--config', path.join(lab.dir, 'gantry-github.yaml'), '--approve-as', 'alice'], { env: cliEnv, timeoutMs: 300_000 });
+    const start = await gantry(['start', 'hello', version, '--config', lab.configFile, ...signedBy(lab)], { env: cliEnv, timeoutMs: 300_000 });
     expect(start.code, show(start)).toBe(14); // failed (docs/cli.md)
     const run = gh.runs.find((r) => r.head_branch === tag)!;
     const s = JSON.parse((await gantry(['status', 'hello', version, '--json'], { env: cliEnv })).stdout) as ReleaseStatus;
