@@ -25,7 +25,7 @@ import { quietRuntime } from '../workflows/harness';
 import { historyFiles, loadHistory, readManifest } from './histories';
 
 const REORDERED_WORKFLOW = path.join(__dirname, 'fixtures', 'release-build-before-tag.ts');
-const REQUIRED_SCENARIOS = ['happy', 'rejected', 'rolled-back', 'decide-retry'];
+const REQUIRED_SCENARIOS = ['happy', 'rejected', 'rolled-back', 'decide-retry', 'signed-approved', 'signed-decide-cancel', 'declared-rolled-back'];
 
 const noop = (): void => undefined;
 const quietLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop };
@@ -51,6 +51,22 @@ describe('recorded histories', () => {
       expect(events.length, m.file).toBeGreaterThan(10);
       expect(m.workflowId).toMatch(/^release-hello-/);
     }
+  });
+});
+
+describe('the migration to worker-resolved plans', () => {
+  it('has histories started by the earlier code (input = whole config) and by the current code (input = the request alone)', () => {
+    const inputs = manifest.map((m) => {
+      const started = loadHistory(m.file).events?.[0]?.workflowExecutionStartedEventAttributes;
+      const payload = started?.input?.payloads?.[0];
+      return JSON.parse(Buffer.from(payload!.data as Uint8Array).toString('utf8')) as Record<string, unknown>;
+    });
+    const legacy = inputs.filter((i) => 'config' in i);
+    const current = inputs.filter((i) => !('config' in i));
+    expect(legacy.length).toBeGreaterThanOrEqual(4);
+    expect(current.length).toBeGreaterThanOrEqual(3);
+    for (const i of current) expect(Object.keys(i).sort()).toEqual(expect.arrayContaining(['requestedBy', 'service', 'version']));
+    expect(current.some((i) => typeof (i.signed as { signature?: string } | undefined)?.signature === 'string')).toBe(true);
   });
 });
 
