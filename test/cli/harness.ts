@@ -1,10 +1,13 @@
 /**
  * Running the BUILT `gantry` CLI as a user does (`node bin/gantry.js …` in a child process) against a real dev
- * server, with an in-process worker running the release workflow from the built bundle over test doubles of
- * the steps. The doubles are chosen per release by its version, so one worker serves every scenario.
+ * server, with an in-process worker running the release workflow from the built bundle. The worker is put
+ * together as the real one is (src/activities/index.ts): the real resolve step reading a real config file (or
+ * directory) from disk for every release, and every step guarded against that config; only the steps
+ * themselves are test doubles. Doubles and config file are chosen per release by its version, so one worker
+ * serves every scenario.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,6 +15,8 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { createReleaseWorker } from '../../src/worker';
 import type { ReleaseActivities } from '../../src/activities/types';
+import { createResolve, fileConfigSource } from '../../src/activities/resolve';
+import { guardActivities } from '../../src/activities/guard';
 import { fakeActivities, type FakeActivities, type FakeBehaviour } from '../helpers/fake-activities';
 import { SAMPLE_CONFIG_YAML } from '../helpers/fixtures';
 
@@ -98,25 +103,76 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
   }
 }
 
+export interface Routes {
+  /** The worker's release config (file or directory) the resolve step reads for a release of this version. */
+  config: (version: string) => string;
+  /** How the step doubles behave for a release of this version (default: every step succeeds). */
+  behaviour?: (version: string) => FakeBehaviour | undefined;
+}
+
+export interface Routed {
+  activities: ReleaseActivities;
+  /** The step doubles of each version that ran a step or resolved a plan (a version absent here ran nothing). */
+  fakes: Map<string, FakeActivities>;
+  /** `service version` of every resolve step the worker ran, in order. */
+  resolved: string[];
+}
+
 /**
- * Step doubles chosen by the release's version: each scenario releases its own version, and the behaviour
- * that version gets is declared here, next to the tests.
+ * The worker's activities, chosen by the release's version: the real `resolvePlan` over the version's config
+ * file, and step doubles whose behaviour each scenario declares next to its tests. As in the real worker, the
+ * steps are guarded: each checks its request against the config file before it runs.
  */
-export function routedActivities(route: (version: string) => FakeBehaviour | undefined): { activities: ReleaseActivities; fakes: Map<string, FakeActivities> } {
+export function routedActivities(routes: Routes): Routed {
   const fakes = new Map<string, FakeActivities>();
-  const pick = (version: string): FakeActivities => {
-    let f = fakes.get(version);
-    if (!f) {
-      f = fakeActivities(route(version) ?? {});
+  const guarded = new Map<string, ReleaseActivities>();
+  const resolved: string[] = [];
+  const pick = (version: string): ReleaseActivities => {
+    let g = guarded.get(version);
+    if (!g) {
+      const f = fakeActivities(routes.behaviour?.(version) ?? {});
       fakes.set(version, f);
+      const source = fileConfigSource(routes.config(version));
+      g = guardActivities({ ...f, ...createResolve({ config: source }) }, source);
+      guarded.set(version, g);
     }
-    return f;
+    return g;
   };
-  const keys: (keyof ReleaseActivities)[] = ['preflight', 'tag', 'build', 'deploy', 'smoke', 'health', 'rollback', 'announce'];
-  const activities = Object.fromEntries(
-    keys.map((k) => [k, (req: { release: { version: string } }) => (pick(req.release.version)[k] as (r: unknown) => Promise<unknown>)(req)]),
-  ) as unknown as ReleaseActivities;
-  return { activities, fakes };
+  const steps: Exclude<keyof ReleaseActivities, 'resolvePlan'>[] = ['preflight', 'tag', 'build', 'deploy', 'smoke', 'health', 'rollback', 'announce'];
+  const activities = {
+    resolvePlan: (req) => {
+      resolved.push(`${req.service} ${req.version}`);
+      return pick(req.version).resolvePlan(req);
+    },
+    ...Object.fromEntries(steps.map((k) => [k, (req: { release: { version: string } }) => (pick(req.release.version)[k] as (r: unknown) => Promise<unknown>)(req)])),
+  } as ReleaseActivities;
+  return { activities, fakes, resolved };
+}
+
+export interface Person {
+  principal: string;
+  /** The private key file (unencrypted), for `--key`. */
+  keyFile: string;
+  /** The person's line for allowedSigners. */
+  allowedSigner: string;
+  /** As `ssh-keygen -l` prints it. */
+  fingerprint: string;
+}
+
+/** A real ed25519 key made by `ssh-keygen -t ed25519 -N ''` in `dir`. */
+export function sshKeygen(dir: string, principal: string): Person {
+  const keyFile = path.join(dir, `${principal}_ed25519`);
+  const run = (args: string[]): string => {
+    try {
+      return execFileSync('ssh-keygen', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      throw new Error(`ssh-keygen ${args.join(' ')} failed (${(err as Error).message}); these tests need openssh-client`);
+    }
+  };
+  run(['-q', '-t', 'ed25519', '-N', '', '-C', `${principal}@laptop`, '-f', keyFile]);
+  const [type, base64] = readFileSync(`${keyFile}.pub`, 'utf8').trim().split(/\s+/);
+  const fingerprint = run(['-l', '-E', 'sha256', '-f', `${keyFile}.pub`]).split(' ')[1] ?? '';
+  return { principal, keyFile, allowedSigner: `${principal} namespaces="gantry" ${type} ${base64}`, fingerprint };
 }
 
 export async function startWorker(env: TestWorkflowEnvironment, activities: ReleaseActivities): Promise<{ worker: Worker; running: Promise<void> }> {
