@@ -142,6 +142,9 @@ describe('docker-compose.yml', () => {
     }
     expect(w.volumes).toContain('gantry-data:/var/lib/gantry');
     expect(w.volumes).toContain('./deploy/secrets:/run/secrets/gantry:ro');
+    // The worker owns its release config, mounted read-only; nothing in a workflow input replaces it.
+    expect(w.volumes).toContain('${GANTRY_CONFIG_DIR:-./deploy/config}:/etc/gantry:ro');
+    expect((w.environment as Record<string, string>).GANTRY_CONFIG).toBe('/etc/gantry');
     expect(Object.keys(compose.volumes ?? {}).sort()).toEqual(['gantry-data', 'postgres-data']);
   });
 

@@ -41,10 +41,12 @@ export interface CliResult {
 }
 
 /**
- * Run `gantry …` with a clean Temporal environment (only what the test passes), no colour, in `cwd`.
+ * Run `gantry …` with a clean Temporal and signing environment (only what the test passes), no colour, in `cwd`.
  */
 export function gantry(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_') && !k.startsWith('GANTRY_CONFIG')));
+  // Nothing of the machine's own: no Temporal settings, no config, no signing key or ssh-agent (tests pass --key).
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) =>
+    !k.startsWith('TEMPORAL_') && !['GANTRY_CONFIG', 'GANTRY_SIGNING_KEY', 'SSH_AUTH_SOCK'].includes(k)));
   return new Promise((resolve) => {
     execFile(
       process.execPath,
