@@ -178,7 +178,7 @@ describe('gantry drives a release through the gate on a real dev server', () => 
     expect(done.outcome).toBe('succeeded');
 
     const final = await ok(['status', 'hello', '1.0.0']);
-    for (const step of ['Preflight checks', 'Tag the release commit', 'Build and push the image', 'Deploy to staging',
+    for (const step of ['Resolve the plan on the worker', 'Preflight checks', 'Tag the release commit', 'Build and push the image', 'Deploy to staging',
       'Smoke-check staging', 'Deploy to production', 'Health-check production', 'Announce the release']) {
       expect(final.stdout).toMatch(new RegExp(`✓ ${step}\\s+succeeded 1 attempt`));
     }
@@ -192,7 +192,7 @@ describe('gantry drives a release through the gate on a real dev server', () => 
     const history = await ok(['history', 'hello', '1.0.0']);
     const h = history.stdout;
     expect(h).toContain('started by ops-oncall: Release hello 1.0.0 requested by ops-oncall');
-    for (const [summary, activity] of [['Preflight checks', 'preflight'], ['Tag the release commit', 'tag'], ['Build and push the image', 'build'],
+    for (const [summary, activity] of [['Resolve the plan on the worker', 'resolvePlan'], ['Preflight checks', 'preflight'], ['Tag the release commit', 'tag'], ['Build and push the image', 'build'],
       ['Deploy to staging', 'deploy'], ['Smoke-check staging', 'smoke'], ['Deploy to production', 'deploy'],
       ['Health-check production', 'health'], ['Announce the release', 'announce']] as const) {
       expect(h).toMatch(new RegExp(`✓ ${summary} — hello 1\\.0\\.0 \\[${activity}\\]: succeeded after 1 attempt in \\d+\\.\\ds`));
@@ -207,7 +207,7 @@ describe('gantry drives a release through the gate on a real dev server', () => 
 
     const json = JSON.parse((await ok(['history', 'hello', '1.0.0', '--json'])).stdout) as { entries: { kind: string; who?: string; verdict?: string; activity?: string }[] };
     expect(json.entries.filter((e) => e.kind === 'step').map((e) => e.activity)).toEqual(
-      ['preflight', 'tag', 'build', 'deploy', 'smoke', 'deploy', 'health', 'announce']);
+      ['resolvePlan', 'preflight', 'tag', 'build', 'deploy', 'smoke', 'deploy', 'health', 'announce']);
     expect(json.entries.filter((e) => e.kind === 'signal' || e.kind === 'update').map((e) => `${e.kind}:${e.who}:${e.verdict}`))
       .toEqual(['signal:alice:accepted', 'update:bob:accepted']);
 
@@ -254,7 +254,7 @@ describe('gantry drives a release through the gate on a real dev server', () => 
     const r = await cli(['start', 'hello', '4.0.0', '--config', oneApproval, '--wait', '--approve-as', 'alice', '--reason', 'ci run'], 60_000);
     expect(r.code, show(r)).toBe(0);
     expect(r.stdout).toContain('stage: awaiting-approval');
-    expect(r.stdout).toContain('Waiting at the approval gate: 0 of 1 approval(s) from alice, bob, carol');
+    expect(r.stdout).toContain('Waiting at the approval gate: it needs 1 more approval from alice, bob or carol; approvers alice, bob, carol');
     expect(r.stdout).toContain('Approve:  gantry approve hello 4.0.0 --as <name>');
     expect(r.stdout).toMatch(/Web UI: +http:\/\/127\.0\.0\.1:\d+\/namespaces\/default\/workflows\/release-hello-4\.0\.0/);
     expect(r.stdout).toContain('✓ approved as alice: Approved: production deploy starts now.');
@@ -276,7 +276,7 @@ describe('gantry drives a release through the gate on a real dev server', () => 
   it('`start --wait --stop-at-gate` returns at the gate; Ctrl-C while following stops following (exit 130), not the release', async () => {
     const r = await cli(['start', 'hello', '1.2.0', '--config', oneApproval, '--wait', '--stop-at-gate'], 60_000);
     expect(r.code, show(r)).toBe(0);
-    expect(r.stdout).toContain('Waiting at the approval gate: 0 of 1 approval(s)');
+    expect(r.stdout).toContain('Waiting at the approval gate: it needs 1 more approval');
     expect(r.stdout).toContain('The release waits at the gate. Follow it again with `gantry status hello 1.2.0 --follow`.');
 
     const child = spawn(process.execPath, [BIN, 'status', 'hello', '1.2.0', '--follow'], {
@@ -322,7 +322,7 @@ describe('gantry drives a release through the gate on a real dev server', () => 
 
     const cancel = await cli(['cancel', 'hello', '2.0.0', '--wait'], 60_000);
     expect(cancel.code, show(cancel)).toBe(13);
-    expect(cancel.stdout).toContain('Cancellation requested for release hello 2.0.0');
+    expect(cancel.stdout).toContain('Cancelled: nothing was deployed to production.');
     expect(cancel.stdout).toContain('Outcome: cancelled: Cancelled before production changed');
     const s = await statusOf('2.0.0');
     expect(s).toMatchObject({ outcome: 'cancelled', stage: 'done' });
