@@ -31,6 +31,8 @@ export interface MessageEntry {
   verdict: 'accepted' | 'refused' | 'unknown';
   /** Why it was refused, or the answer it got. */
   detail?: string;
+  /** The sender as the release verified it (signed statement) — from its ledger. */
+  verified?: { principal: string; fingerprint?: string };
 }
 
 export type TimelineEntry =
@@ -49,7 +51,7 @@ export type TimelineEntry =
       failures: string[];
     }
   | MessageEntry
-  | { kind: 'cancel-requested'; at: string; identity?: string; reason?: string }
+  | { kind: 'cancel-requested'; at: string; identity?: string; reason?: string; verdict?: 'accepted' | 'refused'; detail?: string }
   | { kind: 'ended'; at: string; status: 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out'; /** An {@link Outcome}, when the release reported one. */
       outcome?: string; message: string };
 
@@ -106,6 +108,9 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
   const steps = new Map<string, Extract<TimelineEntry, { kind: 'step' }>>();
   const updates = new Map<string, MessageEntry>();
   const signals: { entry: MessageEntry; index: number }[] = [];
+  /** Signals and accepted updates in history order: the ledger's `seq` numbers them the same way. */
+  const messages: MessageEntry[] = [];
+  const cancelRequests: Extract<TimelineEntry, { kind: 'cancel-requested' }>[] = [];
 
   for (const [i, e] of events.entries()) {
     const at = iso(e);
@@ -163,6 +168,7 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
         ...(a.identity ? { identity: a.identity } : {}),
       };
       signals.push({ entry, index: i });
+      messages.push(entry);
       out.push(entry);
     } else if (e.workflowExecutionUpdateAcceptedEventAttributes) {
       const a = e.workflowExecutionUpdateAcceptedEventAttributes;
@@ -173,6 +179,7 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
         ...(req?.meta?.identity ? { identity: req.meta.identity } : {}),
       };
       updates.set(req?.meta?.updateId ?? a.protocolInstanceId ?? eid, entry);
+      messages.push(entry);
       out.push(entry);
     } else if (e.workflowExecutionUpdateCompletedEventAttributes) {
       const a = e.workflowExecutionUpdateCompletedEventAttributes;
@@ -187,7 +194,9 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
       }
     } else if (e.workflowExecutionCancelRequestedEventAttributes) {
       const a = e.workflowExecutionCancelRequestedEventAttributes;
-      out.push({ kind: 'cancel-requested', at, ...(a.identity ? { identity: a.identity } : {}), ...(a.cause ? { reason: a.cause } : {}) });
+      const entry: Extract<TimelineEntry, { kind: 'cancel-requested' }> = { kind: 'cancel-requested', at, ...(a.identity ? { identity: a.identity } : {}), ...(a.cause ? { reason: a.cause } : {}) };
+      cancelRequests.push(entry);
+      out.push(entry);
     } else if (e.workflowExecutionCompletedEventAttributes) {
       const result = firstArg(e.workflowExecutionCompletedEventAttributes.result) as Partial<ReleaseStatus> | undefined;
       out.push({ kind: 'ended', at, status: 'completed', outcome: result?.outcome ?? 'succeeded', message: result?.message ?? 'completed' });
@@ -204,7 +213,8 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
     }
   }
 
-  if (status) markSignalVerdicts(events, signals, status);
+  if (status?.ledger) matchLedger(messages, cancelRequests, status);
+  else if (status) markSignalVerdicts(events, signals, status);
   return out;
 }
 
@@ -229,8 +239,38 @@ function closeStep(s: Extract<TimelineEntry, { kind: 'step' }> | undefined, at: 
 }
 
 /**
- * Match each signal to what the workflow recorded for it. The workflow stamps votes and refusals with its
- * own clock, which is the start time of the workflow task that handled the signal.
+ * Match history to the release's ledger exactly, by order: the ledger's n-th message is the history's n-th signal
+ * or accepted update, its n-th cancel request the n-th cancellation request. Entries the ledger no longer keeps
+ * (refused ones beyond its last 50) stay `unknown`, saying so.
+ */
+function matchLedger(messages: MessageEntry[], cancelRequests: Extract<TimelineEntry, { kind: 'cancel-requested' }>[], status: ReleaseStatus): void {
+  const ledger = status.ledger!;
+  for (const e of ledger.entries) {
+    if ((e.kind === 'signal' || e.kind === 'update') && e.seq >= 1) {
+      const m = messages[e.seq - 1];
+      if (!m) continue;
+      m.verdict = e.verdict === 'refused' ? 'refused' : 'accepted';
+      if (e.why) m.detail = e.why;
+      if (e.verdict === 'accepted' && e.actor) {
+        m.who = e.actor;
+        if (e.verified) m.verified = { principal: e.actor, ...(e.fingerprint ? { fingerprint: e.fingerprint } : {}) };
+      }
+    } else if (e.kind === 'cancel-request' && e.seq >= 1) {
+      const c = cancelRequests[e.seq - 1];
+      if (!c) continue;
+      c.verdict = e.verdict === 'refused' ? 'refused' : 'accepted';
+      if (e.why) c.detail = e.why;
+    }
+  }
+  if (ledger.dropped > 0) {
+    for (const m of messages) if (m.verdict === 'unknown') m.detail = 'refused (older than the last refusals the release keeps)';
+  }
+}
+
+/**
+ * Releases without a ledger (started before it existed): match each signal to what the workflow recorded for it.
+ * The workflow stamps votes and refusals with its own clock, which is the start time of the workflow task that
+ * handled the signal.
  */
 function markSignalVerdicts(events: HistoryEvent[], signals: { entry: MessageEntry; index: number }[], status: ReleaseStatus): void {
   const taken = [
@@ -289,7 +329,7 @@ export function formatTimeline(label: string, workflowId: string, runId: string,
       }
       case 'signal':
       case 'update': {
-        const who = e.who ? ` by ${e.who}` : '';
+        const who = e.verified ? ` by ${e.verified.principal} (signed, key ${e.verified.fingerprint ?? '?'})` : e.who ? ` by ${e.who}` : '';
         const what = e.decision ? ` ${e.decision}` : '';
         const verdict = e.verdict === 'refused' ? st.warn(`REFUSED: ${e.detail ?? ''}`) : e.verdict === 'accepted' ? st.ok('taken') : 'recorded';
         const answer = e.kind === 'update' && e.detail ? `: ${e.detail}` : '';
@@ -297,7 +337,8 @@ export function formatTimeline(label: string, workflowId: string, runId: string,
         break;
       }
       case 'cancel-requested':
-        lines.push(`${t} ${st.warn('cancellation requested')}${e.identity ? ` by ${e.identity}` : ''}${e.reason ? `: ${e.reason}` : ''}`);
+        lines.push(`${t} ${st.warn('cancellation requested through Temporal')}${e.identity ? ` by ${e.identity}` : ''}${e.reason ? `: ${e.reason}` : ''}` +
+          (e.verdict === 'refused' ? `: ${st.warn(`REFUSED: ${e.detail ?? ''}`)}` : e.verdict === 'accepted' ? `: ${st.ok('taken')}` : ''));
         break;
       case 'ended': {
         const good = e.outcome === 'succeeded';

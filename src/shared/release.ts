@@ -179,6 +179,36 @@ export interface GateStatus {
   needs?: string;
 }
 
+/** One entry of the release's ledger (src/workflows/ledger.ts): a message it handled, or something it did. */
+export interface LedgerEntry {
+  /**
+   * `signal`/`update`: n-th signal-or-accepted-update of the history; `cancel-request`: n-th cancellation
+   * request; 0 for the release's own events.
+   */
+  seq: number;
+  kind: 'signal' | 'update' | 'cancel-request' | 'start' | 'timeout' | 'outcome';
+  /** The signal or update name as it arrived (cut for display), or the event's name. */
+  name: string;
+  /** Who it came from: verified principal, declared name, or the name it claimed (refused). */
+  actor?: string;
+  verified?: boolean;
+  fingerprint?: string;
+  verdict: 'accepted' | 'refused' | 'recorded';
+  why?: string;
+  detail?: string;
+  at: string;
+}
+
+export interface LedgerStatus {
+  entries: LedgerEntry[];
+  /** Signals and accepted updates handled in all. */
+  messages: number;
+  cancelRequests: number;
+  /** Refused entries in all, and how many were dropped from `entries` (only the last ones are kept). */
+  refused: number;
+  dropped: number;
+}
+
 export interface PendingDecision {
   /** Names this decision in signed statements: `<step>#<n>`, n counting the release's decisions. */
   id: string;
@@ -229,6 +259,8 @@ export interface ReleaseStatus {
   gate: GateStatus;
   pendingDecision?: PendingDecision;
   decisions: DecisionRecord[];
+  /** Every message handled, in order, with its actor and verdict (bounded); absent in releases started before it. */
+  ledger?: LedgerStatus;
   cancellation: { requested: boolean; at?: string; note?: string; by?: string };
   outcome?: Outcome;
   /** What happened and what to do next, in a sentence or two. */

@@ -70,37 +70,42 @@ export class ReleaseMessages {
     for (const [def, kind] of [[approveSignal, 'approve'], [rejectSignal, 'reject']] as const) {
       setHandler(def, (payload) => {
         const v = this.judgeVote(kind, payload);
+        this.note('signal', kind, v, payload);
         if (v.ok) this.applyVote(kind, v.value, 'signal');
         else this.refuse(kind, 'signal', v.problem, payload);
       }, { description: HANDLER_DESCRIPTIONS[kind] });
     }
     setHandler(decideSignal, (payload) => {
       const d = this.judgeDecision(payload);
+      this.note('signal', 'decide', d, payload);
       if (d.ok) this.applyDecision(d.value);
       else this.refuse('decide', 'signal', d.problem, payload);
     }, { description: HANDLER_DESCRIPTIONS.decide });
     setHandler(cancelSignal, (payload) => {
       const c = this.judgeCancel(payload);
+      this.note('signal', 'cancel', c, payload);
       if (c.ok) this.applyCancel(c.value);
       else this.refuse('cancel', 'signal', c.problem, payload);
     }, { description: HANDLER_DESCRIPTIONS.cancel });
     setDefaultSignalHandler((name, ...args) => {
-      this.refuse(name, 'signal', `there is no signal named "${displayText(name, 40)}"; the signals are ${SIGNAL_NAMES.join(', ')}`, args[0]);
+      const why = `there is no signal named "${displayText(name, 40)}"; the signals are ${SIGNAL_NAMES.join(', ')}`;
+      this.note('signal', name, { ok: false, problem: why }, args[0]);
+      this.refuse(name, 'signal', why, args[0]);
     });
 
     // Updates (`gantry approve`, `decide`, `cancel`): the validator refuses; the handler judges again (on replay
     // only the handler runs) and applies.
     for (const [def, kind] of [[approveUpdate, 'approve'], [rejectUpdate, 'reject']] as const) {
-      setHandler(def, (payload) => this.applyVote(kind, must(this.judgeVote(kind, payload)), 'update'), {
+      setHandler(def, (payload) => this.applyVote(kind, this.noted('update', kind, this.judgeVote(kind, payload), payload), 'update'), {
         validator: (payload) => void must(this.judgeVote(kind, payload)),
         description: HANDLER_DESCRIPTIONS[kind],
       });
     }
-    setHandler(decideUpdate, (payload) => this.applyDecision(must(this.judgeDecision(payload))), {
+    setHandler(decideUpdate, (payload) => this.applyDecision(this.noted('update', 'decide', this.judgeDecision(payload), payload)), {
       validator: (payload) => void must(this.judgeDecision(payload)),
       description: HANDLER_DESCRIPTIONS.decide,
     });
-    setHandler(cancelUpdate, (payload) => this.applyCancel(must(this.judgeCancel(payload))), {
+    setHandler(cancelUpdate, (payload) => this.applyCancel(this.noted('update', 'cancel', this.judgeCancel(payload), payload)), {
       validator: (payload) => void must(this.judgeCancel(payload)),
       description: HANDLER_DESCRIPTIONS.cancel,
     });
@@ -162,6 +167,7 @@ export class ReleaseMessages {
     gate.closedAt = new Date().toISOString();
     if (!decided) {
       gate.state = 'timed_out';
+      run.ledger.event({ kind: 'timeout', name: 'approve', actor: 'gantry', verdict: 'recorded', detail: `no decision at the gate within ${String(timeout)}` });
       throw new ReleaseStopped('aborted', `No decision at the approval gate within ${String(timeout)}; ` +
         'nothing was deployed to production. Start the release again when approvers are available.');
     }
@@ -282,6 +288,7 @@ export class ReleaseMessages {
     CancellationScope.current().cancelRequested.catch(() => {
       const honour = () => {
         if (run.status.cancellation.requested) return;
+        run.ledger.cancelRequest('accepted');
         run.status.cancellation = { requested: true, at: new Date().toISOString() };
         run.scope.cancel();
       };
@@ -301,11 +308,34 @@ export class ReleaseMessages {
 
   private refuseTemporalCancel(): void {
     const { service, version } = this.run.status.request;
-    this.refuse('cancel', 'temporal', `${service} requires signed decisions: a cancellation request through Temporal carries no identity and was ignored. ` +
-      `Cancel with \`gantry cancel ${service} ${version}\` (signed), or terminate the workflow to stop it regardless (recorded by the server)`, undefined);
+    const why = `${service} requires signed decisions: a cancellation request through Temporal carries no identity and was ignored. ` +
+      `Cancel with \`gantry cancel ${service} ${version}\` (signed), or terminate the workflow to stop it regardless (recorded by the server)`;
+    this.run.ledger.cancelRequest('refused', why);
+    this.refuse('cancel', 'temporal', why, undefined);
   }
 
-  // ---- the refused-attempts ledger ----
+  // ---- the ledger and the refused attempts ----
+
+  /** Put a handled message on the ledger (src/workflows/ledger.ts), accepted with its actor or refused with why. */
+  private note(kind: 'signal' | 'update', name: string, j: Judged<Identified>, payload: unknown): void {
+    if (j.ok) {
+      const a = j.value.actor;
+      this.run.ledger.message({
+        kind, name, actor: a.principal, verified: a.verified, ...(a.fingerprint ? { fingerprint: a.fingerprint } : {}), verdict: 'accepted',
+        ...(j.value.reason ? { detail: j.value.reason } : {}),
+      });
+    } else {
+      const who = claimedName(payload);
+      this.run.ledger.message({ kind, name, ...(who ? { actor: who } : {}), verified: false, verdict: 'refused', why: j.problem });
+    }
+  }
+
+  /** An accepted update: on the ledger, then applied (its validator judged it the same way a moment before). */
+  private noted<T extends Identified>(kind: 'update', name: string, j: Judged<T>, payload: unknown): T {
+    const v = must(j);
+    this.note(kind, name, j, payload);
+    return v;
+  }
 
   private refuse(name: string, via: Via | 'temporal', why: string, payload: unknown): void {
     const g = this.run.status.gate;

@@ -39,6 +39,7 @@ import {
   type StepStatus,
 } from '../shared/release';
 import { DEFAULT_STEP_OPTIONS, STEP_NAMES, STEP_TITLES, stageOf, type StepName, type StepOptions } from '../shared/steps';
+import { Ledger } from './ledger';
 
 /** Patch ids (`patched()`): releases recorded before a change keep replaying on the old path. */
 export const PATCHES = {
@@ -85,6 +86,8 @@ export class ReleaseRun {
   readonly scope: CancellationScope;
   /** True on the path of releases started before the worker resolved plans. */
   readonly legacy: boolean;
+  /** Every message handled, in order (status.ledger). */
+  readonly ledger: Ledger;
 
   constructor(arg: unknown) {
     this.arg = arg;
@@ -99,6 +102,7 @@ export class ReleaseRun {
       steps: STEP_NAMES.map((name) => ({ name, title: STEP_TITLES[name], state: 'pending', attempts: 0, runs: 0, outputs: {} })),
       gate: { state: 'not_open', required: 0, approvers: [], identity: 'declared', approvals: [], refused: [], refusedCount: 0 },
       decisions: [],
+      ledger: { entries: [], messages: 0, cancelRequests: 0, refused: 0, dropped: 0 },
       cancellation: { requested: false },
       message: `Release ${req.service} ${req.version} started by ${req.requestedBy}.`,
       startedAt: now,
@@ -107,6 +111,7 @@ export class ReleaseRun {
     // the release. `gantry start` sets GantryService at start, and the server refuses that start when the
     // attributes are not registered; so their presence here proves they exist. Without them (a start from
     // another client) the release runs unindexed rather than stuck.
+    this.ledger = new Ledger(this.status.ledger!);
     this.indexed = workflowInfo().typedSearchAttributes.get(SA_SERVICE) !== undefined;
     this.index(startSearchAttributes(req));
     // Releases recorded before this change honoured Temporal's cancellation directly; keep that for them. Now a
@@ -183,6 +188,19 @@ export class ReleaseRun {
   }
 
   private verifyStarter(req: StartRequest): void {
+    try {
+      this.checkStarter(req);
+    } catch (err) {
+      if (err instanceof ReleaseStopped) {
+        this.ledger.event({ kind: 'start', name: 'start', actor: req.requestedBy, verified: false, verdict: 'refused', why: err.message });
+      }
+      throw err;
+    }
+    const a = this.status.requester;
+    this.ledger.event({ kind: 'start', name: 'start', actor: a.principal, verified: a.verified, ...(a.fingerprint ? { fingerprint: a.fingerprint } : {}), verdict: 'accepted' });
+  }
+
+  private checkStarter(req: StartRequest): void {
     const rules = this.rulesCache!;
     let actor: Actor;
     if (rules.identity === 'signed') {
@@ -326,6 +344,7 @@ export class ReleaseRun {
     const taken: TakenDecision = got && this.decision
       ? this.decision
       : { decision: 'abort', actor: { principal: 'gantry', verified: false }, reason: `no decision within ${String(timeout)}` };
+    if (!got) this.ledger.event({ kind: 'timeout', name: 'decide', actor: 'gantry', verdict: 'recorded', detail: `${STEP_TITLES[step]}: ${taken.reason}; aborted` });
     this.status.decisions.push({
       step,
       decision: taken.decision,
@@ -351,6 +370,7 @@ export class ReleaseRun {
   }
 
   end(outcome: Outcome, message: string): ReleaseStatus {
+    this.ledger.event({ kind: 'outcome', name: outcome, verdict: 'recorded', detail: message });
     this.status.outcome = outcome;
     this.status.message = message;
     this.status.endedAt = new Date().toISOString();
