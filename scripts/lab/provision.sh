@@ -3,7 +3,7 @@
 # provisioned machine checks and exits in seconds.
 #
 #   - Debian packages: podman + runc (the container engine; its Docker-compatible API serves dockerode and the
-#     docker CLI), docker-registry (the registry), openssh-server (the "production host"), busybox-static (the
+#     docker CLI), docker-registry (the registry), openssh-server (the "production host"), openssh-client (ssh-keygen signs and verifies decisions in the tests), busybox-static (the
 #     lab's base image is built from its binary), git, iptables (port mapping), python3 (merges the config below).
 #   - /etc/containers/containers.conf: default_ulimits and runtime = "runc" (without them containers fail with
 #     "setrlimit RLIMIT_NOFILE: Operation not permitted" or crun's "cgroups in hybrid mode not supported").
@@ -19,7 +19,7 @@ REGISTRY_PORT="${GANTRY_LAB_REGISTRY_PORT:-5005}"
 REGISTRY_PORTS="${GANTRY_LAB_REGISTRY_PORTS:-20}"
 CONTAINERS_CONF="${GANTRY_CONTAINERS_CONF:-/etc/containers/containers.conf}"
 REGISTRIES_CONF="${GANTRY_REGISTRIES_CONF:-/etc/containers/registries.conf}"
-PACKAGES=(podman runc docker-registry openssh-server busybox-static git iptables python3)
+PACKAGES=(podman runc docker-registry openssh-server openssh-client busybox-static git iptables python3)
 
 log() { printf 'lab-provision: %s\n' "$*" >&2; }
 die() { printf 'lab-provision: error: %s\n' "$*" >&2; exit 1; }
