@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { approveCommand, rejectCommand } from './cli/approve';
+import { auditCommand } from './cli/audit';
 import { cancelCommand } from './cli/cancel';
 import { addGlobalOptions, err } from './cli/common';
 import { decideCommand } from './cli/decide';
@@ -16,6 +17,7 @@ import { listCommand } from './cli/list';
 import { setupCommand } from './cli/setup';
 import { startCommand } from './cli/start';
 import { statusCommand } from './cli/status';
+import { verifyCommand } from './cli/verify';
 import { workerCommand } from './cli/worker';
 
 const { version } = require('../../package.json') as { version: string };
@@ -31,7 +33,7 @@ export function buildProgram(): Command {
   addGlobalOptions(program);
   for (const cmd of [
     startCommand(), statusCommand(), listCommand(), historyCommand(), approveCommand(), rejectCommand(), decideCommand(),
-    cancelCommand(), workerCommand(), devCommand(), setupCommand(),
+    cancelCommand(), workerCommand(), devCommand(), setupCommand(), auditCommand(), verifyCommand(),
   ]) {
     program.addCommand(cmd.exitOverride().showHelpAfterError(`(run \`gantry ${cmd.name()} --help\` for its options)`)
       .configureOutput({ outputError: (str, write) => write(err.style.bad(str)) }));

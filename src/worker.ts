@@ -7,7 +7,7 @@
  * Outside development it runs the prebuilt workflow bundle (`npm run build` writes it); with
  * GANTRY_DEV=1 it bundles the workflow sources at start.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { TASK_QUEUE } from './shared/release';
@@ -15,12 +15,25 @@ import type { ReleaseActivities } from './activities/types';
 import { createActivities } from './activities';
 import { fileConfigSource, type ConfigSource } from './activities/resolve';
 import { ConfigError } from './config/load';
+import { UsageError } from './client/errors';
 import { connectWorker, ServerUnreachableError, temporalSettings } from './connection';
+import { instrumentActivities } from './telemetry/activities';
+import { setupTelemetry, type Telemetry } from './telemetry';
+import { telemetrySettings, type TelemetrySettings } from './telemetry/settings';
+import { bundleHasTracing, tracingWorkerOptions, type Tracing } from './telemetry/tracing';
 
 /** The workflow sources (`.ts` when run from source by tests, `.js` once compiled). */
 export const WORKFLOWS_PATH = path.join(__dirname, 'workflows', `index${path.extname(__filename)}`);
 /** Where `npm run build` writes the bundle (next to the compiled worker). */
 export const DEFAULT_BUNDLE_PATH = path.resolve(__dirname, '..', 'workflow-bundle.js');
+
+/**
+ * The traced variant of a bundle (built with TRACING_WORKFLOW_MODULES from src/telemetry/tracing.ts):
+ * `workflow-bundle.js` → `workflow-bundle.traced.js`. A tracing worker uses it when the bundle itself is untraced.
+ */
+export function tracedBundlePath(bundlePath: string): string {
+  return bundlePath.replace(/(\.js)?$/, '.traced.js');
+}
 
 export interface ReleaseWorkerOptions {
   connection: NativeConnection;
@@ -31,18 +44,38 @@ export interface ReleaseWorkerOptions {
   workflowBundlePath?: string;
   /** Extra Worker options (tests tune concurrency, identity, …). */
   tuning?: Partial<Pick<WorkerOptions, 'identity' | 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'shutdownGraceTime' | 'maxCachedWorkflows'>>;
+  /** Trace releases (from setupTelemetry): the OpenTelemetry interceptors and the workflow span sink. */
+  tracing?: Tracing;
+  /** Where notes about the worker's set-up go. @default stderr */
+  note?: (line: string) => void;
+}
+
+/**
+ * The workflow code to run. A tracing worker needs the workflow interceptors in its bundle: it uses the bundle
+ * given if it has them, else its traced variant (tracedBundlePath), else bundles the sources at start.
+ */
+function workflowSource(bundlePath: string | undefined, traced: boolean, note: (line: string) => void): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  if (!bundlePath) return { workflowsPath: WORKFLOWS_PATH };
+  if (!traced) return { workflowBundle: { codePath: bundlePath } };
+  for (const candidate of [bundlePath, tracedBundlePath(bundlePath)]) {
+    if (existsSync(candidate) && bundleHasTracing(readFileSync(candidate, 'utf8'))) return { workflowBundle: { codePath: candidate } };
+  }
+  note(`the workflow bundle ${bundlePath} has no tracing interceptors and ${tracedBundlePath(bundlePath)} does not exist: ` +
+    'bundling the workflow sources with them now (`npm run build` writes the traced bundle)');
+  return { workflowsPath: WORKFLOWS_PATH };
 }
 
 export async function createReleaseWorker(opts: ReleaseWorkerOptions): Promise<Worker> {
-  const workflowSource = opts.workflowBundlePath
-    ? { workflowBundle: { codePath: opts.workflowBundlePath } }
-    : { workflowsPath: WORKFLOWS_PATH };
+  const note = opts.note ?? ((line: string) => void process.stderr.write(`gantry worker: ${line}\n`));
+  const tracing = opts.tracing ? tracingWorkerOptions(opts.tracing) : {};
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
-    activities: opts.activities,
-    ...workflowSource,
+    // Every step attempt records its duration and result (docs/metrics.md); with tracing, its step on its span.
+    activities: instrumentActivities(opts.activities),
+    ...workflowSource(opts.workflowBundlePath, opts.tracing !== undefined, note),
+    ...tracing,
     shutdownGraceTime: '30s',
     ...opts.tuning,
   });
@@ -73,27 +106,46 @@ export function workerConfig(file: string | undefined, env: NodeJS.ProcessEnv = 
   return { source, summary: `${loaded.source} (${Object.keys(loaded.config.services).sort().join(', ')})` };
 }
 
+export interface RunWorkerOptions {
+  address?: string;
+  namespace?: string;
+  taskQueue?: string;
+  /** Metrics endpoint and tracing (`--metrics`, `--otel`). @default from the environment: telemetrySettings({}) */
+  telemetry?: TelemetrySettings;
+}
+
 /**
  * Run a worker until SIGINT/SIGTERM; in-flight activities get the shutdown grace time to finish, and Temporal
- * hands anything unfinished to another worker.
+ * hands anything unfinished to another worker. Telemetry is set up first: the Runtime that serves metrics must
+ * exist before the first connection.
  */
-export async function runWorker(activities: ReleaseActivities, opts: { address?: string; namespace?: string; taskQueue?: string } = {}): Promise<void> {
-  const settings = temporalSettings(opts);
-  const connection = await connectWorker(settings);
+export async function runWorker(activities: ReleaseActivities, opts: RunWorkerOptions = {}): Promise<void> {
+  const settings = temporalSettings({
+    ...(opts.address ? { address: opts.address } : {}),
+    ...(opts.namespace ? { namespace: opts.namespace } : {}),
+  });
+  const telemetry: Telemetry = setupTelemetry(opts.telemetry ?? telemetrySettings({}));
   try {
-    const worker = await createReleaseWorker({
-      connection,
-      namespace: settings.namespace,
-      activities,
-      ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}),
-      workflowBundlePath: resolveWorkflowBundle(),
-    });
-    // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
-    process.stderr.write(`gantry worker: polling ${opts.taskQueue ?? TASK_QUEUE} on ${settings.address} (namespace ${settings.namespace})\n`);
-    await worker.run();
-    process.stderr.write('gantry worker: stopped\n');
+    const connection = await connectWorker(settings);
+    try {
+      const worker = await createReleaseWorker({
+        connection,
+        namespace: settings.namespace,
+        activities,
+        ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}),
+        workflowBundlePath: resolveWorkflowBundle(),
+        ...(telemetry.tracing ? { tracing: telemetry.tracing } : {}),
+      });
+      // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
+      for (const line of telemetry.describe()) process.stderr.write(`gantry worker: ${line}\n`);
+      process.stderr.write(`gantry worker: polling ${opts.taskQueue ?? TASK_QUEUE} on ${settings.address} (namespace ${settings.namespace})\n`);
+      await worker.run();
+      process.stderr.write('gantry worker: stopped\n');
+    } finally {
+      await connection.close();
+    }
   } finally {
-    await connection.close();
+    await telemetry.shutdown();
   }
 }
 
@@ -106,8 +158,8 @@ if (require.main === module) {
       return runWorker(createActivities({ config: source, env: process.env }));
     })
     .catch((err: unknown) => {
-      const known = err instanceof ServerUnreachableError || err instanceof ConfigError;
+      const known = err instanceof ServerUnreachableError || err instanceof ConfigError || err instanceof UsageError;
       process.stderr.write(`${known ? (err as Error).message : err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-      process.exit(err instanceof ServerUnreachableError ? 69 : err instanceof ConfigError ? 3 : 1);
+      process.exit(err instanceof ServerUnreachableError ? 69 : err instanceof ConfigError ? 3 : err instanceof UsageError ? 2 : 1);
     });
 }

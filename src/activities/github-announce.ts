@@ -9,6 +9,8 @@
  *
  * Every effect is idempotent across retries: releases are found by tag, comments carry a hidden marker, closed
  * issues are no longer listed, and a deployment status already in the wanted state is not repeated.
+ *
+ * The announce step runs this as its `github` channel through announcers/github.ts (the channel contract).
  */
 import * as semver from 'semver';
 import type { GithubConfig } from '../config/schema';

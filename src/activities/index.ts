@@ -15,7 +15,7 @@ import { createRollback } from './rollback';
 import { createAnnounce } from './announce';
 import { githubPreflightChecks } from './github-preflight';
 import { createGithubActionsBuild } from './github-build';
-import { githubAnnouncer } from './github-announce';
+import { githubChannel } from './announcers/github';
 import { guardActivities } from './guard';
 import { resolveSecret } from './secrets';
 import type { SecretRef } from '../config/schema';
@@ -82,6 +82,6 @@ export function createActivities(deps: ActivityDeps): ReleaseActivities {
     smoke: checks.smoke,
     health: checks.health,
     rollback: createRollback({ deployers, verify: checks.health }),
-    ...createAnnounce({ env, ...dirs, extraAnnouncers: [githubAnnouncer({ env })] }),
+    ...createAnnounce({ env, ...dirs, extraAnnouncers: [githubChannel({ env })] }),
   }, deps.config);
 }

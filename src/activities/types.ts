@@ -163,6 +163,55 @@ export interface AnnounceRequest {
   durations: Record<string, number>;
   ciRunUrl?: string;
   reason?: string;
+  /**
+   * The release's actions in order (started, approved, decided…), each written to the audit log as a chained
+   * line of its own before the outcome line. Without it only the outcome line is written.
+   */
+  actions?: AnnouncedAction[];
+  /** The gate's approvals with their signed statements, as the signed release manifest records them. */
+  approvals?: AnnouncedApproval[];
+  /** sha256 of the worker config the release ran with (`sha256:<hex>`), recorded in the release manifest. */
+  configSha256?: string;
+}
+export interface AnnouncedAction {
+  /** e.g. started, approved, rejected, decided, cancelled */
+  kind: string;
+  actor: string;
+  /** The actor's signed statement verified (false: a declared name). */
+  verified: boolean;
+  /** ISO 8601 */
+  at: string;
+  detail?: string;
+}
+export interface AnnouncedApproval {
+  approver: string;
+  verified: boolean;
+  /** The approver's key (`SHA256:…`) when the approval was signed. */
+  fingerprint?: string;
+  reason?: string;
+  /** ISO 8601 */
+  at: string;
+  /** signal | update | start */
+  via: string;
+  /** The signed statement (its exact text) and its armored SSH signature, when the approval was signed. */
+  statement?: string;
+  signature?: string;
+}
+/** One announcement channel's part of the answer (src/activities/announcers/types.ts). */
+export interface AnnounceChannelResult {
+  /** The channel's name: audit, artifacts, github, webhook, … */
+  channel: string;
+  /** False when the channel failed; detail says why. */
+  ok: boolean;
+  /** The channel is not configured for this release (or has nothing to do for this outcome). */
+  skipped?: boolean;
+  detail: string;
+  /** A file or directory the channel wrote. */
+  path?: string;
+  /** A page the channel published (the GitHub release). */
+  url?: string;
+  /** Files the channel wrote, by role (notes, metadata, manifest, signature). */
+  files?: Record<string, string>;
 }
 export interface AnnounceResult extends Attempted {
   webhookSent: boolean;
@@ -170,6 +219,11 @@ export interface AnnounceResult extends Attempted {
   notesPath?: string;
   metadataPath?: string;
   githubReleaseUrl?: string;
+  /** The release manifest and its signature (absent when the manifest was written unsigned). */
+  manifestPath?: string;
+  manifestSignaturePath?: string;
+  /** Every channel's result, by name, in the order they ran (one failing channel does not hide the others). */
+  channels?: AnnounceChannelResult[];
 }
 
 /** Every activity the release workflow calls. */

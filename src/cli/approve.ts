@@ -1,7 +1,7 @@
 /** `gantry approve` / `gantry reject`: a (signed) vote at the approval gate, answered by the release itself. */
 import { Command } from 'commander';
 import { buildVote, vote } from '../client/actions';
-import { addReleaseArguments, addressOf, addSigningOptions, out, signingOptions, withClient, type SigningFlags } from './common';
+import { addReleaseArguments, addressOf, addSigningOptions, out, signingOptions, timeoutMs, withClient, type SigningFlags } from './common';
 
 interface VoteOptions extends SigningFlags {
   as: string;
@@ -30,13 +30,14 @@ function voteCommand(kind: 'approve' | 'reject'): Command {
   addSigningOptions(cmd, kind)
     .action(async (service: string | undefined, version: string | undefined, opts: VoteOptions, c: Command) => {
       const addr = addressOf(service, version, opts);
+      const waitMs = timeoutMs(opts.timeout);
       await withClient(c, async (gc) => {
-        const message = await buildVote(gc, addr, kind, { as: opts.as, ...(opts.reason ? { reason: opts.reason } : {}) }, signingOptions(opts));
+        const message = await buildVote(gc, addr, kind, { as: opts.as, ...(opts.reason ? { reason: opts.reason } : {}) }, signingOptions(opts), waitMs);
         if (opts.print) {
           out.print(JSON.stringify(message));
           return;
         }
-        const answer = await vote(gc, addr, kind, message, Number(opts.timeout) * 1000);
+        const answer = await vote(gc, addr, kind, message, waitMs);
         if (opts.json) {
           out.json(answer);
           return;

@@ -2,7 +2,7 @@
 import os from 'node:os';
 import { Command } from 'commander';
 import { buildCancel, cancelRelease } from '../client/actions';
-import { addReleaseArguments, addressOf, addSigningOptions, out, signingOptions, withClient, type SigningFlags } from './common';
+import { addReleaseArguments, addressOf, addSigningOptions, out, signingOptions, timeoutMs, withClient, type SigningFlags } from './common';
 import { followAndExit } from './following';
 
 interface CancelOptions extends SigningFlags {
@@ -39,13 +39,14 @@ export function cancelCommand(): Command {
   addSigningOptions(cmd, 'cancel')
     .action(async (service: string | undefined, version: string | undefined, opts: CancelOptions, c: Command) => {
       const addr = addressOf(service, version, opts);
+      const waitMs = timeoutMs(opts.timeout);
       await withClient(c, async (gc) => {
-        const message = await buildCancel(gc, addr, { as: opts.as, ...(opts.reason ? { reason: opts.reason } : {}) }, signingOptions(opts));
+        const message = await buildCancel(gc, addr, { as: opts.as, ...(opts.reason ? { reason: opts.reason } : {}) }, signingOptions(opts), waitMs);
         if (opts.print) {
           out.print(JSON.stringify(message));
           return;
         }
-        const answer = await cancelRelease(gc, addr, message, Number(opts.timeout) * 1000);
+        const answer = await cancelRelease(gc, addr, message, waitMs);
         if (opts.json && !opts.wait) {
           out.json({ cancelled: true, message: answer });
           return;

@@ -65,6 +65,13 @@ export function signingOptions(flags: SigningFlags): SigningOptions {
   return { ...(flags.key ? { key: flags.key } : {}), ...(validForMs ? { validForMs } : {}) };
 }
 
+/** `--timeout <seconds>` in milliseconds; anything but a positive number of seconds is a usage error. */
+export function timeoutMs(seconds: string): number {
+  const n = Number(seconds);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--timeout "${seconds}" is not a number of seconds; give it like 30.`);
+  return n * 1000;
+}
+
 /** Connect, run, always close. */
 export async function withClient<T>(cmd: Command, fn: (gc: GantryClient) => Promise<T>): Promise<T> {
   const g = globals(cmd);

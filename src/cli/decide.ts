@@ -2,7 +2,7 @@
 import { Argument, Command } from 'commander';
 import { buildDecision, decide } from '../client/actions';
 import type { Decision } from '../shared/release';
-import { addReleaseArguments, addressOf, addSigningOptions, out, signingOptions, withClient, type SigningFlags } from './common';
+import { addReleaseArguments, addressOf, addSigningOptions, out, signingOptions, timeoutMs, withClient, type SigningFlags } from './common';
 
 interface DecideOptions extends SigningFlags {
   as: string;
@@ -29,13 +29,14 @@ export function decideCommand(): Command {
   addSigningOptions(cmd, 'decide')
     .action(async (decision: Decision, service: string | undefined, version: string | undefined, opts: DecideOptions, c: Command) => {
       const addr = addressOf(service, version, opts);
+      const waitMs = timeoutMs(opts.timeout);
       await withClient(c, async (gc) => {
-        const message = await buildDecision(gc, addr, decision, { as: opts.as, ...(opts.reason ? { reason: opts.reason } : {}) }, signingOptions(opts));
+        const message = await buildDecision(gc, addr, decision, { as: opts.as, ...(opts.reason ? { reason: opts.reason } : {}) }, signingOptions(opts), waitMs);
         if (opts.print) {
           out.print(JSON.stringify(message));
           return;
         }
-        const answer = await decide(gc, addr, decision, message, Number(opts.timeout) * 1000);
+        const answer = await decide(gc, addr, decision, message, waitMs);
         if (opts.json) {
           out.json({ decision, message: answer });
           return;

@@ -11,6 +11,7 @@ import { createActivities } from '../activities';
 import { runWorker, workerConfig } from '../worker';
 import { err, globals, out } from './common';
 import { ExitCode } from './exit-codes';
+import { addTelemetryOptions, telemetryFromFlags } from './worker';
 
 interface DevOptions {
   port: string;
@@ -19,6 +20,8 @@ interface DevOptions {
   stateDir: string;
   worker: boolean;
   config?: string;
+  metrics?: string;
+  otel?: boolean;
 }
 
 function port(value: string, flag: string): number {
@@ -41,7 +44,7 @@ function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 export function devCommand(): Command {
-  return new Command('dev')
+  const cmd = new Command('dev')
     .summary('run a local Temporal dev server with the Web UI and a gantry worker')
     .description(
       'Start the Temporal dev server (the Temporal CLI from GANTRY_TEMPORAL_CLI or ~/.cache/gantry/bin/temporal; ' +
@@ -54,7 +57,9 @@ export function devCommand(): Command {
     .option('--ip <ip>', 'address to bind', '127.0.0.1')
     .addOption(new Option('--state-dir <dir>', 'where the database and the server log live').env('GANTRY_STATE_DIR').default(defaultStateDir()))
     .option('--no-worker', 'run only the server (run `gantry worker` yourself, e.g. under a debugger)')
-    .option('-c, --config <file|dir>', 'the release config the worker owns (default: GANTRY_CONFIG)')
+    .option('-c, --config <file|dir>', 'the release config the worker owns (default: GANTRY_CONFIG)');
+  // The worker's telemetry (docs/metrics.md): checked before the server starts, set up when the worker starts.
+  return addTelemetryOptions(cmd)
     .action(async (opts: DevOptions, c: Command) => {
       const g = globals(c);
       const grpcPort = port(opts.port, '--port');
@@ -62,8 +67,10 @@ export function devCommand(): Command {
       const namespace = g.namespace ?? 'default';
       const temporalCli = findTemporalCli();
       const stateDir = path.resolve(opts.stateDir);
+      const telemetry = telemetryFromFlags(opts);
       await ensurePortsFree(opts.ip, [['--port', grpcPort], ['--ui-port', uiPort]]);
       const cfg = opts.worker ? workerConfig(opts.config) : undefined;
+      if (!cfg && (opts.metrics !== undefined || opts.otel)) err.print('--metrics and --otel apply to the worker, and --no-worker runs none: ignored.');
       const activities = cfg ? createActivities({ config: cfg.source, env: process.env }) : undefined;
 
       // Ctrl-C during start-up: stop the server we are starting rather than leave it behind.
@@ -103,7 +110,7 @@ export function devCommand(): Command {
           await untilSignal();
         } else {
           out.print(`Running the worker here with the release config ${cfg!.summary}. Ctrl-C stops the worker, then the server.`);
-          await runWorker(activities, { address: server.address, namespace });
+          await runWorker(activities, { address: server.address, namespace, telemetry });
         }
       } finally {
         err.print('Stopping the Temporal dev server…');

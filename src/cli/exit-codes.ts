@@ -35,6 +35,10 @@ export const ExitCode = {
   Failed: 14,
   /** Interrupted by Ctrl-C while following (the release itself keeps running). */
   Interrupted: 130,
+  /** `gantry audit verify`: the audit log's hash chain is broken (a line edited, removed, reordered or cut off). */
+  AuditChainBroken: 15,
+  /** `gantry verify`: the release manifest does not verify (changed, unsigned, wrong key, a bad approval signature). */
+  ManifestInvalid: 16,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -71,4 +75,5 @@ export const EXIT_CODE_HELP = `Exit codes:
   9   could not sign the decision (no SSH key: --key FILE, GANTRY_SIGNING_KEY or ssh-agent)
   10  rolled back   11 rejected   12 aborted   13 cancelled   14 failed   (with --wait / --follow)
   69  Temporal server unreachable
-  130 interrupted while following (the release keeps running)`;
+  130 interrupted while following (the release keeps running)
+  15  audit log chain broken (gantry audit verify)   16  release manifest does not verify (gantry verify)`;

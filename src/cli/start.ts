@@ -3,7 +3,7 @@ import os from 'node:os';
 import { Command, Option } from 'commander';
 import { formatPlan } from '../client/format';
 import { releaseAddress } from '../client/release';
-import { awaitResolved, buildStartRequest, checkRequest, localConfig, localPlanInput, startRelease } from '../client/start';
+import { awaitResolved, buildStartRequest, checkRequest, localConfig, localCopy, localPlanInput, startRelease } from '../client/start';
 import { approveCommand, describeNeeds } from '../shared/gate';
 import { planRelease } from '../shared/plan';
 import { addSigningOptions, err, out, setExitCode, signingOptions, webUrlFor, withClient, type SigningFlags } from './common';
@@ -58,15 +58,19 @@ export function startCommand(): Command {
   addSigningOptions(cmd, 'start');
   return cmd.action(async (service: string, version: string, opts: StartOptions, c: Command) => {
     const req = checkRequest({ service, version, requestedBy: opts.requestedBy });
-    const configFile = opts.config ?? (opts.dryRun ? undefined : 'gantry.yaml');
-    const local = localConfig(configFile, Boolean(opts.dryRun));
     if (opts.dryRun) {
-      const input = localPlanInput(local!, req);
+      const input = localPlanInput(localConfig(opts.config, true)!, req);
       const plan = planRelease(input);
       if (opts.json) out.json({ plan, input });
       else out.print(formatPlan(plan, input, `gantry start ${req.service} ${req.version}`, out.style));
       return;
     }
+    // Only compared with the worker's config: a missing or invalid local copy is said, and never stops the start.
+    const copy = localCopy(opts.config ?? 'gantry.yaml', opts.config !== undefined);
+    if (copy?.problem) {
+      err.print(err.style.warn(`gantry: your local config ${copy.file} ${copy.problem}; it is not compared with the worker's, whose config decides the plan.`));
+    }
+    const local = copy?.loaded;
     const signing = signingOptions(opts);
     const request = await buildStartRequest(req, { signing, requireSignature: false, ...(local ? { local } : {}) });
     if (opts.unsigned) delete request.signed;
@@ -96,7 +100,7 @@ export function startCommand(): Command {
       if (resolved?.input) {
         out.print(`  plan     resolved on the worker from ${resolved.input.configSource ?? 'its config'}`);
         if (resolved.configNote) out.print(st.warn(`  note     ${resolved.configNote}`));
-        else if (local) out.print(`           (your local ${configFile} is the same file)`);
+        else if (local) out.print(`           (your local ${copy.file} is the same file)`);
       } else if (resolved?.outcome) {
         err.print(st.bad(`The release ended at once (${resolved.outcome}): ${resolved.message}`));
         setExitCode(ExitCode.Failed);

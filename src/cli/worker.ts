@@ -1,31 +1,51 @@
 /** `gantry worker`: run the release steps and workflows from the task queue until Ctrl-C / SIGTERM. */
 import { Command } from 'commander';
 import { createActivities } from '../activities';
+import { telemetrySettings, type TelemetrySettings } from '../telemetry/settings';
 import { runWorker, workerConfig } from '../worker';
 import { err, globals } from './common';
 
 interface WorkerOptions {
   taskQueue?: string;
   config?: string;
+  metrics?: string;
+  otel?: boolean;
+}
+
+/** `--metrics` and `--otel`, shared with `gantry dev` (docs/metrics.md). */
+export function addTelemetryOptions(cmd: Command): Command {
+  return cmd
+    .option('--metrics <host:port>', 'serve Prometheus metrics (the SDK\'s and gantry\'s) at http://<host:port>/metrics, e.g. 127.0.0.1:9464 ' +
+      'or :9464 (default: GANTRY_METRICS_ADDRESS; none when unset)')
+    .option('--otel', 'trace releases with OpenTelemetry over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318); ' +
+      'also on with GANTRY_OTEL=1 or when OTEL_EXPORTER_OTLP_ENDPOINT is set');
+}
+
+/** The telemetry the flags ask for, over the environment (a bad address is a usage error, exit 2). */
+export function telemetryFromFlags(opts: { metrics?: string; otel?: boolean }, env: NodeJS.ProcessEnv = process.env): TelemetrySettings {
+  return telemetrySettings({ ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}), ...(opts.otel ? { otel: true } : {}) }, env);
 }
 
 export function workerCommand(): Command {
-  return new Command('worker')
+  const cmd = new Command('worker')
     .summary('run a gantry worker (stateless; run as many as you like)')
     .description(
       'Poll the release task queue and run releases and their steps with the real step implementations. Stops ' +
         'gracefully on Ctrl-C or SIGTERM: running steps get time to finish, anything unfinished moves to another worker.',
     )
     .option('--task-queue <name>', 'task queue to poll (default gantry-releases)')
-    .option('-c, --config <file|dir>', 'the release config this worker owns (default: GANTRY_CONFIG); read again for every release')
+    .option('-c, --config <file|dir>', 'the release config this worker owns (default: GANTRY_CONFIG); read again for every release');
+  return addTelemetryOptions(cmd)
     .action(async (opts: WorkerOptions, c: Command) => {
       const g = globals(c);
+      const telemetry = telemetryFromFlags(opts);
       const { source, summary } = workerConfig(opts.config);
       err.print(`gantry worker: release config ${summary}`);
       await runWorker(createActivities({ config: source, env: process.env }), {
         ...(g.address ? { address: g.address } : {}),
         ...(g.namespace ? { namespace: g.namespace } : {}),
         ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}),
+        telemetry,
       });
     });
 }

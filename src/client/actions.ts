@@ -58,8 +58,11 @@ async function runUpdate<T>(gc: GantryClient, addr: ReleaseAddress, what: string
   }
 }
 
-/** The running release's status and run id: what a signed statement must name. */
-export async function releaseForSigning(gc: GantryClient, addr: ReleaseAddress, what: string): Promise<{ status: ReleaseStatus; runId: string }> {
+/**
+ * The running release's status and run id: what a signed statement must name. Waits `timeoutMs` (the command's
+ * --timeout) for a worker to answer the status query.
+ */
+export async function releaseForSigning(gc: GantryClient, addr: ReleaseAddress, what: string, timeoutMs = DEFAULT_UPDATE_TIMEOUT_MS): Promise<{ status: ReleaseStatus; runId: string }> {
   const d = await describeRelease(gc, addr.workflowId);
   if (d.status.name !== 'RUNNING') {
     throw new RefusedError(`Cannot ${what} release ${addr.label}: it has ${describeState(d)}. ` +
@@ -67,12 +70,12 @@ export async function releaseForSigning(gc: GantryClient, addr: ReleaseAddress, 
   }
   const handle = gc.client.workflow.getHandle(addr.workflowId, d.runId);
   try {
-    const status = await gc.connection.withDeadline(Date.now() + DEFAULT_UPDATE_TIMEOUT_MS, () => handle.query(statusQuery));
+    const status = await gc.connection.withDeadline(Date.now() + timeoutMs, () => handle.query(statusQuery));
     return { status, runId: d.runId };
   } catch (err) {
     if (isGrpcDeadlineError(err) || (err instanceof ServiceError && isGrpcDeadlineError(err.cause))) {
-      throw new NoWorkerError(`No worker answered the status query of ${addr.label} within ${DEFAULT_UPDATE_TIMEOUT_MS / 1000}s, so nothing was sent. ` +
-        'Start a worker (`gantry worker`, or `gantry dev` on a laptop) and retry.');
+      throw new NoWorkerError(`No worker answered within ${Math.round(timeoutMs / 1000)}s (the status query of ${addr.label}), so the request to ${what} it was not sent. ` +
+        'Start a worker (`gantry worker`, or `gantry dev` on a laptop) and retry; nothing was recorded.');
     }
     throw translateRpcError(err, gc, addr.workflowId);
   }
@@ -84,8 +87,8 @@ export interface Who {
 }
 
 /** The message a vote sends (signed or declared, as the release requires); `--print` shows it instead. */
-export async function buildVote(gc: GantryClient, addr: ReleaseAddress, kind: 'approve' | 'reject', who: Who, signing: SigningOptions): Promise<VoteMessage> {
-  const { status, runId } = await releaseForSigning(gc, addr, kind);
+export async function buildVote(gc: GantryClient, addr: ReleaseAddress, kind: 'approve' | 'reject', who: Who, signing: SigningOptions, timeoutMs = DEFAULT_UPDATE_TIMEOUT_MS): Promise<VoteMessage> {
+  const { status, runId } = await releaseForSigning(gc, addr, kind, timeoutMs);
   return voteMessage(kind, status, runId, who, signing);
 }
 
@@ -95,8 +98,8 @@ export async function vote(gc: GantryClient, addr: ReleaseAddress, kind: 'approv
   return runUpdate(gc, addr, kind, timeoutMs, () => handle.executeUpdate(def, { args: [message] }));
 }
 
-export async function buildDecision(gc: GantryClient, addr: ReleaseAddress, decision: Decision, who: Who, signing: SigningOptions): Promise<DecisionMessage> {
-  const { status, runId } = await releaseForSigning(gc, addr, decision);
+export async function buildDecision(gc: GantryClient, addr: ReleaseAddress, decision: Decision, who: Who, signing: SigningOptions, timeoutMs = DEFAULT_UPDATE_TIMEOUT_MS): Promise<DecisionMessage> {
+  const { status, runId } = await releaseForSigning(gc, addr, decision, timeoutMs);
   return decisionMessage(decision, status, runId, who, signing);
 }
 
@@ -105,8 +108,8 @@ export async function decide(gc: GantryClient, addr: ReleaseAddress, decision: D
   return runUpdate(gc, addr, decision, timeoutMs, () => handle.executeUpdate(decideUpdate, { args: [message] }));
 }
 
-export async function buildCancel(gc: GantryClient, addr: ReleaseAddress, who: Who, signing: SigningOptions): Promise<CancelMessage> {
-  const { status, runId } = await releaseForSigning(gc, addr, 'cancel');
+export async function buildCancel(gc: GantryClient, addr: ReleaseAddress, who: Who, signing: SigningOptions, timeoutMs = DEFAULT_UPDATE_TIMEOUT_MS): Promise<CancelMessage> {
+  const { status, runId } = await releaseForSigning(gc, addr, 'cancel', timeoutMs);
   return cancelMessage(status, addr.workflowId, runId, who, signing);
 }
 

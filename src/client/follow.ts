@@ -202,7 +202,10 @@ export async function followRelease(gc: GantryClient, addr: ReleaseAddress, opts
       }
       if (!s.pendingDecision) decisionShown = false;
 
-      if (s.cancellation.requested && !prev?.cancellation.requested) say(st.warn(`  cancellation requested: ${s.cancellation.note ?? ''}`));
+      if (s.cancellation.requested && !prev?.cancellation.requested) {
+        const c = s.cancellation;
+        say(st.warn(`  cancellation requested${c.note ? `: ${c.note}` : c.by ? ` by ${c.by}` : ''}`));
+      }
 
       if (s.outcome) {
         say('');

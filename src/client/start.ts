@@ -21,7 +21,7 @@ import {
 } from '../shared/release';
 import type { releaseWorkflow } from '../workflows/release';
 import { buildReleaseInput } from '../config/input';
-import { loadConfig, type LoadedConfig } from '../config/load';
+import { ConfigError, loadConfig, type LoadedConfig } from '../config/load';
 import { isReleasableVersion } from '../config/schema';
 import type { GantryClient } from './context';
 import { isSearchAttributeProblem, ReleaseExistsError, setupRequired, UsageError } from './errors';
@@ -56,6 +56,30 @@ export function localConfig(file: string | undefined, required: boolean): Loaded
     return undefined;
   }
   return loadConfig(file);
+}
+
+/** The operator's local copy of the config, as far as a start compares it with the worker's. */
+export interface LocalCopy {
+  file: string;
+  /** The copy, when it could be read and is valid. */
+  loaded?: LoadedConfig;
+  /** Why it cannot be compared (not found, invalid). */
+  problem?: string;
+}
+
+/**
+ * The local copy a start compares with the worker's config: `file` (from --config or GANTRY_CONFIG, `explicit`)
+ * or ./gantry.yaml when it exists. The start sends only the request, so a copy that is missing or invalid never
+ * stops it; it is reported and not compared. Undefined when there is no copy to speak of.
+ */
+export function localCopy(file: string, explicit: boolean): LocalCopy | undefined {
+  if (!existsSync(file)) return explicit ? { file, problem: 'was not found' } : undefined;
+  try {
+    return { file, loaded: loadConfig(file) };
+  } catch (err) {
+    if (err instanceof ConfigError) return { file, problem: `is invalid (${err.problems.join('; ')})` };
+    throw err;
+  }
 }
 
 /** The plan from a local config, as the worker would resolve it from the same file. */

@@ -99,7 +99,9 @@ export function loadConfig(target: string): LoadedConfig {
   const problems: string[] = [];
   for (const file of files) {
     const text = readText(file, 'the config file');
-    hash.update(`${path.basename(file)}\0${text}\0`);
+    // A single file is hashed by its content alone (a local copy under another name is the same config); a
+    // directory's files by name and content, in name order.
+    hash.update(files.length === 1 ? `${text}\0` : `${path.basename(file)}\0${text}\0`);
     const one = parseConfig(text, file);
     if (!merged) {
       merged = one;

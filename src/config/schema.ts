@@ -372,6 +372,7 @@ export const announceSchema = z.strictObject({
   webhook: secretRefSchema.optional(),
   auditLog: z.string().optional(),
   artifactsDir: z.string().optional(),
+  signingKey: secretRefSchema.optional(),
 });
 
 /** A principal's name as it appears in allowed_signers, approvers and operators. */

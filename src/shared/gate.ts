@@ -198,14 +198,30 @@ export function quorumMet(approvals: VoteRecord[], rules: GateRules): boolean {
   return approvals.length >= rules.required;
 }
 
-/** What the gate still needs, in words: "needs 1 more approval from alice or bob (signed)". */
-export function describeNeeds(approvals: VoteRecord[], rules: GateRules): string {
+/**
+ * What the gate still needs, in words: "needs 1 more approval from alice or bob (signed)". Names only approvers
+ * whose vote could still count: not those who voted, nor the requester (given, unless self-approval is allowed),
+ * nor those whose every key already approved under another name (the quorum counts distinct keys).
+ */
+export function describeNeeds(approvals: VoteRecord[], rules: GateRules, requester?: Actor): string {
   const missing = rules.required - approvals.length;
   if (missing <= 0) return 'has the approvals it needs';
   const voted = new Set(approvals.map((v) => v.approver));
-  const left = rules.approvers.filter((a) => !voted.has(a));
-  const who = left.length <= 1 ? left.join('') : `${left.slice(0, -1).join(', ')} or ${left[left.length - 1]}`;
-  return `needs ${missing} more approval${missing === 1 ? '' : 's'} from ${who}${rules.identity === 'signed' ? ' (signed)' : ''}`;
+  const usedKeys = new Set(approvals.flatMap((v) => (v.fingerprint ? [v.fingerprint] : [])));
+  const left = rules.approvers.filter((a) => {
+    if (voted.has(a)) return false;
+    if (requester && !rules.allowSelfApproval && a === requester.principal) return false;
+    const theirs = rules.keys.filter((k) => k.principal === a);
+    return !(theirs.length > 0 && theirs.every((k) => usedKeys.has(k.fingerprint)));
+  });
+  const approvalsWord = `approval${missing === 1 ? '' : 's'}`;
+  if (left.length < missing) {
+    const only = left.length === 0 ? 'no approver is' : `only ${left.join(', ')} ${left.length === 1 ? 'is' : 'are'}`;
+    return `needs ${missing} more ${approvalsWord}, but ${only} left whose vote could count (each approver votes once, the requester may not, ` +
+      "and the quorum counts distinct keys); add approvers, or their own keys, to the worker's config";
+  }
+  const who = left.length === 1 ? left[0]! : `${left.slice(0, -1).join(', ')} or ${left[left.length - 1]}`;
+  return `needs ${missing} more ${approvalsWord} from ${who}${rules.identity === 'signed' ? ' (signed)' : ''}`;
 }
 
 /** The command an approver runs, as the gate and the CLI print it. */

@@ -47,6 +47,7 @@ import { looksSigned } from '../shared/statement';
 import { STEP_TITLES } from '../shared/steps';
 import { displayText, MAX_NAME, REFUSED_KEPT } from '../shared/text';
 import { ReleaseStopped, type ReleaseRun } from './run';
+import { countVote, observeGateWait, secondsBetween } from './metrics';
 
 type Via = 'signal' | 'update';
 type Judged<T> = { ok: true; value: T } | { ok: false; problem: string };
@@ -157,7 +158,7 @@ export class ReleaseMessages {
     gate.digest = digest;
     gate.openedAt = new Date().toISOString();
     gate.deadline = new Date(Date.now() + durationMs(timeout)).toISOString();
-    gate.needs = describeNeeds(gate.approvals, rules);
+    gate.needs = describeNeeds(gate.approvals, rules, run.status.requester);
     run.setStage('awaiting-approval');
     const { service, version } = run.status.request;
     run.status.message = `Waiting at the approval gate: it ${gate.needs} before production. ` +
@@ -165,6 +166,7 @@ export class ReleaseMessages {
     setCurrentDetails(`**Awaiting approval** of ${imageRef} (${digest}): ${run.status.message}`);
     const decided = await condition(() => gate.state !== 'open', timeout);
     gate.closedAt = new Date().toISOString();
+    observeGateWait(secondsBetween(gate.openedAt, gate.closedAt), decided ? ((gate.state as GateState) === 'rejected' ? 'rejected' : 'approved') : 'timed_out', service);
     if (!decided) {
       gate.state = 'timed_out';
       run.ledger.event({ kind: 'timeout', name: 'approve', actor: 'gantry', verdict: 'recorded', detail: `no decision at the gate within ${String(timeout)}` });
@@ -213,7 +215,7 @@ export class ReleaseMessages {
       gate.approvals.push(vote);
       if (quorumMet(gate.approvals, rules)) gate.state = 'approved';
     }
-    gate.needs = describeNeeds(gate.approvals, rules);
+    gate.needs = describeNeeds(gate.approvals, rules, this.run.status.requester);
     const message = gate.state === 'open'
       ? `Approval by ${vote.approver} recorded: ${gate.approvals.length} of ${gate.required}; waiting for more (the gate ${gate.needs}).`
       : gate.state === 'approved' ? 'Approved: production deploy starts now.' : `Rejected by ${vote.approver}: the release stops.`;
@@ -318,6 +320,7 @@ export class ReleaseMessages {
 
   /** Put a handled message on the ledger (src/workflows/ledger.ts), accepted with its actor or refused with why. */
   private note(kind: 'signal' | 'update', name: string, j: Judged<Identified>, payload: unknown): void {
+    countVote(name, j.ok, this.run.status.request.service);
     if (j.ok) {
       const a = j.value.actor;
       this.run.ledger.message({

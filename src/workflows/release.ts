@@ -13,6 +13,7 @@ import { durationMs } from '../shared/duration';
 import { planRelease, tagName } from '../shared/plan';
 import type { ReleaseInput, ReleaseStatus, StartRequest } from '../shared/release';
 import { ReleaseMessages } from './messages';
+import { countRollback } from './metrics';
 import { ReleaseRun, ReleaseStopped, StepFailed, summarizeDeploy } from './run';
 
 export { ReleaseRun, ReleaseStopped, StepFailed, summarizeDeploy, ReleaseMessages };
@@ -67,10 +68,11 @@ export async function releaseWorkflow(start: StartRequest | ReleaseInput): Promi
           return { healthy: true as const, deployed };
         } catch (err) {
           if (!(err instanceof StepFailed)) throw err;
-          await run.step('rollback', (a) => a.rollback({
+          const rb = await run.step('rollback', (a) => a.rollback({
             release, environment: 'production', target: production.deploy, deployed: deployed.targets, checks: production.checks, windowMs,
           }), (r) => ({ restored: r.restored.map((t) => `${t.target} → ${t.image ?? 'removed'}`).join('; '), healthy: String(r.healthy) }),
           { decideOnAnyFailure: true }); // a failed rollback leaves production broken: an operator decides, never a silent end
+          countRollback(input.service, rb.healthy);
           return { healthy: false as const, deployed, reason: err.message };
         }
       });

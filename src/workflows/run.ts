@@ -40,6 +40,7 @@ import {
 } from '../shared/release';
 import { DEFAULT_STEP_OPTIONS, STEP_NAMES, STEP_TITLES, stageOf, type StepName, type StepOptions } from '../shared/steps';
 import { Ledger } from './ledger';
+import { countDecision, countRelease, observeStep, secondsBetween } from './metrics';
 
 /** Patch ids (`patched()`): releases recorded before a change keep replaying on the old path. */
 export const PATCHES = {
@@ -253,18 +254,21 @@ export class ReleaseRun {
         s.attempts += result.attempt;
         s.outputs = summarize(result);
         s.endedAt = new Date().toISOString();
+        observeStep(name, secondsBetween(s.startedAt, s.endedAt), result.attempt, 'succeeded', this.status.request.service);
         return result;
       } catch (err) {
         s.endedAt = new Date().toISOString();
         if (isCancellation(err)) {
           s.state = 'skipped';
           s.error = 'cancelled while running';
+          observeStep(name, secondsBetween(s.startedAt, s.endedAt), 1, 'cancelled', this.status.request.service);
           throw err;
         }
         const f = describeFailure(err, options.retry.maximumAttempts);
         s.state = 'failed';
         s.attempts += f.attempts;
         s.error = f.message;
+        observeStep(name, secondsBetween(s.startedAt, s.endedAt), f.attempts, 'failed', this.status.request.service);
         // Before the plan is resolved there is nobody to decide: a config problem is fixed on the worker and the
         // release started again.
         if (opts.onFailure === 'return' || !this.resolved) throw new StepFailed(name, f.message);
@@ -344,6 +348,7 @@ export class ReleaseRun {
     const taken: TakenDecision = got && this.decision
       ? this.decision
       : { decision: 'abort', actor: { principal: 'gantry', verified: false }, reason: `no decision within ${String(timeout)}` };
+    countDecision(step, taken.decision, got ? 'operator' : 'timeout', this.status.request.service);
     if (!got) this.ledger.event({ kind: 'timeout', name: 'decide', actor: 'gantry', verdict: 'recorded', detail: `${STEP_TITLES[step]}: ${taken.reason}; aborted` });
     this.status.decisions.push({
       step,
@@ -372,6 +377,7 @@ export class ReleaseRun {
   end(outcome: Outcome, message: string): ReleaseStatus {
     this.ledger.event({ kind: 'outcome', name: outcome, verdict: 'recorded', detail: message });
     this.status.outcome = outcome;
+    countRelease(outcome, this.status.request.service);
     this.status.message = message;
     this.status.endedAt = new Date().toISOString();
     for (const s of this.status.steps) if (s.state === 'pending') s.state = 'skipped';

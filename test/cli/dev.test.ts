@@ -22,7 +22,7 @@ interface Dev {
 const running: Dev[] = [];
 
 function startDev(args: string[]): Dev {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_')));
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_') && k !== 'GANTRY_CONFIG'));
   const child = spawn(process.execPath, [BIN, 'dev', ...args], {
     env: { ...env, NO_COLOR: '1', GANTRY_TEMPORAL_CLI: TEMPORAL_CLI },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -92,6 +92,7 @@ describe('gantry dev', () => {
     const start = await gantry(['start', 'hello', '1.0.0', '--config', config], { env: address, cwd: state });
     expect(start.code, show(start)).toBe(0);
     expect(start.stdout).toContain(`Web UI   http://127.0.0.1:${uiPort}/namespaces/default/workflows/release-hello-1.0.0`);
+    expect(start.stdout).toContain('plan     not resolved yet: no worker answered within 15 s (start one with `gantry worker --config …`)');
     await waitFor('the release to be listed by stage', async () => {
       const r = await gantry(['list', '--stage', 'planning', '--json'], { env: address });
       return r.code === 0 && r.stdout.includes('release-hello-1.0.0');
@@ -117,6 +118,16 @@ describe('gantry dev', () => {
     expect(await portOpen(port)).toBe(false);
   }, 240_000);
 
+  it('with its worker and no config, exits 3 saying to pass --config or set GANTRY_CONFIG, and starts no server', async () => {
+    const port = await freePort();
+    const uiPort = await freePort();
+    const r = await gantry(['dev', '--port', String(port), '--ui-port', String(uiPort), '--state-dir', tempDir('gantry-dev-')], { env: { GANTRY_TEMPORAL_CLI: TEMPORAL_CLI } });
+    expect(r.code, show(r)).toBe(3);
+    expect(r.stderr).toContain('the worker owns the release config and was given none: start it with --config <file or directory> or set GANTRY_CONFIG');
+    expect(r.stdout).not.toContain('Starting the Temporal dev server');
+    expect(await portOpen(port)).toBe(false);
+  });
+
   it('refuses a port that is taken, naming it and the flag to change', async () => {
     const port = await freePort();
     const uiPort = await freePort();
@@ -129,21 +140,26 @@ describe('gantry dev', () => {
     expect(await stopDev(first, 'SIGINT')).toBe(0);
   }, 120_000);
 
-  it('runs the worker in-process; Ctrl-C stops the worker, then the server', async () => {
+  it('runs the worker in-process on the --config it was given; Ctrl-C stops the worker, then the server', async () => {
     const port = await freePort();
     const uiPort = await freePort();
     const state = tempDir('gantry-dev-');
-    const dev = startDev(['--port', String(port), '--ui-port', String(uiPort), '--state-dir', state]);
+    const config = writeConfig(state, 'gantry.yaml');
+    const dev = startDev(['--port', String(port), '--ui-port', String(uiPort), '--state-dir', state, '--config', config]);
     await waitFor('the worker to poll', async () => dev.stderr().includes('gantry worker: polling gantry-releases'), 90_000)
       .catch((e: unknown) => {
         throw new Error(`${e instanceof Error ? e.message : String(e)}\n--- stdout\n${dev.stdout()}\n--- stderr\n${dev.stderr()}`);
       });
-    expect(dev.stdout()).toContain('Running the worker here. Ctrl-C stops the worker, then the server.');
+    expect(dev.stdout()).toMatch(/Running the worker here with the release config \S+@sha256:[0-9a-f]{16} \(hello\)\. Ctrl-C stops the worker, then the server\./);
+    expect(dev.stdout()).toContain(`with the release config ${config}@sha256:`);
 
-    // The in-process worker picks the release up: it leaves `planning` (what its steps then do is issue 4's).
+    // The in-process worker picks the release up and resolves its plan from that file (./gantry.yaml in the
+    // operator's directory is the same file), then leaves `planning` (what its steps then do is issue 4's).
     const address = { TEMPORAL_ADDRESS: `127.0.0.1:${port}` };
-    const start = await gantry(['start', 'hello', '1.0.0', '--config', writeConfig(state, 'gantry.yaml')], { env: address, cwd: state });
+    const start = await gantry(['start', 'hello', '1.0.0'], { env: address, cwd: state });
     expect(start.code, show(start)).toBe(0);
+    expect(start.stdout).toContain(`plan     resolved on the worker from ${config}@sha256:`);
+    expect(start.stdout).toContain('(your local gantry.yaml is the same file)');
     await waitFor('the worker to run the release past planning', async () => {
       const r = await gantry(['list', '--service', 'hello', '--json'], { env: address });
       const row = r.code === 0 ? (JSON.parse(r.stdout) as { stage?: string }[])[0] : undefined;

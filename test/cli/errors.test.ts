@@ -36,34 +36,53 @@ afterAll(async () => {
 
 const cli = (args: string[], extraEnv: Record<string, string> = serverEnv): Promise<CliResult> => gantry(args, { env: extraEnv, cwd: dir });
 
-describe('invalid config exits 3 naming the file, the path inside it and the fix', () => {
-  it('an unknown key', async () => {
+describe('an invalid worker config exits 3 naming the file, the path inside it and the fix', () => {
+  it('`gantry worker` with an unknown key stops at start, before it connects', async () => {
     const file = writeConfig(dir, 'typo.yaml', [['    approvals:\n', '    aprovals:\n      approvers: [alice]\n    approvals:\n']]);
-    const r = await cli(['start', 'hello', '1.0.0', '--config', file]);
+    // No server at this address: the config is checked first, so the exit is 3, not 69.
+    const r = await cli(['worker', '--config', file], { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` });
     expect(r.code, show(r)).toBe(3);
     expect(r.stderr).toContain(`Invalid config ${file}`);
     expect(r.stderr).toContain('services.hello: unknown key "aprovals"; remove or correct it');
     expect(r.stderr).toContain('Fix the file and run the command again.');
+    expect(r.stderr).not.toContain('polling');
   });
 
-  it('a duration that is not one (also in a dry run, which needs no server)', async () => {
+  it('`gantry worker` with a duration that is not one, given through GANTRY_CONFIG', async () => {
     const file = writeConfig(dir, 'duration.yaml', [['approval: 72h', 'approval: soon']]);
-    const r = await cli(['start', 'hello', '1.0.0', '--config', file, '--dry-run'], {});
+    const r = await cli(['worker'], { ...serverEnv, GANTRY_CONFIG: file });
     expect(r.code, show(r)).toBe(3);
+    expect(r.stderr).toContain(`Invalid config ${file}`);
     expect(r.stderr).toContain('services.hello.timeouts.approval: "soon" is not a duration; write it like 30s, 5m, 2h or 3d');
   });
 
-  it('a missing file, found through GANTRY_CONFIG', async () => {
-    const r = await gantry(['start', 'hello', '1.0.0'], { env: { ...serverEnv, GANTRY_CONFIG: `${dir}/nope.yaml` }, cwd: dir });
-    expect(r.code, show(r)).toBe(3);
-    expect(r.stderr).toContain(`Invalid config ${dir}/nope.yaml`);
-    expect(r.stderr).toContain('file not found; pass --config <file> or set GANTRY_CONFIG');
+  it('`gantry worker` with no config says to pass --config or set GANTRY_CONFIG; a missing file is named', async () => {
+    const none = await cli(['worker']);
+    expect(none.code, show(none)).toBe(3);
+    expect(none.stderr).toContain('the worker owns the release config and was given none: start it with --config <file or directory> or set GANTRY_CONFIG');
+
+    const missing = await cli(['worker'], { ...serverEnv, GANTRY_CONFIG: `${dir}/nope.yaml` });
+    expect(missing.code, show(missing)).toBe(3);
+    expect(missing.stderr).toContain(`Invalid config ${dir}/nope.yaml`);
+    expect(missing.stderr).toContain('not found; give the worker its release config with --config <file or directory> or GANTRY_CONFIG');
   });
 
-  it('the default ./gantry.yaml is used when no config is given', async () => {
+  it('`gantry start --dry-run` plans from the local file and checks it the same way (it needs no server)', async () => {
+    const file = writeConfig(dir, 'dry-duration.yaml', [['approval: 72h', 'approval: soon']]);
+    const r = await cli(['start', 'hello', '1.0.0', '--config', file, '--dry-run'], {});
+    expect(r.code, show(r)).toBe(3);
+    expect(r.stderr).toContain(`Invalid config ${file}`);
+    expect(r.stderr).toContain('services.hello.timeouts.approval: "soon" is not a duration; write it like 30s, 5m, 2h or 3d');
+
+    const found = await gantry(['start', 'hello', '1.0.0', '--dry-run'], { env: { GANTRY_CONFIG: config }, cwd: dir });
+    expect(found.code, show(found)).toBe(0);
+    expect(found.stdout).toContain(`config        ${config}@sha256:`);
+  });
+
+  it('`gantry start --dry-run` without a local config is a usage error (exit 2); ./gantry.yaml is not assumed for a plan', async () => {
     const r = await cli(['start', 'hello', '1.0.0', '--dry-run'], {});
-    expect(r.code, show(r)).toBe(0);
-    expect(r.stdout).toContain('config        gantry.yaml@sha256:');
+    expect(r.code, show(r)).toBe(2);
+    expect(r.stderr).toContain('--dry-run plans from a local config file: pass --config <file> (or set GANTRY_CONFIG).');
   });
 });
 
@@ -81,6 +100,10 @@ describe('bad input exits 2 and says what to type instead', () => {
     expect(as.code, show(as)).toBe(2);
     expect(as.stderr).toContain("required option '--as <name>' not specified");
     expect(as.stderr).toContain('gantry approve --help');
+
+    const timeout = await cli(['approve', 'hello', '1.0.0', '--as', 'alice', '--timeout', 'soon']);
+    expect(timeout.code, show(timeout)).toBe(2);
+    expect(timeout.stderr).toContain('--timeout "soon" is not a number of seconds');
 
     const which = await cli(['status']);
     expect(which.code, show(which)).toBe(2);
@@ -171,8 +194,8 @@ describe('a cluster without gantry\'s search attributes', () => {
 });
 
 describe('gantry worker', () => {
-  it('polls the task queue until SIGTERM, then stops gracefully (exit 0); an unreachable server exits 69', async () => {
-    const child = spawn(process.execPath, [BIN, 'worker'], {
+  it('loads its config, polls the task queue until SIGTERM, then stops gracefully (exit 0); an unreachable server exits 69', async () => {
+    const child = spawn(process.execPath, [BIN, 'worker', '--config', config], {
       env: { ...process.env, ...serverEnv, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';
@@ -183,11 +206,13 @@ describe('gantry worker', () => {
         child.kill('SIGKILL');
         throw new Error(`${e instanceof Error ? e.message : String(e)}\n${err}`);
       });
+    expect(err).toContain(`gantry worker: release config ${config}@sha256:`);
+    expect(err).toMatch(/release config \S+@sha256:[0-9a-f]{16} \(hello\)/);
     child.kill('SIGTERM');
     expect(await exited, err).toBe(0);
     expect(err).toContain('gantry worker: stopped');
 
-    const down = await cli(['worker'], { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` });
+    const down = await cli(['worker', '--config', config], { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` });
     expect(down.code, show(down)).toBe(69);
     expect(down.stderr).toContain('Cannot reach the Temporal server');
   }, 90_000);

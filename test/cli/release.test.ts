@@ -4,15 +4,21 @@
  * the real Temporal CLI (`temporal workflow signal`) and through `gantry approve`.
  */
 import { execFile, spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Context } from '@temporalio/activity';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
-import type { ReleaseStatus } from '../../src/shared/release';
+import { TASK_QUEUE, WORKFLOW_TYPE, type ReleaseStatus } from '../../src/shared/release';
 import { retryable } from '../../src/shared/errors';
 import { devServerEnv, requireBinary, TEMPORAL_CLI } from '../helpers/servers';
-import { BIN, gantry, removeTempDirs, requireBuild, routedActivities, show, startWorker, tempDir, waitFor, writeConfig, type CliResult, type Routed } from './harness';
+import { sampleInput } from '../helpers/fixtures';
+import {
+  BIN, gantry, removeTempDirs, requireBuild, routedActivities, show, sshKeygen, startWorker, tempDir, waitFor, writeConfig,
+  type CliResult, type Person, type Routed,
+} from './harness';
 
 const run = promisify(execFile);
 
@@ -90,23 +96,28 @@ async function ok(args: string[]): Promise<CliResult> {
   return r;
 }
 
-async function statusOf(version: string): Promise<ReleaseStatus> {
-  const r = await ok(['status', 'hello', version, '--json']);
+async function statusOf(version: string, service = 'hello'): Promise<ReleaseStatus> {
+  const r = await ok(['status', service, version, '--json']);
   return JSON.parse(r.stdout) as ReleaseStatus;
 }
 
-function untilStage(version: string, stage: string, timeoutMs = 30_000): Promise<ReleaseStatus> {
-  return waitFor(`release ${version} at stage ${stage}`, async () => {
-    const s = await statusOf(version);
+function untilStage(version: string, stage: string, timeoutMs = 30_000, service = 'hello'): Promise<ReleaseStatus> {
+  return waitFor(`release ${service} ${version} at stage ${stage}`, async () => {
+    const s = await statusOf(version, service);
     return s.stage === stage ? s : undefined;
   }, timeoutMs, 500);
 }
 
-function untilOutcome(version: string, timeoutMs = 30_000): Promise<ReleaseStatus> {
-  return waitFor(`release ${version} to end`, async () => {
-    const s = await statusOf(version);
+function untilOutcome(version: string, timeoutMs = 30_000, service = 'hello'): Promise<ReleaseStatus> {
+  return waitFor(`release ${service} ${version} to end`, async () => {
+    const s = await statusOf(version, service);
     return s.outcome ? s : undefined;
   }, timeoutMs, 500);
+}
+
+/** `temporal workflow signal`, as an operator sends it from a terminal (or pastes it into the Web UI). */
+function signal(workflowId: string, name: string, input: string): Promise<unknown> {
+  return run(TEMPORAL_CLI, ['workflow', 'signal', '--workflow-id', workflowId, '--name', name, '--input', input, '--address', env.address, '--namespace', 'default']);
 }
 
 describe('gantry drives a release through the gate on a real dev server', () => {
@@ -222,7 +233,7 @@ describe('gantry drives a release through the gate on a real dev server', () => 
       return (JSON.parse(r.stdout) as { workflowId: string }[]).find((row) => row.workflowId === 'release-hello-1.0.0');
     });
     expect(found).toMatchObject({ stage: 'done', outcome: 'succeeded', status: 'COMPLETED' });
-  });
+  }, 240_000); // some forty CLI runs: slow on a busy machine
 
   it('a refused signal shows up in history as REFUSED, with the reason', async () => {
     await ok(['start', 'hello', '1.1.0', '--config', oneApproval]);
@@ -292,7 +303,8 @@ describe('gantry drives a release through the gate on a real dev server', () => 
     expect(await exited, `${out}\n${err}`).toBe(130);
     expect(err).toContain('the release keeps running on the server. Follow it again with `gantry status hello 1.2.0 --follow`.');
     expect((await statusOf('1.2.0')).stage).toBe('awaiting-approval');
-    await ok(['cancel', 'hello', '1.2.0']);
+    const cancelled = JSON.parse((await ok(['cancel', 'hello', '1.2.0', '--json'])).stdout) as unknown;
+    expect(cancelled).toEqual({ cancelled: true, message: 'Cancelled: nothing was deployed to production.' });
   });
 
   it('`start --wait` exits 10 when production health fails and the release is rolled back; history shows the rollback', async () => {
@@ -320,16 +332,17 @@ describe('gantry drives a release through the gate on a real dev server', () => 
     const progress = (await ok(['status', 'hello', '2.0.0'])).stdout;
     expect(progress).toMatch(/▶ Build and push the image\s+running/);
 
-    const cancel = await cli(['cancel', 'hello', '2.0.0', '--wait'], 60_000);
+    const cancel = await cli(['cancel', 'hello', '2.0.0', '--as', 'carol', '--reason', 'wrong branch', '--wait'], 60_000);
     expect(cancel.code, show(cancel)).toBe(13);
-    expect(cancel.stdout).toContain('Cancelled: nothing was deployed to production.');
-    expect(cancel.stdout).toContain('Outcome: cancelled: Cancelled before production changed');
+    expect(cancel.stdout).toContain('✓ Cancelled: nothing was deployed to production.');
+    expect(cancel.stdout).toContain('cancellation requested: Cancelled by carol: wrong branch');
+    expect(cancel.stdout).toContain('Outcome: cancelled: Cancelled by carol before production changed');
     const s = await statusOf('2.0.0');
     expect(s).toMatchObject({ outcome: 'cancelled', stage: 'done' });
     expect(s.steps.find((x) => x.name === 'deployProduction')?.state).toBe('skipped');
 
     const h = (await ok(['history', 'hello', '2.0.0'])).stdout;
-    expect(h).toContain('cancellation requested');
+    expect(h).toMatch(/update cancel by carol \("wrong branch"\): taken: Cancelled: nothing was deployed to production\./);
     expect(h).toContain('ended cancelled');
 
     const twice = await cli(['cancel', 'hello', '2.0.0']);
@@ -403,5 +416,202 @@ describe('gantry drives a release through the gate on a real dev server', () => 
       expect(r.code, `${args.join(' ')}\n${show(r)}`).toBe(4);
       expect(r.stderr).toMatch(/No release release-(hello-9\.9\.9|nope-1\.0\.0) in namespace default\. Check the service and version \(`gantry list`/);
     }
+  });
+});
+
+describe('the worker owns the release config', () => {
+  it('a start for a service the worker\'s config does not define ends failed at the resolve step, naming the services it knows (a directory config)', async () => {
+    // The worker's config for 20.x is a directory: hello.yaml and world.yaml, merged.
+    const workerDir = path.join(tempDir(), 'gantry.d');
+    mkdirSync(workerDir);
+    writeConfig(workerDir, 'hello.yaml');
+    writeConfig(workerDir, 'world.yaml', [['  hello:\n', '  world:\n']]);
+    workerConfigs['20.x'] = () => workerDir;
+
+    const r = await cli(['start', 'nope', '20.0.0']);
+    expect(r.code, show(r)).toBe(14);
+    expect(r.stdout).toContain('Started release nope 20.0.0');
+    expect(r.stderr).toContain('The release ended at once (failed): Resolve the plan on the worker failed: ' +
+      `The worker's config (${workerDir}@sha256:`);
+    expect(r.stderr).toContain('defines no service "nope"; it knows hello, world.');
+    expect(r.stderr).toContain('Fix the worker\'s release config and start the release again.');
+
+    const human = await ok(['status', 'nope', '20.0.0']);
+    expect(human.stdout).toContain('Release nope 20.0.0: failed');
+    expect(human.stdout).toContain('config     not resolved yet');
+    expect(human.stdout).toMatch(/✗ Resolve the plan on the worker\s+failed\s+1 attempt/);
+    expect(human.stdout).toMatch(/- Preflight checks\s+skipped/);
+    expect(human.stdout).toMatch(/Outcome: failed: Resolve the plan on the worker failed: .*defines no service "nope"; it knows hello, world\./);
+    // Nothing but the resolve step ran for it.
+    expect(routed.resolved).toContain('nope 20.0.0');
+    expect(routed.fakes.get('20.0.0')?.calls).toEqual([]);
+
+    // A service the directory defines resolves from it.
+    const world = await ok(['start', 'world', '20.1.0']);
+    expect(world.stdout).toContain(`plan     resolved on the worker from ${workerDir}@sha256:`);
+    await untilStage('20.1.0', 'awaiting-approval', 30_000, 'world');
+    await ok(['cancel', 'world', '20.1.0']);
+  });
+
+  it('an edited config applies to the next release without a worker restart; one that became invalid fails the next release\'s resolve step with the schema\'s message', async () => {
+    // The worker's file for 21.x, and the operator's copy of it in their working directory (./gantry.yaml).
+    const live = writeConfig(tempDir(), 'gantry.yaml');
+    workerConfigs['21.x'] = () => live;
+    const operatorDir = tempDir();
+    writeConfig(operatorDir, 'gantry.yaml');
+    const here = (args: string[]) => gantry(args, { env: temporalEnv, cwd: operatorDir });
+
+    const first = await here(['start', 'hello', '21.0.0']);
+    expect(first.code, show(first)).toBe(0);
+    expect(first.stdout).toContain(`plan     resolved on the worker from ${live}@sha256:`);
+    expect(first.stdout).toContain('(your local gantry.yaml is the same file)');
+    const before = await untilStage('21.0.0', 'awaiting-approval');
+    expect(before.gate.approvers).toEqual(['alice', 'bob', 'carol']);
+
+    // Edit the worker's file while the worker runs: other approvers, two of them needed.
+    writeConfig(path.dirname(live), 'gantry.yaml', [['approvers: [alice, bob, carol]', 'approvers: [dave, erin]'], ['required: 1', 'required: 2']]);
+    const second = await here(['start', 'hello', '21.1.0']);
+    expect(second.code, show(second)).toBe(0);
+    // The operator's ./gantry.yaml is now the old file: the start says so, and runs on the worker's.
+    expect(second.stdout).toMatch(/note {5}The operator's local config \(sha256 [0-9a-f]{16}\) differs from the worker's \([0-9a-f]{16}\); the release runs on the worker's\./);
+    const after = await untilStage('21.1.0', 'awaiting-approval');
+    expect(after.gate).toMatchObject({ approvers: ['dave', 'erin'], required: 2 });
+    expect(after.input?.configSha256).not.toBe(before.input?.configSha256);
+    const status = (await ok(['status', 'hello', '21.1.0'])).stdout;
+    expect(status).toContain('Approval gate: open, 0 of 2 approval(s); approvers dave, erin (declared)');
+    expect(status).toContain('differs from the worker\'s');
+    const alice = await cli(['approve', 'hello', '21.1.0', '--as', 'alice']);
+    expect(alice.code, show(alice)).toBe(6);
+    expect(alice.stderr).toContain('alice is not an approver for hello; approvers are dave, erin');
+    // The release already running keeps the plan it resolved.
+    expect((await statusOf('21.0.0')).gate.approvers).toEqual(['alice', 'bob', 'carol']);
+    await ok(['approve', 'hello', '21.0.0', '--as', 'alice']);
+    expect((await untilOutcome('21.0.0')).outcome).toBe('succeeded');
+
+    // Now the file becomes invalid: the next release fails at its resolve step with the schema's message.
+    writeConfig(path.dirname(live), 'gantry.yaml', [['approval: 72h', 'approval: soon']]);
+    const broken = await here(['start', 'hello', '21.2.0']);
+    expect(broken.code, show(broken)).toBe(14);
+    expect(broken.stderr).toContain('The worker\'s release config is invalid now, so the plan cannot be resolved.');
+    expect(broken.stderr).toContain(`Invalid config ${live}`);
+    expect(broken.stderr).toContain('services.hello.timeouts.approval: "soon" is not a duration; write it like 30s, 5m, 2h or 3d');
+    const failed = await statusOf('21.2.0');
+    expect(failed).toMatchObject({ outcome: 'failed', stage: 'done' });
+    expect(failed.steps.find((x) => x.name === 'resolve')).toMatchObject({ state: 'failed' });
+    expect(failed.steps.filter((x) => x.name !== 'resolve').every((x) => x.state === 'skipped')).toBe(true);
+    expect(failed.message).toContain('"soon" is not a duration');
+    expect(routed.fakes.get('21.2.0')?.calls).toEqual([]);
+
+    await ok(['cancel', 'hello', '21.1.0']);
+  });
+
+  it('`gantry start` says when the local --config differs from the worker\'s, and starts anyway when the local copy is invalid or missing', async () => {
+    // The worker resolves 22.x from one.yaml (one approval); the operator's two.yaml asks for two.
+    const r = await ok(['start', 'hello', '22.0.0', '--config', twoApprovals]);
+    expect(r.stdout).toContain(`plan     resolved on the worker from ${oneApproval}@sha256:`);
+    expect(r.stdout).toContain('differs from the worker\'s');
+    expect(r.stdout).toContain('the release runs on the worker\'s.');
+    const s = await untilStage('22.0.0', 'awaiting-approval');
+    expect(s.gate.required).toBe(1);
+    expect(s.configNote).toContain('differs from the worker\'s');
+
+    const json = JSON.parse((await ok(['start', 'hello', '22.1.0', '--config', twoApprovals, '--json'])).stdout) as {
+      resolved: { configSource: string } | null; configNote?: string;
+    };
+    expect(json.resolved?.configSource.startsWith(`${oneApproval}@sha256:`), JSON.stringify(json)).toBe(true);
+    expect(json.configNote).toContain('differs from the worker\'s');
+
+    // The local copy only serves the comparison: invalid or missing, it is reported and the start goes ahead.
+    const typo = writeConfig(dir, 'typo.yaml', [['    approvals:\n', '    aprovals:\n      approvers: [alice]\n    approvals:\n']]);
+    const invalid = await ok(['start', 'hello', '22.2.0', '--config', typo]);
+    expect(invalid.stderr).toContain(`your local config ${typo} is invalid (services.hello: unknown key "aprovals"`);
+    expect(invalid.stderr).toContain('it is not compared with the worker\'s, whose config decides the plan.');
+    expect(invalid.stdout).toContain(`plan     resolved on the worker from ${oneApproval}@sha256:`);
+    const missing = await ok(['start', 'hello', '22.3.0', '--config', path.join(dir, 'nope.yaml')]);
+    expect(missing.stderr).toContain(`your local config ${path.join(dir, 'nope.yaml')} was not found; it is not compared`);
+    expect(missing.stdout).toContain('plan     resolved on the worker from');
+
+    for (const v of ['22.0.0', '22.1.0', '22.2.0', '22.3.0']) await ok(['cancel', 'hello', v]);
+  });
+
+  it('a raw Temporal client start whose input carries a whole config (old-style) is refused: the release ends failed and no step ran', async () => {
+    const handle = await env.client.workflow.start(WORKFLOW_TYPE, {
+      taskQueue: TASK_QUEUE, workflowId: 'release-hello-24.0.0', args: [sampleInput({ version: '24.0.0' })],
+    });
+    const done = await untilOutcome('24.0.0');
+    expect(done.outcome).toBe('failed');
+    expect(done.message).toContain('Start refused: the start request carries a config; the worker owns the release config');
+    expect(done.steps.every((x) => x.state === 'skipped')).toBe(true);
+    expect(routed.resolved).not.toContain('hello 24.0.0');
+    expect(routed.fakes.has('24.0.0')).toBe(false);
+    expect((await handle.describe()).status.name).toBe('FAILED');
+
+    const human = (await ok(['status', 'hello', '24.0.0'])).stdout;
+    expect(human).toContain('Outcome: failed: Start refused: the start request carries a config');
+    const h = (await ok(['history', 'hello', '24.0.0'])).stdout;
+    expect(h).toContain('ended failed: Start refused: the start request carries a config');
+    expect(h).not.toMatch(/\[(resolvePlan|preflight)\]/);
+  });
+});
+
+describe('`gantry approve --print` prints what `temporal workflow signal --input` sends as-is', () => {
+  it('declared mode: the JSON approves', async () => {
+    await ok(['start', 'hello', '1.3.0', '--config', oneApproval]);
+    await untilStage('1.3.0', 'awaiting-approval');
+    const printed = (await ok(['approve', 'hello', '1.3.0', '--as', 'bob', '--reason', 'looks fine', '--print'])).stdout.trim();
+    expect(JSON.parse(printed)).toEqual({ approver: 'bob', reason: 'looks fine' });
+    // Printing sent nothing.
+    expect((await statusOf('1.3.0')).gate.approvals).toEqual([]);
+
+    await signal('release-hello-1.3.0', 'approve', printed);
+    const done = await untilOutcome('1.3.0');
+    expect(done.outcome).toBe('succeeded');
+    expect(done.gate.approvals).toMatchObject([{ approver: 'bob', reason: 'looks fine', via: 'signal', verified: false }]);
+  });
+
+  it('signed mode (keys by ssh-keygen, allowedSigners inline in the worker\'s config): the signed JSON approves; an unsigned one is refused', async () => {
+    const keys = tempDir('gantry-keys-');
+    const operator: Person = sshKeygen(keys, 'operator');
+    const alice: Person = sshKeygen(keys, 'alice');
+    const signed = writeConfig(dir, 'signed.yaml', [
+      ['services:\n', `allowedSigners: |\n  ${operator.allowedSigner}\n  ${alice.allowedSigner}\nservices:\n`],
+      ['approvers: [alice, bob, carol]', 'approvers: [alice]'],
+      ['identity: declared', 'identity: signed'],
+    ]);
+    workerConfigs['23.x'] = () => signed;
+
+    const start = await ok(['start', 'hello', '23.0.0', '--requested-by', 'operator', '--key', operator.keyFile]);
+    expect(start.stdout).toContain('Started release hello 23.0.0 requested by operator (signed)');
+    const atGate = await untilStage('23.0.0', 'awaiting-approval');
+    expect(atGate.requester).toMatchObject({ principal: 'operator', verified: true, fingerprint: operator.fingerprint });
+    expect(atGate.gate.identity).toBe('signed');
+
+    // What a declared-mode approver would type does not count here.
+    await signal('release-hello-23.0.0', 'approve', '{"approver":"alice"}');
+    await waitFor('the unsigned signal to be refused', async () => (await statusOf('23.0.0')).gate.refused.length === 1);
+    expect((await statusOf('23.0.0')).gate.refused[0]).toMatchObject({ name: 'approve', approver: 'alice', via: 'signal' });
+    expect((await statusOf('23.0.0')).gate.refused[0]?.why).toContain('hello requires signed decisions, and this approve is not signed');
+
+    // Without a key there is nothing to sign with: exit 9, saying where a key comes from; nothing is sent.
+    const keyless = await gantry(['approve', 'hello', '23.0.0', '--as', 'alice', '--print'], { env: { ...temporalEnv, HOME: keys }, cwd: dir });
+    expect(keyless.code, show(keyless)).toBe(9);
+    expect(keyless.stderr).toContain('No signing key: pass --key FILE');
+
+    const printed = (await ok(['approve', 'hello', '23.0.0', '--as', 'alice', '--key', alice.keyFile, '--print'])).stdout.trim();
+    const message = JSON.parse(printed) as { statement: string; signature: string };
+    expect(Object.keys(message).sort()).toEqual(['signature', 'statement']);
+    expect(message.statement).toContain('action: approve\nworkflow: release-hello-23.0.0\n');
+    expect(message.statement).toContain(`digest: ${atGate.gate.digest}`);
+    expect(message.statement).toContain('principal: alice');
+    expect(message.signature).toMatch(/^-----BEGIN SSH SIGNATURE-----/);
+
+    await signal('release-hello-23.0.0', 'approve', printed);
+    const done = await untilOutcome('23.0.0');
+    expect(done.outcome).toBe('succeeded');
+    expect(done.gate.approvals).toMatchObject([{ approver: 'alice', verified: true, fingerprint: alice.fingerprint, via: 'signal' }]);
+    const human = (await ok(['status', 'hello', '23.0.0'])).stdout;
+    expect(human).toContain(`started by operator (signed, key ${operator.fingerprint})`);
+    expect(human).toContain(`✓ approved by alice (signed, key ${alice.fingerprint}) at `);
+    expect(human).toMatch(/✓ approved by alice \(signed, .* via signal/);
   });
 });

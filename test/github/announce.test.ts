@@ -1,7 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { commentMarker, githubAnnouncer } from '../../src/activities/github-announce';
+import { createAnnounce } from '../../src/activities/announce';
+import { githubChannel } from '../../src/activities/announcers/github';
 import { GantryErrorType } from '../../src/shared/errors';
-import type { AnnounceRequest } from '../../src/activities/types';
+import type { AnnounceRequest, AnnounceResult } from '../../src/activities/types';
 import type { GithubStandIn } from './stand-in';
 import { COMMIT, FAST, announceRequest, expectContractKept, expectNoToken, failureOf, githubConfig, inActivity, startStandIn } from './helpers';
 
@@ -193,6 +198,40 @@ describe('GitHub announcement', () => {
     const { result } = await announce({ ...announceRequest(githubConfig(gh)), github: undefined });
     expect(result).toEqual({});
     expect(gh.requests).toHaveLength(0);
+  });
+
+  describe('as a channel of the announce step', () => {
+    let ledgerDir: string;
+    beforeEach(() => {
+      ledgerDir = mkdtempSync(path.join(os.tmpdir(), 'gantry-gh-channel-'));
+    });
+    afterEach(() => rmSync(ledgerDir, { recursive: true, force: true }));
+    const step = (req: AnnounceRequest) => inActivity(() => createAnnounce({ env, ledgerDir, extraAnnouncers: [githubChannel({ env, tuning: FAST })] }).announce(req));
+
+    it('reports the release it published as the github channel, and the step derives githubReleaseUrl from it', async () => {
+      const github = githubConfig(gh, { closeMilestone: false, deploymentEnvironment: 'production' });
+      const { result } = await step(announceRequest(github));
+      const url = gh.releases[0]!.html_url;
+      expect(result.githubReleaseUrl).toBe(url);
+      expect(result.channels!.find((c) => c.channel === 'github')).toEqual({
+        channel: 'github', ok: true, url,
+        detail: `acme/hello: release v1.2.3 published at ${url}; deployment to production marked success`,
+      });
+      const rolledBack = await step(announceRequest(github, { outcome: 'rolled_back', reason: 'health failed' }));
+      expect(rolledBack.result.channels!.find((c) => c.channel === 'github')!.detail)
+        .toBe(`acme/hello: commented on commit ${COMMIT.slice(0, 12)} that v1.2.3 was rolled back (no release published); deployment to production marked failure`);
+    });
+
+    it('lists a GitHub refusal as the github channel failing, with every other channel still reported', async () => {
+      gh.fail('repos/create-release', { status: 403, message: 'Resource not accessible by personal access token' });
+      const failure = await failureOf(step(announceRequest(githubConfig(gh, { closeMilestone: false }))));
+      expect(failure.nonRetryable).toBe(true);
+      expect(failure.message).toContain('- GitHub: GitHub refused creating the GitHub release v1.2.3 for acme/hello');
+      expect(failure.message).toContain('  github: FAILED (above)');
+      const result = (failure.details?.[0] as { result: AnnounceResult }).result;
+      expect(result.channels!.map((c) => [c.channel, c.ok, c.skipped ?? false])).toEqual([['audit', true, true], ['artifacts', true, true], ['github', false, false], ['webhook', true, true]]);
+      expectNoToken(token, failure.message, failure.details);
+    });
   });
 
   it('fails non-retryably, saying which permission is missing, when GitHub refuses to create the release', async () => {

@@ -393,6 +393,7 @@ describe('a signed approval', () => {
     const input = signedInput({ operators: ['dave', 'alice'], requestedBy: 'alice' });
     await atTheGate(async (handle, open) => {
       expect(open.requester).toEqual({ principal: 'alice', verified: true, fingerprint: alice.fingerprint });
+      expect(open.gate.needs).toBe('needs 1 more approval from bob or carol (signed)'); // not from alice, who asked for it
       await expectVoteRefused(handle, await vote(alice, handle),
         "alice requested this release and may not approve it (four-eyes rule); ask another approver, or set approvals.allowSelfApproval: true in the worker's config",
         { claimed: 'alice' });
@@ -419,11 +420,27 @@ describe('a signed approval', () => {
       const s = await expectVoteRefused(handle, asBob,
         `key ${alice.fingerprint} already approved as alice; the quorum counts distinct keys, not names`, { claimed: 'bob' });
       expect(s.gate.approvals.map((v) => v.approver)).toEqual(['alice']);
-      expect(s.gate.needs).toBe('needs 1 more approval from bob or carol (signed)');
+      expect(s.gate.needs).toBe('needs 1 more approval from carol (signed)'); // bob's key already approved
       await handle.executeUpdate(approveUpdate, { args: [await vote(carol, handle)] });
       const result = await handle.result();
       expect(result.outcome).toBe('succeeded');
       expect(result.gate.approvals.map((v) => [v.approver, v.fingerprint])).toEqual([['alice', alice.fingerprint], ['carol', carol.fingerprint]]);
+    }, { input });
+  });
+
+  it('says so when no approver is left whose vote could count, and times out', async () => {
+    // Three approvals required of alice, bob and carol, but alice and bob share one key.
+    const shared = allowedKeys([`alice,bob ${alice.line}`, `carol ${carol.line}`, `dave ${dave.line}`].join('\n'));
+    const input = testInput({ signedWith: shared, operators: ['dave'], requestedBy: 'dave', required: 3 });
+    await atTheGate(async (handle) => {
+      await handle.executeUpdate(approveUpdate, { args: [await vote(alice, handle)] });
+      const after = await handle.executeUpdate(approveUpdate, { args: [await vote(carol, handle)] });
+      const needs = 'needs 1 more approval, but no approver is left whose vote could count (each approver votes once, the requester may not, ' +
+        "and the quorum counts distinct keys); add approvers, or their own keys, to the worker's config";
+      expect(after.message).toBe(`Approval by carol recorded: 2 of 3; waiting for more (the gate ${needs}).`);
+      expect((await handle.query(statusQuery)).gate.needs).toBe(needs);
+      const failure = await expectFailure(handle); // the server skips the 72 hours
+      expect(failure.type).toBe(ReleaseEndType.Aborted);
     }, { input });
   });
 

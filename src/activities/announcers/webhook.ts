@@ -1,0 +1,186 @@
+/**
+ * The chat webhook channel: one POST of one JSON body to the URL in announce.webhook (a secret reference: the
+ * URL is the secret). The body serves two kinds of receiver at once:
+ *
+ * - Slack-compatible incoming webhooks (Slack, Mattermost and the like) read `text` (notifications, plain
+ *   clients) and `blocks` (Slack's layout) and ignore the other keys;
+ * - anything else (an automation, a bridge to Microsoft Teams, a log collector) reads the generic event:
+ *
+ *   {
+ *     "schema": "gantry.announce/v1",
+ *     "event": "release.released" | "release.rolled_back",
+ *     "outcome": "released" | "rolled_back",
+ *     "release": { "service", "version", "tag", "commit", "workflowId", "runId" },
+ *     "digest", "imageRef", "hosts": [...], "approvers": [...],
+ *     "durationsMs": { step: ms }, "totalMs", "reason"?, "ciRunUrl"?, "at": ISO 8601,
+ *     "text", "blocks"
+ *   }
+ *
+ * At most once per action as far as this worker can tell: a delivery marker in the ledger, written after the
+ * receiver accepted the message, under a lock against a concurrent attempt.
+ */
+import { GantryErrorType, nonRetryable, retryable } from '../../shared/errors';
+import type { AnnounceRequest } from '../types';
+import { cancellation } from '../heartbeat';
+import { describeSecretRef, redact, resolveSecret } from '../secrets';
+import { exists, withLock, writeAtomic } from './files';
+import type { Announcer, AnnounceContext, ChannelResult } from './types';
+
+export const WEBHOOK_SCHEMA = 'gantry.announce/v1';
+
+export interface WebhookDeps {
+  /** Per request. @default 10000 */
+  timeoutMs?: number;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, '0')}m`;
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const shortDigest = (d: string) => (d.startsWith('sha256:') ? d.slice(0, 19) : d.slice(0, 12));
+const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+
+/** The Slack-compatible message: `text` (notifications, plain clients) and `blocks` (Slack's layout). */
+export function webhookMessage(req: AnnounceRequest): { text: string; blocks: unknown[] } {
+  const { release, outcome } = req;
+  const released = outcome === 'released';
+  const hosts = req.hosts.length ? req.hosts.join(', ') : '—';
+  const approvers = req.approvers.length ? req.approvers.join(', ') : '—';
+  const durations = Object.entries(req.durations);
+  const total = durations.reduce((sum, [, ms]) => sum + ms, 0);
+  const durationLine = durations.length
+    ? `${durations.map(([step, ms]) => `${step} ${formatDuration(ms)}`).join(' · ')} · total ${formatDuration(total)}`
+    : '—';
+  const summary = released
+    ? `${release.service} ${release.version} is released: production (${hosts}) runs ${shortDigest(req.digest)} and answers its health checks.`
+    : `${release.service} ${release.version} was rolled back: production health failed${req.reason ? ` (${req.reason})` : ''}, ` +
+      `so ${hosts} run${req.hosts.length === 1 ? 's' : ''} the previous image again. Next: fix the problem and release a new version.`;
+  const text = `${released ? '✅' : '↩️'} ${summary} Commit ${req.commit.slice(0, 12)}, tag ${req.tag}, approved by ${approvers}.`;
+  const field = (label: string, value: string) => ({ type: 'mrkdwn', text: clip(`*${label}*\n${esc(value)}`, 2000) });
+  const blocks: unknown[] = [
+    { type: 'header', text: { type: 'plain_text', text: clip(`${released ? '✅' : '↩️'} ${release.service} ${release.version} ${released ? 'released' : 'rolled back'}`, 150), emoji: true } },
+    { type: 'section', text: { type: 'mrkdwn', text: clip(esc(summary), 3000) } },
+    {
+      type: 'section',
+      fields: [
+        field('Service', release.service),
+        field('Version', `${release.version} (${req.tag})`),
+        field('Commit', req.commit.slice(0, 12)),
+        field('Digest', req.digest),
+        field('Approved by', approvers),
+        field('Hosts', hosts),
+        field('Outcome', released ? 'released' : 'rolled back'),
+        field('Durations', durationLine),
+      ],
+    },
+    {
+      type: 'context',
+      elements: [
+        { type: 'mrkdwn', text: clip(esc(`workflow ${release.workflowId} · image ${req.imageRef}${req.ciRunUrl ? ` · CI ${req.ciRunUrl}` : ''}`), 3000) },
+      ],
+    },
+  ];
+  return { text, blocks };
+}
+
+export interface WebhookEvent {
+  schema: typeof WEBHOOK_SCHEMA;
+  event: `release.${AnnounceRequest['outcome']}`;
+  outcome: AnnounceRequest['outcome'];
+  release: { service: string; version: string; tag: string; commit: string; workflowId: string; runId: string };
+  digest: string;
+  imageRef: string;
+  hosts: string[];
+  approvers: string[];
+  durationsMs: Record<string, number>;
+  totalMs: number;
+  reason?: string;
+  ciRunUrl?: string;
+  at: string;
+}
+
+/** The generic event, for receivers that are not chat apps. */
+export function webhookEvent(req: AnnounceRequest, ctx: Pick<AnnounceContext, 'runId' | 'now'>): WebhookEvent {
+  return {
+    schema: WEBHOOK_SCHEMA,
+    event: `release.${req.outcome}`,
+    outcome: req.outcome,
+    release: { service: req.release.service, version: req.release.version, tag: req.tag, commit: req.commit, workflowId: req.release.workflowId, runId: ctx.runId },
+    digest: req.digest,
+    imageRef: req.imageRef,
+    hosts: req.hosts,
+    approvers: req.approvers,
+    durationsMs: req.durations,
+    totalMs: Object.values(req.durations).reduce((a, b) => a + b, 0),
+    ...(req.reason ? { reason: req.reason } : {}),
+    ...(req.ciRunUrl ? { ciRunUrl: req.ciRunUrl } : {}),
+    at: ctx.now().toISOString(),
+  };
+}
+
+/** The body posted: the generic event and the Slack-compatible message side by side. */
+export function webhookBody(req: AnnounceRequest, ctx: Pick<AnnounceContext, 'runId' | 'now'>): WebhookEvent & { text: string; blocks: unknown[] } {
+  return { ...webhookEvent(req, ctx), ...webhookMessage(req) };
+}
+
+export function webhookAnnouncer(deps: WebhookDeps = {}): Announcer {
+  const timeoutMs = deps.timeoutMs ?? 10_000;
+  return {
+    name: 'webhook',
+    title: 'chat webhook',
+    enabled: (req) => Boolean(req.announce.webhook),
+    skipReason: () => 'announce.webhook is not set',
+    async announce(req, ctx): Promise<ChannelResult> {
+      const ref = req.announce.webhook!;
+      const url = resolveSecret(ref, ctx.env);
+      const sent = `${ctx.ledgerDir}/${ctx.ledgerKey}.webhook.sent`;
+      const already = { channel: 'webhook', ok: true, detail: `already sent to ${describeSecretRef(ref)} (an earlier attempt)` };
+      if (await exists(sent)) return already;
+      // The lock covers "not sent yet → send → mark sent" against a concurrent attempt. The remaining
+      // at-least-once window: the receiver accepted the message, then this worker died (or lost its disk)
+      // before the marker was renamed into place. The next attempt finds no marker and sends again. The
+      // window is one rename long; closing it would need an idempotency key the receiver honours, which
+      // Slack-style webhooks do not offer.
+      return withLock(`${ctx.ledgerDir}/${ctx.ledgerKey}.webhook.lock`, async () => {
+        if (await exists(sent)) return already;
+        await postWebhook(url, webhookBody(req, ctx), describeSecretRef(ref), timeoutMs);
+        await writeAtomic(sent, `${JSON.stringify({ id: ctx.actionId, sentAt: ctx.now().toISOString() })}\n`);
+        return { channel: 'webhook', ok: true, detail: `sent to ${describeSecretRef(ref)}` };
+      }, Math.max(60_000, 3 * timeoutMs));
+    },
+  };
+}
+
+async function postWebhook(url: string, message: unknown, ref: string, timeoutMs: number): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(message),
+      signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), cancellation()]),
+    });
+  } catch (err) {
+    if (cancellation().aborted) throw err;
+    const code = (err as { cause?: { code?: string } }).cause?.code ?? (err instanceof Error && err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : 'network error');
+    // The URL is the secret: name its reference, never the URL or the library's message (which may quote it).
+    throw retryable(`The chat webhook (${ref}) could not be reached: ${code}. Gantry retries; check the worker can reach the chat service.`);
+  }
+  if (res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    return;
+  }
+  const body = redact((await res.text().catch(() => '')).replace(/\s+/g, ' ').trim().slice(0, 200), [url]);
+  const what = `The chat webhook (${ref}) answered ${res.status}${body ? ` "${body}"` : ''}`;
+  if (res.status === 429 || res.status >= 500) {
+    throw retryable(`${what}. Gantry retries.`);
+  }
+  throw nonRetryable(GantryErrorType.ConfigInvalid, `${what}: it refused the message. ` +
+    `Check that the URL in ${ref} is a current incoming-webhook URL (it may have been revoked); fix it on the worker and retry the announce step.`);
+}
