@@ -144,6 +144,9 @@ export interface VoteRecord {
   reason?: string;
   at: string;
   via: 'signal' | 'update';
+  /** The signed statement and its signature, when the vote was signed (the release manifest keeps them). */
+  statement?: string;
+  signature?: string;
 }
 
 export interface GateView {

@@ -43,9 +43,10 @@ import {
   type GateAnswer,
   type GateState,
 } from '../shared/release';
-import { looksSigned } from '../shared/statement';
+import { looksSigned, type SignedStatement } from '../shared/statement';
 import { STEP_TITLES } from '../shared/steps';
 import { displayText, MAX_NAME, REFUSED_KEPT } from '../shared/text';
+import type { AnnouncedApproval } from '../activities/types';
 import { ReleaseStopped, type ReleaseRun } from './run';
 import { countVote, observeGateWait, secondsBetween } from './metrics';
 
@@ -57,6 +58,8 @@ interface Identified {
   actor: Actor;
   reason?: string;
   decision?: string;
+  /** The statement as signed, for the record (signed mode). */
+  signed?: SignedStatement;
 }
 
 /** The approval gate and the other messages of one release. */
@@ -128,7 +131,14 @@ export class ReleaseMessages {
       const v = verifySigned(payload, { action, workflow: this.run.status.workflowId, ...expect }, rules.keys, Date.now());
       if (!v.ok) return { ok: false, problem: `signed ${action} refused: ${v.problem}` };
       const s = v.value.statement;
-      return { ok: true, value: { actor: v.value.actor, ...(s.reason ? { reason: s.reason } : {}), ...(s.decision ? { decision: s.decision } : {}) } };
+      const signed = payload as SignedStatement;
+      return {
+        ok: true,
+        value: {
+          actor: v.value.actor, ...(s.reason ? { reason: s.reason } : {}), ...(s.decision ? { decision: s.decision } : {}),
+          signed: { statement: signed.statement, signature: signed.signature },
+        },
+      };
     }
     if (rules.identity === 'signed') {
       return {
@@ -184,6 +194,15 @@ export class ReleaseMessages {
     return this.run.status.gate.approvals.map((v) => v.approver);
   }
 
+  /** The approvals as the release record keeps them: who, verified by which key, and the statement they signed. */
+  approvalRecords(): AnnouncedApproval[] {
+    return this.run.status.gate.approvals.map((v) => ({
+      approver: v.approver, verified: v.verified, at: v.at, via: v.via,
+      ...(v.fingerprint ? { fingerprint: v.fingerprint } : {}), ...(v.reason ? { reason: v.reason } : {}),
+      ...(v.statement && v.signature ? { statement: v.statement, signature: v.signature } : {}),
+    }));
+  }
+
   private judgeVote(kind: VoteKind, payload: unknown): Judged<Identified> {
     const run = this.run;
     const gate = run.status.gate;
@@ -207,6 +226,7 @@ export class ReleaseMessages {
       ...(v.reason ? { reason: v.reason } : {}),
       at: new Date().toISOString(),
       via,
+      ...(v.signed ? { statement: v.signed.statement, signature: v.signed.signature } : {}),
     };
     if (kind === 'reject') {
       gate.rejection = vote;

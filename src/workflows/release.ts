@@ -83,6 +83,7 @@ export async function releaseWorkflow(start: StartRequest | ReleaseInput): Promi
           release, outcome: verdict.healthy ? 'released' : 'rolled_back', announce: config.announce, github: config.github,
           repo: config.repo, commit: tag.commit, tag: tag.tag, digest: image.digest, imageRef: image.imageRef,
           approvers: gate.approvers(), hosts: verdict.deployed.targets.map((t) => t.target), durations: run.durations(),
+          actions: run.auditActions(), approvals: gate.approvalRecords(), ...(input.configSha256 ? { configSha256: `sha256:${input.configSha256}` } : {}),
           ...(image.ciRunUrl ? { ciRunUrl: image.ciRunUrl } : {}), ...(verdict.healthy ? {} : { reason: verdict.reason }),
         }), (r) => ({
           webhook: String(r.webhookSent), audit: String(r.auditLogged),

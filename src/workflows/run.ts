@@ -18,7 +18,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { RetryState, type ActivityOptions, type SearchAttributeUpdatePair } from '@temporalio/common';
-import type { DeployResult, ReleaseActivities } from '../activities/types';
+import type { AnnouncedAction, DeployResult, ReleaseActivities } from '../activities/types';
 import { NON_RETRYABLE, ReleaseEndType } from '../shared/errors';
 import { describeNeeds, gateRulesView, operatorRefusal, verifyStatement, type Actor, type GateRules } from '../shared/gate';
 import { durationMs } from '../shared/duration';
@@ -423,6 +423,20 @@ export class ReleaseRun {
       throw ApplicationFailure.create({ type: ReleaseEndType.Cancelled, message, nonRetryable: true });
     }
     throw ApplicationFailure.create({ type: endType(outcome), message, nonRetryable: true });
+  }
+
+  /**
+   * What the audit log records of this release before its outcome line: every message it took or refused, in
+   * the order it handled them, with who sent it (verified or declared), from the ledger.
+   */
+  auditActions(): AnnouncedAction[] {
+    return (this.status.ledger?.entries ?? []).filter((e) => e.kind !== 'outcome').map((e) => ({
+      kind: e.kind === 'signal' || e.kind === 'update' ? `${e.name}-${e.verdict}` : e.kind === 'cancel-request' ? `temporal-cancel-${e.verdict}` : `${e.kind}-${e.verdict}`,
+      actor: e.actor ?? 'unknown',
+      verified: e.verified ?? false,
+      at: e.at,
+      ...(e.why || e.detail ? { detail: [e.detail, e.why].filter(Boolean).join('; ') } : {}),
+    }));
   }
 
   durations(): Record<string, number> {

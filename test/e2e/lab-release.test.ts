@@ -116,9 +116,14 @@ describe('a release on the lab, driven by the gantry CLI', () => {
     const hooks = ctx.lab.webhook.requests();
     expect(hooks).toHaveLength(1);
     expect(JSON.stringify(hooks[0]!.body)).toContain(good.version);
-    expect(auditLines().filter((l) => l.release.version === good.version)).toEqual([
-      expect.objectContaining({ action: 'released', approvers: ['alice'], digest: step(atGate, 'build').outputs.digest }),
+    // Every action on the record, in order, with its verified actor, then the outcome; the chain is intact.
+    const lines = auditLines().filter((l) => l.release.version === good.version) as (AuditRecord & { verified?: boolean })[];
+    expect(lines.map((l) => [l.action, l.actor, l.verified ?? null])).toEqual([
+      ['start-accepted', 'operator', true], ['approve-accepted', 'alice', true], ['released', expect.any(String), null],
     ]);
+    expect(lines[2]).toEqual(expect.objectContaining({ action: 'released', approvers: ['alice'], digest: step(atGate, 'build').outputs.digest }));
+    const verify = await gantry(['audit', 'verify', path.join(ctx.lab.dir, 'audit.jsonl')], { env: cliEnv });
+    expect(verify.code, show(verify)).toBe(0);
     const announced = step(done, 'announce').outputs;
     expect(announced.notes, JSON.stringify(announced)).toBeDefined();
     const notes = readFileSync(announced.notes!, 'utf8');
@@ -154,6 +159,6 @@ describe('a release on the lab, driven by the gantry CLI', () => {
     const hooks = ctx.lab.webhook.requests();
     expect(hooks).toHaveLength(2);
     expect(JSON.stringify(hooks[1]!.body)).toMatch(/roll(ed)? ?back/i);
-    expect(auditLines().filter((l) => l.release.version === broken.version).map((l) => l.action)).toEqual(['rolled_back']);
+    expect(auditLines().filter((l) => l.release.version === broken.version).map((l) => l.action)).toEqual(['start-accepted', 'approve-accepted', 'rolled_back']);
   });
 });

@@ -10,6 +10,7 @@
  * Rewritten whole on every attempt: idempotent by construction. The CHANGELOG section is left in the context
  * for the channels after this one (GitHub uses it as the release body).
  */
+import { currentTraceId } from '../../telemetry/tracing';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -76,6 +77,8 @@ export function artifactsAnnouncer(deps: ArtifactsDeps): Announcer {
         manifest: path.join(dir, MANIFEST_FILE),
       };
       await writeAtomic(files.notes!, notes);
+      // The release's trace (when the worker traces): find its spans from the record.
+      const traceId = currentTraceId();
       const metadata = {
         service: req.release.service,
         version: req.release.version,
@@ -92,6 +95,7 @@ export function artifactsAnnouncer(deps: ArtifactsDeps): Announcer {
         workflowId: req.release.workflowId,
         runId: ctx.runId,
         repo: publicUrl(req.repo.url),
+        ...(traceId ? { traceId } : {}),
         announcedAt: ctx.now().toISOString(),
       };
       await writeAtomic(files.metadata!, `${JSON.stringify(metadata, null, 2)}\n`);
