@@ -105,6 +105,7 @@ function noopActivities(approval: ApprovalAtStart, calls: { n: number }): Releas
     health: () => counted({ attempt: 1, checks }),
     rollback: () => counted({ attempt: 1, restored: [], healthy: true }),
     announce: () => counted({ attempt: 1, webhookSent: false, auditLogged: false }),
+    recordEnd: () => counted({ attempt: 1, webhookSent: false, auditLogged: false }),
     noop: () => counted({ attempt: 1 }),
   };
 }

@@ -8,7 +8,8 @@
 # webhook receiver) and `gantry dev` (Temporal dev server + Web UI, data in .gantry/local, and a worker), then
 # releases the sample service with `gantry start hello 1.0.0 --wait`: at the gate it prints the Web UI address
 # and the approve command, and waits for an approval (from another terminal or the Web UI). Every run starts
-# from a clean lab and an empty dev server, so it can be repeated.
+# from a clean lab and an empty dev server, so it can be repeated. It also makes `gantry` work by name (a link to
+# bin/gantry.js in /usr/local/bin or ~/.local/bin, whichever is on PATH and writable), or says what to run.
 #
 #   --approve-as NAME  approve automatically as NAME when the gate opens (non-interactive runs), signed with the
 #                      lab's key for NAME (.gantry/lab/keys/NAME); NAME must be an approver: alice or bob
@@ -34,7 +35,7 @@ while [[ $# -gt 0 ]]; do
     --bad) bad=1 ;;
     --keep) keep=1 ;;
     --stop) stop=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "local-release: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -80,6 +81,40 @@ if [[ ! -f dist/workflow-bundle.js || -n $(find src scripts -newer dist/workflow
   say "building…"
   npm run --silent build >/dev/null
 fi
+
+# --- `gantry` by name ---------------------------------------------------------------------------------------------
+# gantry's messages (and this script's) name the command `gantry`. Make that name run this checkout, as `npm link`
+# would: a symlink to bin/gantry.js in a directory already on PATH (/usr/local/bin when it is writable, as for
+# root, else ~/.local/bin). Idempotent; a `gantry` that is not a link to some checkout's bin/gantry.js is left alone.
+GANTRY_BIN="$ROOT/bin/gantry.js"
+gantry_cmd="node bin/gantry.js"
+on_path() { case ":$PATH:" in *":$1:"*) return 0 ;; *) return 1 ;; esac; }
+runs_this_checkout() { [[ -n $1 && $(readlink -f "$1" 2>/dev/null) == "$(readlink -f "$GANTRY_BIN")" ]]; }
+link_gantry() {
+  local found dir target
+  found=$(command -v gantry 2>/dev/null || true)
+  if runs_this_checkout "$found"; then gantry_cmd=gantry; return 0; fi
+  for dir in /usr/local/bin "$HOME/.local/bin"; do
+    on_path "$dir" || continue
+    target="$dir/gantry"
+    if [[ -e $target || -L $target ]] && ! [[ -L $target && $(readlink "$target") == */bin/gantry.js ]]; then continue; fi
+    { mkdir -p "$dir" && [[ -w $dir ]] && ln -sfn "$GANTRY_BIN" "$target"; } 2>/dev/null || continue
+    hash -r
+    found=$(command -v gantry 2>/dev/null || true)
+    if runs_this_checkout "$found"; then
+      say "linked $target → bin/gantry.js: \`gantry\` now runs this checkout by name, from any directory"
+      gantry_cmd=gantry
+      return 0
+    fi
+  done
+  if [[ -n $found ]]; then
+    say "\`gantry\` on your PATH is $found, not this checkout; to use this one by name: sudo ln -sfn $GANTRY_BIN /usr/local/bin/gantry"
+  else
+    say "\`gantry\` is not on your PATH and no directory on it is writable here; to use it by name, run: sudo ln -sfn $GANTRY_BIN /usr/local/bin/gantry"
+    say "(or: mkdir -p ~/.local/bin && ln -sfn $GANTRY_BIN ~/.local/bin/gantry, with ~/.local/bin on PATH); until then \`gantry\` means \`node bin/gantry.js\` here"
+  fi
+}
+link_gantry
 say "provisioned in $(( $(date +%s) - t0 ))s"
 
 # A clean lab and an empty dev server every run: the demo releases 1.0.0 (and 1.1.0) again, from scratch.
@@ -142,7 +177,7 @@ release() {
   if [[ -n $approve_as ]]; then
     args+=(--approve-as "$approve_as" --approve-key "$LAB_DIR/keys/$approve_as" --reason "approved by scripts/local-release.sh --approve-as")
   else
-    say "to approve from another terminal: TEMPORAL_ADDRESS=$TEMPORAL_ADDRESS node bin/gantry.js approve hello $version --as alice --key .gantry/lab/keys/alice"
+    say "to approve from another terminal: TEMPORAL_ADDRESS=$TEMPORAL_ADDRESS $gantry_cmd approve hello $version --as alice --key $LAB_DIR/keys/alice"
     say "or in the Web UI: paste the output of the same command with --print into More Actions → Send a Signal → approve"
   fi
   set +e
@@ -151,7 +186,7 @@ release() {
   set -e
   prod_port=$(node -e 'process.stdout.write(String(require(process.argv[1]).productionPort))' "$LAB_DIR/lab.json")
   say "hello $version: exit $code; production answers /version: $(curl -s "http://127.0.0.1:$prod_port/version" || echo '(nothing)')"
-  say "the on-call view: TEMPORAL_ADDRESS=$TEMPORAL_ADDRESS node bin/gantry.js history hello $version"
+  say "the on-call view: TEMPORAL_ADDRESS=$TEMPORAL_ADDRESS $gantry_cmd history hello $version"
   return "$code"
 }
 

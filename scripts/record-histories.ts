@@ -28,6 +28,7 @@ import {
   cancelUpdate,
   decideUpdate,
   rejectSignal,
+  rejectUpdate,
   releaseWorkflowId,
   startSearchAttributes,
   type ReleaseInput,
@@ -219,6 +220,23 @@ SCENARIOS.push(
       await waitForStatus(handle, gateOpen, 'the gate to open');
       await handle.executeUpdate(cancelUpdate, { args: [await people.sign({
         action: 'cancel', workflow: pending.workflowId, run: runId, principal: 'dave', expires: inAMinute(), reason: 'wrong day',
+      })] });
+      await settled(handle);
+    },
+    expectStatus: 'FAILED',
+  },
+  {
+    name: 'signed-rejected',
+    version: '2.0.3',
+    signed: true,
+    description: 'signed start; an unsigned reject refused; signed reject by update; the ending recorded in the audit log (recordEnd)',
+    behaviour: () => ({}),
+    drive: async (handle, _flags, people) => {
+      const s = await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.signal(rejectSignal, { approver: 'bob', reason: 'unsigned' });
+      const runId = (await handle.describe()).runId;
+      await handle.executeUpdate(rejectUpdate, { args: [await people.sign({
+        action: 'reject', workflow: s.workflowId, run: runId, digest: s.gate.digest!, principal: 'bob', expires: inAMinute(), reason: 'changelog is wrong',
       })] });
       await settled(handle);
     },

@@ -14,6 +14,7 @@ import { report } from './cli/errors';
 import { EXIT_CODE_HELP } from './cli/exit-codes';
 import { historyCommand } from './cli/history';
 import { listCommand } from './cli/list';
+import { reportCommand } from './cli/report';
 import { setupCommand } from './cli/setup';
 import { startCommand } from './cli/start';
 import { statusCommand } from './cli/status';
@@ -32,7 +33,7 @@ export function buildProgram(): Command {
     .addHelpText('after', `\nA release is addressed as <service> <version> (or --id <workflow-id>).\n\n${EXIT_CODE_HELP}\n\nDocs: docs/cli.md`);
   addGlobalOptions(program);
   for (const cmd of [
-    startCommand(), statusCommand(), listCommand(), historyCommand(), approveCommand(), rejectCommand(), decideCommand(),
+    startCommand(), statusCommand(), listCommand(), reportCommand(), historyCommand(), approveCommand(), rejectCommand(), decideCommand(),
     cancelCommand(), workerCommand(), devCommand(), setupCommand(), auditCommand(), verifyCommand(),
   ]) {
     program.addCommand(cmd.exitOverride().showHelpAfterError(`(run \`gantry ${cmd.name()} --help\` for its options)`)

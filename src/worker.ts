@@ -9,7 +9,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
+import type { Logger, LogLevel } from '@temporalio/common';
+import { bundleWorkflowCode, Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { TASK_QUEUE } from './shared/release';
 import type { ReleaseActivities } from './activities/types';
 import { createActivities } from './activities';
@@ -65,17 +66,55 @@ function workflowSource(bundlePath: string | undefined, traced: boolean, note: (
   return { workflowsPath: WORKFLOWS_PATH };
 }
 
+/**
+ * The bundler's logger: webpack's report of a clean build (dozens of lines of modules and sizes) is dropped;
+ * its warnings and errors, and the bundler's own, go to `write`.
+ */
+export function bundlerLogger(write: (text: string) => void): Logger {
+  const webpackWarning = /\bWARNING in\b|compiled with \d+ warnings?/;
+  const log = (level: LogLevel, message: string): void => {
+    if (level === 'WARN' || level === 'ERROR' || webpackWarning.test(message)) write(message);
+  };
+  return {
+    log,
+    trace: (m) => log('TRACE', m),
+    debug: (m) => log('DEBUG', m),
+    info: (m) => log('INFO', m),
+    warn: (m) => log('WARN', m),
+    error: (m) => log('ERROR', m),
+  };
+}
+
+/**
+ * Bundle the workflow sources now, quietly (the SDK would log webpack's whole report through the Runtime's
+ * logger), with the given workflow interceptor modules.
+ */
+async function bundleSources(workflowModules: string[] | undefined, note: (line: string) => void): Promise<string> {
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: WORKFLOWS_PATH,
+    ...(workflowModules && workflowModules.length > 0 ? { workflowInterceptorModules: workflowModules } : {}),
+    logger: bundlerLogger(note),
+  });
+  return code;
+}
+
 export async function createReleaseWorker(opts: ReleaseWorkerOptions): Promise<Worker> {
   const note = opts.note ?? ((line: string) => void process.stderr.write(`gantry worker: ${line}\n`));
-  const tracing = opts.tracing ? tracingWorkerOptions(opts.tracing) : {};
+  const tracing: Partial<ReturnType<typeof tracingWorkerOptions>> = opts.tracing ? tracingWorkerOptions(opts.tracing) : {};
+  const source = workflowSource(opts.workflowBundlePath, opts.tracing !== undefined, note);
+  // Without a prebuilt bundle the sources are bundled here rather than by Worker.create, to keep webpack's
+  // report off the terminal. The bundle then carries the workflow interceptors, so the Worker is given none.
+  const workflowCode = source.workflowsPath ? { workflowBundle: { code: await bundleSources(tracing.interceptors?.workflowModules, note) } } : source;
+  const interceptors = tracing.interceptors && source.workflowsPath ? { interceptors: { ...tracing.interceptors, workflowModules: [] } } : {};
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
     // Every step attempt records its duration and result (docs/metrics.md); with tracing, its step on its span.
     activities: instrumentActivities(opts.activities),
-    ...workflowSource(opts.workflowBundlePath, opts.tracing !== undefined, note),
+    ...workflowCode,
     ...tracing,
+    ...interceptors,
     shutdownGraceTime: '30s',
     ...opts.tuning,
   });
@@ -128,12 +167,14 @@ export async function runWorker(activities: ReleaseActivities, opts: RunWorkerOp
   try {
     const connection = await connectWorker(settings);
     try {
+      const bundlePath = resolveWorkflowBundle();
+      if (!bundlePath) process.stderr.write('gantry worker: bundling the workflow sources (no prebuilt bundle; `npm run build` writes one)…\n');
       const worker = await createReleaseWorker({
         connection,
         namespace: settings.namespace,
         activities,
         ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}),
-        workflowBundlePath: resolveWorkflowBundle(),
+        workflowBundlePath: bundlePath,
         ...(telemetry.tracing ? { tracing: telemetry.tracing } : {}),
       });
       // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.

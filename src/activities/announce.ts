@@ -58,11 +58,14 @@ export interface AnnounceDeps {
   ledgerDir?: string;
   /** Channels run after the artifacts (so they get the CHANGELOG section) and before the webhook. */
   extraAnnouncers?: (Announcer | ExtraAnnouncer)[];
+  /** Exactly these channels instead of the standard set (the end-of-release record uses the audit log alone). */
+  only?: Announcer[];
   now?: () => Date;
 }
 
 /** Every channel, in the order they run. */
 export function announceChannels(deps: AnnounceDeps, legacy: Partial<AnnounceResult> = {}): Announcer[] {
+  if (deps.only) return deps.only;
   const extras = (deps.extraAnnouncers ?? []).map((extra, i): Announcer => {
     if (typeof extra !== 'function') return extra;
     const name = extra.name || `announcer ${i + 1}`;

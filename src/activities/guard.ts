@@ -91,6 +91,10 @@ export function guardActivities(acts: ReleaseActivities, source: ConfigSource): 
       check(source, req.release, 'rollback', [targetBinding(req.environment, req.target)]);
       return acts.rollback(req);
     },
+    recordEnd: async (req) => {
+      check(source, req.release, 'the release record', [{ what: 'announce section', got: req.announce, want: (svc) => svc.announce }]);
+      return acts.recordEnd(req);
+    },
     announce: async (req) => {
       check(source, req.release, 'announce', [repoBinding(req.repo), githubBinding(req.github),
         { what: 'announce section', got: req.announce, want: (svc) => svc.announce }]);

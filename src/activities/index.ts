@@ -3,7 +3,7 @@
  * as a factory; this is the only place that knows all of them. A new deploy target is one new deployer module
  * plus one line in `deployers` below.
  */
-import type { BuildRequest, BuildResult, ReleaseActivities } from './types';
+import type { AnnounceRequest, BuildRequest, BuildResult, ReleaseActivities } from './types';
 import { createPreflight } from './preflight';
 import { createTag } from './tag';
 import { createBuildDocker } from './build-docker';
@@ -17,6 +17,7 @@ import { githubPreflightChecks } from './github-preflight';
 import { createGithubActionsBuild } from './github-build';
 import { githubChannel } from './announcers/github';
 import { guardActivities } from './guard';
+import { auditAnnouncer } from './announcers/audit';
 import { resolveSecret } from './secrets';
 import type { SecretRef } from '../config/schema';
 import { createResolve, type ConfigSource } from './resolve';
@@ -67,6 +68,8 @@ export function createActivities(deps: ActivityDeps): ReleaseActivities {
     docker: createDockerDeployer({ env }),
     ssh: createSshDeployer({ env }),
   };
+  // The audit log alone, for releases that end without an announcement (rejected, aborted, cancelled, failed).
+  const recordEnd = createAnnounce({ env, ...dirs, only: [auditAnnouncer()] });
   const checks = createChecks();
   const builds = {
     docker: createBuildDocker({ env, ...dirs }),
@@ -82,6 +85,7 @@ export function createActivities(deps: ActivityDeps): ReleaseActivities {
     smoke: checks.smoke,
     health: checks.health,
     rollback: createRollback({ deployers, verify: checks.health }),
+    recordEnd: (req) => recordEnd.announce(req as unknown as AnnounceRequest),
     ...createAnnounce({ env, ...dirs, extraAnnouncers: [githubChannel({ env })] }),
   }, deps.config);
 }

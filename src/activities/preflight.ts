@@ -88,6 +88,20 @@ export function latestReleased(tags: Iterable<RemoteTag>): { version: string; ta
 
 const short = (sha: string) => sha.slice(0, 12);
 
+/**
+ * The committer time of `commit` in the checkout, as ISO 8601 in UTC: what `gantry report` measures lead time
+ * from. Only a figure for the report, never a check: when git cannot tell, the result simply has none.
+ */
+async function committerTime(git: Git, checkout: string, commit: string): Promise<string | undefined> {
+  try {
+    const out = (await git.run(['show', '--no-patch', '--format=%cI', commit, '--'], checkout)).trim();
+    const t = Date.parse(out);
+    return Number.isNaN(t) ? undefined : new Date(t).toISOString();
+  } catch {
+    return undefined;
+  }
+}
+
 export function createPreflight(deps: PreflightDeps) {
   return {
     preflight: async (req: PreflightRequest): Promise<PreflightResult> => {
@@ -124,12 +138,14 @@ export function createPreflight(deps: PreflightDeps) {
       const latest = latestReleased(state.tags.values());
 
       let commit = state.head;
+      let commitTime: string | undefined;
       if (state.head) {
         commit = await withTempDir('preflight', async (dir) => {
           const checkout = path.join(dir, 'checkout');
           const head = await withHeartbeat(() => ({ check: 'checkout' }), () => git.cloneBranch(repo.url, repo.branch, checkout))
             .catch((err: unknown) => { throw gitFailure(err, `check out branch ${repo.branch} of`, repo.url, tokenRef); });
           add('branch', true, `commit ${short(head)} is the head of ${repo.branch} on ${url}`);
+          commitTime = await committerTime(git, checkout, head);
           await checkFiles(checkout, head);
           await runTests(dir, checkout, head);
           return head;
@@ -169,7 +185,7 @@ export function createPreflight(deps: PreflightDeps) {
           { checks, commit },
         );
       }
-      return { attempt: currentAttempt(), commit: commit!, checks };
+      return { attempt: currentAttempt(), commit: commit!, ...(commitTime ? { commitTime } : {}), checks };
 
       async function checkFiles(checkout: string, head: string): Promise<void> {
         // CHANGELOG section.

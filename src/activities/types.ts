@@ -53,6 +53,12 @@ export interface PreflightRequest {
 export interface PreflightResult extends Attempted {
   /** Full SHA of the commit to release (the head of the configured branch). */
   commit: string;
+  /**
+   * The release commit's committer time (ISO 8601, UTC), as git records it in the checkout. `gantry report`
+   * measures lead time for changes from it. Absent in releases recorded before it existed, or when git could
+   * not tell.
+   */
+  commitTime?: string;
   checks: { name: string; ok: boolean; detail: string }[];
 }
 
@@ -146,6 +152,8 @@ export interface RollbackResult extends Attempted {
 }
 
 export type AnnouncedOutcome = 'released' | 'rolled_back';
+/** How a release that was not announced ended: what its last audit line says. */
+export type RecordedOutcome = AnnouncedOutcome | 'rejected' | 'aborted' | 'cancelled' | 'failed';
 
 export interface AnnounceRequest {
   release: ReleaseRef;
@@ -227,8 +235,16 @@ export interface AnnounceResult extends Attempted {
 }
 
 /** Every activity the release workflow calls. */
+/**
+ * The end-of-release record for a release that did not reach (or finish) its announcement: its actions and its
+ * outcome as chained lines in the audit log, so rejections, aborts, cancellations and refusals are on the record
+ * too. The same shape as an announcement; unknown facts (tag, digest before the build) are empty.
+ */
+export type RecordEndRequest = Omit<AnnounceRequest, 'outcome'> & { outcome: RecordedOutcome };
+
 export interface ReleaseActivities {
   resolvePlan(req: ResolveRequest): Promise<ResolveResult>;
+  recordEnd(req: RecordEndRequest): Promise<AnnounceResult>;
   preflight(req: PreflightRequest): Promise<PreflightResult>;
   tag(req: TagRequest): Promise<TagResult>;
   build(req: BuildRequest): Promise<BuildResult>;

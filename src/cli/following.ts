@@ -2,16 +2,22 @@
 import type { GantryClient } from '../client/context';
 import { followRelease, type FollowOptions, type FollowResult } from '../client/follow';
 import { formatTime } from '../client/format';
+import { liveTerminal } from '../client/live';
 import { describeState, type ReleaseAddress } from '../client/release';
 import { abortOnInterrupt, err, out, setExitCode, webUrlFor } from './common';
 import { ExitCode, outcomeExitCode } from './exit-codes';
 
-/** Follow until the end (or the gate), print the closing words, and set the exit code. Ctrl-C stops following only. */
+/**
+ * Follow until the end (or the gate), print the closing words, and set the exit code. Ctrl-C stops following only.
+ * On a terminal the steps and the gate are a block redrawn in place; `plain` (`--plain`), NO_COLOR, TERM=dumb or
+ * output that is not a terminal print plain lines instead.
+ */
 export async function followAndExit(
   gc: GantryClient,
   addr: ReleaseAddress,
-  opts: Pick<FollowOptions, 'approveAs' | 'approveReason' | 'stopAtGate' | 'signing'> = {},
+  opts: Pick<FollowOptions, 'approveAs' | 'approveReason' | 'stopAtGate' | 'signing'> & { plain?: boolean } = {},
 ): Promise<void> {
+  const { plain, ...follow } = opts;
   const interrupt = abortOnInterrupt();
   let result: FollowResult;
   try {
@@ -20,7 +26,8 @@ export async function followAndExit(
       style: out.style,
       webUrl: webUrlFor(gc, addr.workflowId),
       signal: interrupt.signal,
-      ...opts,
+      live: liveTerminal(process.stdout, process.env, plain === true),
+      ...follow,
     });
   } finally {
     interrupt.dispose();

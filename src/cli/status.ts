@@ -10,6 +10,7 @@ interface StatusOptions {
   id?: string;
   json?: boolean;
   follow?: boolean;
+  plain?: boolean;
 }
 
 export function statusCommand(): Command {
@@ -22,7 +23,8 @@ export function statusCommand(): Command {
     );
   addReleaseArguments(cmd)
     .option('--json', 'print the release status (ReleaseStatus) as JSON')
-    .option('-f, --follow', 'keep following until the release ends; exit with the outcome\'s code')
+    .option('-f, --follow', 'keep following until the release ends; exit with the outcome\'s code (on a terminal the steps and the gate are redrawn in place)')
+    .option('--plain', 'with --follow: print plain lines as things change, even on a terminal')
     .action(async (service: string | undefined, version: string | undefined, opts: StatusOptions, c: Command) => {
       const addr = addressOf(service, version, opts);
       await withClient(c, async (gc) => {
@@ -41,7 +43,7 @@ export function statusCommand(): Command {
         if (opts.follow && !opts.json && snap.status && !snap.status.outcome) {
           out.print('');
           out.print(out.style.dim('Following; Ctrl-C stops following (the release keeps running).'));
-          await followAndExit(gc, addr);
+          await followAndExit(gc, addr, { plain: opts.plain === true });
         } else if (!snap.status) {
           err.print(`Could not read the status of ${addr.label}: ${snap.statusProblem ?? 'unknown reason'}.`);
         }

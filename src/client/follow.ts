@@ -2,6 +2,9 @@
  * Following a release as it runs (`gantry start --wait`, `gantry status --follow`): stage changes, each step as
  * it starts and ends, retries and heartbeat progress of the running step, and, at the gate, the Web UI address
  * and the exact commands to approve or reject. Optionally approves on the operator's behalf when the gate opens.
+ *
+ * On a terminal (`live`), the steps, their progress and the gate are one block redrawn in place (src/client/live.ts)
+ * and only the rest (gate instructions, votes, decisions, warnings) is printed, above it; otherwise plain lines.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { WorkflowExecutionDescription } from '@temporalio/client';
@@ -14,6 +17,7 @@ import type { GantryClient } from './context';
 import { formatDuration, formatOutputs, formatTime, durationBetween, plural } from './format';
 import { describeRelease, queryStatus, type ReleaseAddress } from './release';
 import { PLAIN, type Style } from './style';
+import { LiveBlock, liveLines, type LiveTerminal, type StepProgress } from './live';
 import { ReleaseNotFoundError } from './errors';
 import { ServerUnreachableError } from '../connection';
 
@@ -32,6 +36,8 @@ export interface FollowOptions {
   intervalMs?: number;
   /** Aborted on Ctrl-C: following stops, the release does not. */
   signal?: AbortSignal;
+  /** Draw the steps and the gate as a live block on this terminal instead of printing them as lines. */
+  live?: LiveTerminal | undefined;
 }
 
 export type FollowResult =
@@ -41,11 +47,7 @@ export type FollowResult =
   | { kind: 'closed'; description: WorkflowExecutionDescription }
   | { kind: 'interrupted' };
 
-interface ActivityProgress {
-  attempt: number;
-  failure?: string;
-  heartbeat?: string;
-}
+type ActivityProgress = StepProgress;
 
 function decodePayload(p: Payload | null | undefined): unknown {
   if (!p) return undefined;
@@ -91,6 +93,34 @@ function activityTypeOf(step: string): string {
 }
 
 export async function followRelease(gc: GantryClient, addr: ReleaseAddress, opts: FollowOptions): Promise<FollowResult> {
+  if (!opts.live) return follow(gc, addr, opts, undefined);
+  const st = opts.style ?? PLAIN;
+  let shown: { status: ReleaseStatus; progress: ActivityProgress | undefined } | undefined;
+  const block = new LiveBlock(opts.live, (frame) =>
+    shown ? liveLines(shown.status, { now: Date.now(), frame, progress: shown.progress, style: st }) : []);
+  try {
+    return await follow(gc, addr, { ...opts, print: (line) => block.log(line) }, {
+      show(status, progress) {
+        shown = { status, progress };
+        block.start();
+        block.draw();
+      },
+      stop: () => block.stop(),
+    });
+  } finally {
+    block.stop();
+  }
+}
+
+/** Where the live view goes while following on a terminal. */
+interface LiveSink {
+  /** The status just read, and the running step's progress. */
+  show(status: ReleaseStatus, progress: ActivityProgress | undefined): void;
+  /** Leave the block as it is: what is printed next goes below it. */
+  stop(): void;
+}
+
+async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOptions, live: LiveSink | undefined): Promise<FollowResult> {
   const st = opts.style ?? PLAIN;
   const say = opts.print;
   const interval = opts.intervalMs ?? 1000;
@@ -134,6 +164,8 @@ export async function followRelease(gc: GantryClient, addr: ReleaseAddress, opts
         if (step.state === 'running') {
           running.push(`  ${st.info('▶')} ${step.title}${step.runs > 1 ? ` (run ${step.runs})` : ''}…`);
           progress = undefined;
+        } else if (live) {
+          // The live block shows how the step ended.
         } else if (step.state === 'succeeded') {
           const out = formatOutputs(step.outputs);
           say(`  ${st.ok('✓')} ${step.title} (${plural(step.attempts, 'attempt')}, ${formatDuration(durationBetween(step.startedAt, step.endedAt))})${out ? `: ${st.dim(out)}` : ''}`);
@@ -144,8 +176,10 @@ export async function followRelease(gc: GantryClient, addr: ReleaseAddress, opts
         }
       }
 
-      if (!prev || prev.stage !== s.stage) say(`${t} stage: ${st.bold(s.stage)}`);
-      for (const line of running) say(line);
+      if (!live) {
+        if (!prev || prev.stage !== s.stage) say(`${t} stage: ${st.bold(s.stage)}`);
+        for (const line of running) say(line);
+      }
 
       // Retries and heartbeat progress of the step that is running now.
       const current = s.steps.find((x) => x.state === 'running');
@@ -153,13 +187,14 @@ export async function followRelease(gc: GantryClient, addr: ReleaseAddress, opts
         const d = await describeRelease(gc, addr.workflowId);
         const p = heartbeatText(d, activityTypeOf(current.name));
         if (p) {
-          if (p.attempt > 1 && p.attempt !== progress?.attempt) {
+          if (!live && p.attempt > 1 && p.attempt !== progress?.attempt) {
             say(`    ${st.warn(`attempt ${p.attempt}`)}${p.failure ? `, after: ${p.failure}` : ''}`);
           }
-          if (p.heartbeat && p.heartbeat !== progress?.heartbeat) say(`    ${st.dim(p.heartbeat)}`);
+          if (!live && p.heartbeat && p.heartbeat !== progress?.heartbeat) say(`    ${st.dim(p.heartbeat)}`);
           progress = p;
         }
       }
+      live?.show(s, current ? progress : undefined);
 
       const g = s.gate;
       if (g.state === 'open' && !gateShown) {
@@ -208,6 +243,7 @@ export async function followRelease(gc: GantryClient, addr: ReleaseAddress, opts
       }
 
       if (s.outcome) {
+        live?.stop();
         say('');
         const colour = s.outcome === 'succeeded' ? st.ok : st.bad;
         say(`${st.bold('Outcome:')} ${colour(s.outcome)}: ${s.message}`);

@@ -265,6 +265,8 @@ export interface ReleaseStatus {
   outcome?: Outcome;
   /** What happened and what to do next, in a sentence or two. */
   message: string;
+  /** Whether a release that ended without its announcement got its audit record. */
+  recorded?: string;
   plan?: ReleasePlan;
   startedAt: string;
   endedAt?: string;

@@ -101,7 +101,7 @@ export async function releaseWorkflow(start: StartRequest | ReleaseInput): Promi
       }
       return run.end('succeeded', `${input.service} ${tagName(input.version)} is live in production (${image.imageRef}).${announced}`);
     } catch (err) {
-      return run.fail(err);
+      return await run.fail(err);
     }
   });
 }

@@ -18,7 +18,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { RetryState, type ActivityOptions, type SearchAttributeUpdatePair } from '@temporalio/common';
-import type { AnnouncedAction, DeployResult, ReleaseActivities } from '../activities/types';
+import type { AnnouncedAction, DeployResult, RecordEndRequest, ReleaseActivities } from '../activities/types';
 import { NON_RETRYABLE, ReleaseEndType } from '../shared/errors';
 import { describeNeeds, gateRulesView, operatorRefusal, verifyStatement, type Actor, type GateRules } from '../shared/gate';
 import { durationMs } from '../shared/duration';
@@ -46,6 +46,8 @@ import { countDecision, countRelease, observeStep, secondsBetween } from './metr
 export const PATCHES = {
   /** The workflow input is the start request; the plan is resolved on the worker by the `resolvePlan` activity. */
   workerResolvesPlan: 'gantry-worker-resolves-plan',
+  /** A release that ends without its announcement still writes its actions and outcome to the audit log. */
+  recordEveryEnding: 'gantry-record-every-ending',
 } as const;
 
 /** Thrown by `step` when a step ends in failure; `run.fail` turns it into the release's outcome. */
@@ -388,8 +390,50 @@ export class ReleaseRun {
     return this.status;
   }
 
-  /** Record how the release ended and end the workflow execution accordingly (failed, cancelled). */
-  fail(err: unknown): never {
+  /**
+   * Record how the release ended (status, and, when it was not announced, the audit log) and end the workflow
+   * execution accordingly (failed, cancelled).
+   */
+  async fail(err: unknown): Promise<never> {
+    let ending: { outcome: Outcome; message: string; error: unknown };
+    try {
+      this.settle(err);
+    } catch (e) {
+      ending = { outcome: this.status.outcome ?? 'failed', message: this.status.message, error: e };
+      await this.recordEnding(ending.outcome, ending.message);
+      throw e;
+    }
+    throw new Error('unreachable: settle always throws');
+  }
+
+  /**
+   * The audit record of a release that ends without its announcement (rejected, aborted, cancelled, failed, or
+   * an announcement abandoned by decision): its actions and outcome, through the `recordEnd` step. Never changes
+   * the outcome: a record that cannot be written is noted in the status.
+   */
+  async recordEnding(outcome: Outcome, message: string): Promise<void> {
+    if (this.legacy || !this.resolved || outcome === 'planned' || this.stepStatus('announce').state === 'succeeded') return;
+    if (!patched(PATCHES.recordEveryEnding)) return;
+    const input = this.resolved;
+    const out = (step: StepName) => this.stepStatus(step).outputs;
+    const recorded: RecordEndRequest['outcome'] = outcome === 'succeeded' ? 'released' : outcome;
+    const opts = this.stepOptions('announce');
+    const activities = proxyActivities<ReleaseActivities>({ ...this.activityOptions('announce', opts), summary: `Record the ending — ${input.service} ${input.version}` });
+    await CancellationScope.nonCancellable(() => activities.recordEnd({
+      release: { service: input.service, version: input.version, workflowId: this.status.workflowId },
+      outcome: recorded, announce: input.config.announce, repo: input.config.repo,
+      commit: out('tag').commit ?? out('preflight').commit ?? '', tag: out('tag').tag ?? '', digest: out('build').digest ?? '', imageRef: out('build').imageRef ?? '',
+      approvers: this.status.gate.approvals.map((v) => v.approver), hosts: [], durations: this.durations(), reason: message,
+      actions: this.auditActions(),
+      ...(input.configSha256 ? { configSha256: `sha256:${input.configSha256}` } : {}),
+    })).then(
+      () => { this.status.recorded = 'the actions and the outcome are in the audit log'; },
+      (e: unknown) => { this.status.recorded = `the audit record could not be written: ${e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e)}`; },
+    );
+  }
+
+  /** Settle the release's outcome from what ended it, and throw what ends the execution. */
+  private settle(err: unknown): never {
     if (isCancellation(err)) {
       const by = this.status.cancellation.by ? ` by ${this.status.cancellation.by}` : '';
       const message = `Cancelled${by} before production changed; nothing was deployed to production. Start the release again when ready.`;

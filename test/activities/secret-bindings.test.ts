@@ -6,7 +6,7 @@
  * its API base URL. Real git, real HTTP servers on loopback.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -18,6 +18,7 @@ import { createActivities } from '../../src/activities';
 import { fileConfigSource } from '../../src/activities/resolve';
 import { Git } from '../../src/activities/git';
 import { createGithubClient } from '../../src/github/client';
+import { verifyChain } from '../../src/record/audit-chain';
 import type { PreflightRequest } from '../../src/activities/types';
 import { SAMPLE_CONFIG_YAML } from '../helpers/fixtures';
 
@@ -134,5 +135,32 @@ describe('a GitHub token goes only to the configured API base URL', () => {
       await api.close();
       await other.close();
     }
+  });
+});
+
+describe('the record of a release that was not announced', () => {
+  it('writes its actions and its outcome as chained audit lines, once however often the step retries', async () => {
+    const auditLog = path.join(dir, 'audit.jsonl');
+    const file = path.join(dir, 'gantry-audit.yaml');
+    writeFileSync(file, SAMPLE_CONFIG_YAML.replace('    steps:', `    announce: { auditLog: ${auditLog} }\n    steps:`));
+    const acts = createActivities({ config: fileConfigSource(file), env: process.env });
+    const req = {
+      release: { service: 'hello', version: '1.2.3', workflowId: 'release-hello-1.2.3' },
+      outcome: 'rejected' as const, announce: { auditLog }, repo: { url: '/srv/git/hello.git', branch: 'main', changelog: 'CHANGELOG.md' },
+      commit: 'a'.repeat(40), tag: 'v1.2.3', digest: 'sha256:0', imageRef: '', approvers: [], hosts: [], durations: {}, reason: 'Rejected by carol',
+      actions: [
+        { kind: 'start-accepted', actor: 'dave', verified: true, at: '2026-12-01T10:00:00.000Z' },
+        { kind: 'approve-refused', actor: 'mallory', verified: false, at: '2026-12-01T10:01:00.000Z', detail: 'mallory is not an approver for hello' },
+        { kind: 'reject-accepted', actor: 'carol', verified: true, at: '2026-12-01T10:02:00.000Z', detail: 'changelog is wrong' },
+      ],
+    };
+    const run = () => new MockActivityEnvironment().run((r: typeof req) => acts.recordEnd(r), req);
+    await run();
+    await run(); // a retry adds nothing
+    const lines = readFileSync(auditLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; actor: string; prev: string });
+    expect(lines.map((l) => [l.action, l.actor])).toEqual([
+      ['start-accepted', 'dave'], ['approve-refused', 'mallory'], ['reject-accepted', 'carol'], ['rejected', expect.any(String)],
+    ]);
+    expect(verifyChain(readFileSync(auditLog))).toMatchObject({ ok: true });
   });
 });

@@ -140,7 +140,7 @@ export function routedActivities(routes: Routes): Routed {
     }
     return g;
   };
-  const steps: Exclude<keyof ReleaseActivities, 'resolvePlan'>[] = ['preflight', 'tag', 'build', 'deploy', 'smoke', 'health', 'rollback', 'announce'];
+  const steps: Exclude<keyof ReleaseActivities, 'resolvePlan'>[] = ['preflight', 'tag', 'build', 'deploy', 'smoke', 'health', 'rollback', 'announce', 'recordEnd'];
   const activities = {
     resolvePlan: (req) => {
       resolved.push(`${req.service} ${req.version}`);

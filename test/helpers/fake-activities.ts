@@ -24,6 +24,8 @@ export interface FakeBehaviour {
 
 export interface FakeActivities extends Omit<ReleaseActivities, 'resolvePlan'> {
   calls: string[];
+  /** The end-of-release records asked for (recordEnd), by outcome: kept apart from `calls`, which lists the steps. */
+  recorded: string[];
   /** When absent, the test harness answers with the test's input. */
   resolvePlan?: ReleaseActivities['resolvePlan'];
 }
@@ -53,6 +55,7 @@ async function held(until: Promise<unknown> | undefined): Promise<void> {
 
 export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
   const calls: string[] = [];
+  const recorded: string[] = [];
   const maybeFail = (key: string, step: StepKey): void => {
     const mode = b.fail?.[key as StepKey] ?? (key !== step ? b.fail?.[step] : undefined);
     if (mode === 'fatal') throw nonRetryable(GantryErrorType.CheckFailed, `${key} failed for good (fake)`, { attempt: attempt() });
@@ -62,7 +65,9 @@ export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
     async preflight() {
       calls.push('preflight');
       maybeFail('preflight', 'preflight');
-      return { attempt: attempt(), commit: 'a'.repeat(40), checks: [{ name: 'semver', ok: true, detail: 'ok' }] };
+      // The release commit was made a minute before preflight looked at it (lead time for `gantry report`).
+      const commitTime = new Date(Date.now() - 60_000).toISOString();
+      return { attempt: attempt(), commit: 'a'.repeat(40), commitTime, checks: [{ name: 'semver', ok: true, detail: 'ok' }] };
     },
     async tag(req) {
       calls.push('tag');
@@ -104,11 +109,15 @@ export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
       maybeFail('rollback', 'rollback');
       return { attempt: attempt(), restored: req.deployed.map((t) => ({ target: t.target, image: t.previousImage })), healthy: true };
     },
+    async recordEnd(req) {
+      recorded.push(req.outcome);
+      return { attempt: attempt(), webhookSent: false, auditLogged: false };
+    },
     async announce(req) {
       calls.push(`announce:${req.outcome}`);
       maybeFail('announce', 'announce');
       return { attempt: attempt(), webhookSent: false, auditLogged: false };
     },
   };
-  return Object.assign(acts, { calls });
+  return Object.assign(acts, { calls, recorded });
 }

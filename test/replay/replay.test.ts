@@ -25,7 +25,7 @@ import { quietRuntime } from '../workflows/harness';
 import { historyFiles, loadHistory, readManifest } from './histories';
 
 const REORDERED_WORKFLOW = path.join(__dirname, 'fixtures', 'release-build-before-tag.ts');
-const REQUIRED_SCENARIOS = ['happy', 'rejected', 'rolled-back', 'decide-retry', 'signed-approved', 'signed-decide-cancel', 'declared-rolled-back'];
+const REQUIRED_SCENARIOS = ['happy', 'rejected', 'rolled-back', 'decide-retry', 'signed-approved', 'signed-decide-cancel', 'signed-rejected', 'declared-rolled-back'];
 
 const noop = (): void => undefined;
 const quietLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop };

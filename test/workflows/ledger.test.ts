@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { approveSignal, approveUpdate, decideSignal, statusQuery } from '../../src/shared/release';
+import { approveSignal, approveUpdate, decideSignal, rejectUpdate, statusQuery } from '../../src/shared/release';
 import { buildTimeline, type TimelineEntry } from '../../src/client/history';
 import { fakeActivities } from '../helpers/fake-activities';
 import { timeSkippingEnv } from '../helpers/servers';
@@ -64,6 +64,21 @@ describe('the ledger', () => {
       expect(messages[2]!.detail).toMatch(/^there is no signal named "aprove"/);
       expect(messages[3]!.detail).toBe('mallory is not an approver for hello; approvers are alice, bob, carol');
       expect(messages[4]!.who).toBe('bob');
+    });
+  });
+
+  it('asks for the audit record of a release that ends without its announcement, with every action on it', async () => {
+    const fake = fakeActivities();
+    await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.signal(approveSignal, { approver: 'mallory' });
+      await handle.executeUpdate(rejectUpdate, { args: [{ approver: 'carol', reason: 'changelog is wrong' }] });
+      await handle.result().catch(() => undefined);
+      const status = await handle.query(statusQuery);
+      expect(status.outcome).toBe('rejected');
+      expect(fake.recorded).toEqual(['rejected']);
+      expect(status.recorded).toBe('the actions and the outcome are in the audit log');
+      expect(fake.calls).not.toContain('announce:released');
     });
   });
 

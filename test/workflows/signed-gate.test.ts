@@ -299,7 +299,11 @@ describe('a signed approval', () => {
       expect(first).toEqual({ gate: 'open', approvals: 1, required: 2, message: expect.stringContaining('Approval by alice recorded: 1 of 2') });
       const s = await handle.query(statusQuery);
       expect(s.gate.approvals).toEqual([
-        { approver: 'alice', verified: true, fingerprint: alice.fingerprint, reason: 'staging looks good', at: expect.any(String), via: 'update' },
+        {
+          approver: 'alice', verified: true, fingerprint: alice.fingerprint, reason: 'staging looks good', at: expect.any(String), via: 'update',
+          // The statement as signed, kept for the signed release manifest.
+          statement: expect.stringContaining('action: approve\n'), signature: expect.stringContaining('-----BEGIN SSH SIGNATURE-----'),
+        },
       ]);
       expect(s.gate.needs).toBe('needs 1 more approval from bob or carol (signed)');
       // bob signs with OpenSSH and pastes the JSON into the Web UI's signal dialog.
