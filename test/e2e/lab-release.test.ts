@@ -15,19 +15,40 @@ import { BIN, gantry, requireBuild, show, waitFor } from '../cli/harness';
 import type { ReleaseStatus } from '../../src/shared/release';
 import type { AuditRecord } from '../../src/activities/announce';
 import { writeRollbackDemoConfig } from '../../src/lab/sample-repo';
+import { freePort } from '../helpers/ports';
 
 const ctx = useLab();
 let env: TestWorkflowEnvironment;
 let worker: ChildProcess;
 let workerLog = '';
 let cliEnv: Record<string, string>;
+let metricsUrl: string;
+
+/** The worker's Prometheus metrics, as a scraper reads them. */
+async function scrape(): Promise<string> {
+  const res = await fetch(metricsUrl);
+  expect(res.status).toBe(200);
+  return res.text();
+}
+
+/** The value of a metric series whose labels include all of `labels`. */
+function metric(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return undefined;
+}
 
 beforeAll(async () => {
   requireBuild();
   env = await devServerEnv();
   cliEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default', ...ctx.lab.env };
   // The worker owns the lab's config (read again for every release); the CLI sends only signed requests.
-  worker = spawn(process.execPath, [BIN, 'worker', '--config', ctx.lab.configFile], { env: { ...process.env, ...cliEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const metricsPort = await freePort();
+  metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  worker = spawn(process.execPath, [BIN, 'worker', '--config', ctx.lab.configFile, '--metrics', `127.0.0.1:${metricsPort}`], { env: { ...process.env, ...cliEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   worker.stdout?.on('data', (d: Buffer) => { workerLog += d.toString(); });
   worker.stderr?.on('data', (d: Buffer) => { workerLog += d.toString(); });
   await waitFor('the worker to poll', async () => workerLog.includes('polling') || undefined, 60_000);
@@ -131,6 +152,17 @@ describe('a release on the lab, driven by the gantry CLI', () => {
     const metadata = JSON.parse(readFileSync(path.join(path.dirname(announced.notes!), 'release-metadata.json'), 'utf8')) as Record<string, unknown>;
     expect(JSON.stringify(metadata)).toContain(step(atGate, 'build').outputs.digest!);
 
+    // The worker's metrics after a real release: the SDK's and gantry's own (docs/metrics.md).
+    const m = await scrape();
+    expect(metric(m, 'temporal_workflow_completed')).toBeGreaterThanOrEqual(1);
+    expect(metric(m, 'release_success_total', { service: 'hello' })).toBe(1);
+    expect(metric(m, 'release_manual_approval_total', { vote: 'approve' })).toBe(1);
+    expect(metric(m, 'release_duration_seconds_count', { outcome: 'succeeded' })).toBe(1);
+    expect(metric(m, 'release_gate_wait_seconds_count', { result: 'approved' })).toBe(1);
+    for (const step of ['preflight', 'tag', 'build', 'deployProduction', 'health', 'announce']) {
+      expect(metric(m, 'release_step_duration_seconds_count', { step }), step).toBeGreaterThanOrEqual(1);
+    }
+
     const history = await gantry(['history', 'hello', good.version], { env: cliEnv });
     expect(history.code, show(history)).toBe(0);
     for (const words of ['Preflight checks', 'Tag the release commit', 'Build and push the image', 'Deploy to staging', 'Smoke-check staging', 'alice', 'Deploy to production', 'Health-check production', 'Announce the release']) {
@@ -160,5 +192,8 @@ describe('a release on the lab, driven by the gantry CLI', () => {
     expect(hooks).toHaveLength(2);
     expect(JSON.stringify(hooks[1]!.body)).toMatch(/roll(ed)? ?back/i);
     expect(auditLines().filter((l) => l.release.version === broken.version).map((l) => l.action)).toEqual(['start-accepted', 'approve-accepted', 'rolled_back']);
+    const m = await scrape();
+    expect(metric(m, 'release_rollback_total', { service: 'hello' })).toBe(1);
+    expect(metric(m, 'release_failure_total', { outcome: 'rolled_back' })).toBe(1);
   });
 });
