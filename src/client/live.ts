@@ -52,23 +52,24 @@ function stepLine(step: StepStatus, view: LiveView, st: Style): string {
         : step.state === 'failed' ? st.bad(MARK.failed)
           : st.dim(MARK[step.state]);
   const took = step.state === 'running' ? elapsed(step.startedAt, view.now) : elapsed(step.startedAt, step.endedAt);
-  const title = step.state === 'pending' || step.state === 'skipped' ? st.dim(step.title.padEnd(TITLE_WIDTH)) : step.title.padEnd(TITLE_WIDTH);
+  const pad = ' '.repeat(Math.max(0, TITLE_WIDTH - step.title.length));
+  const title = `${step.state === 'pending' || step.state === 'skipped' ? st.dim(step.title) : step.title}${pad}`;
   const time = (took === undefined ? '' : formatDuration(took)).padStart(6);
   const extra: string[] = [];
   const runs = step.runs > 1 ? ` in ${step.runs} runs` : '';
   if (step.state === 'running') {
     const p = view.progress;
     if (step.runs > 1) extra.push(`run ${step.runs}`);
-    if (p && p.attempt > 1) extra.push(st.warn(`attempt ${p.attempt}${p.failure ? `, after: ${p.failure}` : ''}`));
-    if (p?.heartbeat) extra.push(st.dim(p.heartbeat));
+    if (p && p.attempt > 1) extra.push(st.warn(`attempt ${p.attempt}${p.failure ? `, after: ${oneLine(p.failure)}` : ''}`));
+    if (p?.heartbeat) extra.push(st.dim(oneLine(p.heartbeat)));
   } else if (step.state === 'succeeded') {
     if (step.attempts > 1 || step.runs > 1) extra.push(`${plural(step.attempts, 'attempt')}${runs}`);
-    const out = formatOutputs(step.outputs);
+    const out = oneLine(formatOutputs(step.outputs));
     if (out) extra.push(st.dim(out));
   } else if (step.state === 'failed') {
-    extra.push(st.bad(`failed after ${plural(step.attempts, 'attempt')}${runs}: ${step.error ?? 'no message'}`));
+    extra.push(st.bad(`failed after ${plural(step.attempts, 'attempt')}${runs}: ${oneLine(step.error ?? 'no message')}`));
   } else if (step.state === 'skipped') {
-    extra.push(st.dim(`skipped${step.error ? `: ${step.error}` : ''}`));
+    extra.push(st.dim(`skipped${step.error ? `: ${oneLine(step.error)}` : ''}`));
   }
   return `  ${mark} ${title} ${time}${extra.length > 0 ? `  ${extra.join(' · ')}` : ''}`.trimEnd();
 }
@@ -94,7 +95,7 @@ function gateLine(s: ReleaseStatus, view: LiveView, st: Style): string {
     case 'approved':
       return `  ${label}  ${st.ok(`approved${g.approvals.length > 0 ? ` by ${who(g.approvals)}` : ''}`)}${g.digest ? ` · image ${shortDigest(g.digest)}` : ''}`;
     case 'rejected':
-      return `  ${label}  ${st.bad(`rejected${g.rejection ? ` by ${g.rejection.approver}${g.rejection.reason ? `: ${g.rejection.reason}` : ''}` : ''}`)}`;
+      return `  ${label}  ${st.bad(`rejected${g.rejection ? ` by ${g.rejection.approver}${g.rejection.reason ? `: ${oneLine(g.rejection.reason)}` : ''}` : ''}`)}`;
     case 'timed_out':
       return `  ${label}  ${st.bad(`timed out${g.deadline ? ` at ${formatTime(g.deadline)}` : ''} without the approvals it needed`)}`;
     case 'closed':
@@ -125,7 +126,12 @@ export function liveLines(s: ReleaseStatus, view: LiveView): string[] {
     const c = s.cancellation;
     lines.push(`  ${st.warn(`cancellation requested${c.by ? ` by ${c.by}` : ''}: production work already begun finishes first`)}`);
   }
-  return lines;
+  return lines.map(oneLine);
+}
+
+/** One terminal line: errors and heartbeats can span lines (git's, an engine's), which would break the redraw. */
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').replace(/\t/g, ' ');
 }
 
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/y;
@@ -198,6 +204,7 @@ export class LiveBlock {
   private last = '';
   private frame = 0;
   private timer: NodeJS.Timeout | undefined;
+  private redraw: NodeJS.Immediate | undefined;
   private started = false;
   private stopped = false;
   private readonly restoreCursor = (): void => this.term.write(SHOW_CURSOR);
@@ -227,16 +234,25 @@ export class LiveBlock {
     this.paint(this.fitted(true));
   }
 
-  /** Print a line above the block; it stays in the terminal's scrollback. After `stop`, just print it. */
+  /**
+   * Print a line above the block; it stays in the terminal's scrollback. The block is drawn again below it once
+   * the lines printed together are out (on the next turn of the event loop, or the next draw). After `stop`, or
+   * before anything was drawn, just print it.
+   */
   log(line: string): void {
     if (!this.started || this.stopped) {
       this.term.write(`${line}\n`);
       return;
     }
-    this.term.write(`${eraseUp(this.height)}${line}\n`);
+    this.term.write(`${this.height > 0 ? eraseUp(this.height) : ''}${line}\n`);
     this.height = 0;
     this.last = '';
-    this.paint(this.fitted(true));
+    if (!this.redraw) {
+      this.redraw = setImmediate(() => {
+        this.redraw = undefined;
+        this.draw();
+      });
+    }
   }
 
   /** The last draw, in full, then the block is left behind as plain text. Idempotent. */
@@ -245,14 +261,16 @@ export class LiveBlock {
     this.stopped = true;
     if (!this.started) return;
     if (this.timer) clearInterval(this.timer);
+    if (this.redraw) clearImmediate(this.redraw);
     this.timer = undefined;
+    this.redraw = undefined;
     this.paint(this.fitted(false));
     this.term.write(SHOW_CURSOR);
     process.removeListener('exit', this.restoreCursor);
   }
 
   private fitted(trimToScreen: boolean): string[] {
-    let lines = this.render(this.frame);
+    let lines = this.render(this.frame).flatMap((l) => l.split('\n'));
     const cols = this.term.columns();
     if (cols) lines = lines.map((l) => fitWidth(l, cols - 1));
     const rows = this.term.rows();

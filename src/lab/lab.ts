@@ -60,6 +60,8 @@ export interface Lab {
    * and `bob` approve them; `allowedSigners` lists their public keys (the worker config's allowedSigners).
    */
   people: { operator: string; alice: string; bob: string; allowedSigners: string };
+  /** The worker's own key, which signs each release's manifest (announce.signingKey). */
+  releaseSigningKey: string;
   staging: LabEnvironment;
   production: LabEnvironment;
   /** The release config for the lab (service `hello`) and where it was written. */
@@ -247,6 +249,15 @@ function ensureSshKeys(sshDir: string): { clientKey: string; hostKey: string; fi
   return { clientKey, hostKey, fingerprint: fp };
 }
 
+/** The lab worker's release-signing key (ed25519, a secret the worker reads by reference). */
+export function ensureReleaseSigningKey(keysDir: string): string {
+  mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+  const file = path.join(keysDir, 'release-signing');
+  if (!existsSync(file)) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'gantry-lab-worker', '-f', file], { stdio: 'ignore' });
+  chmodSync(file, 0o600);
+  return file;
+}
+
 /** The lab's people (operator, alice, bob) with ed25519 signing keys, and the allowed_signers file listing them. */
 export function ensurePeopleKeys(keysDir: string): Lab['people'] {
   mkdirSync(keysDir, { recursive: true, mode: 0o700 });
@@ -335,6 +346,7 @@ function labConfig(lab: Omit<Lab, 'configYaml' | 'configFile' | 'env' | 'docker'
           webhook: { env: WEBHOOK_ENV },
           auditLog: path.join(lab.dir, 'audit.jsonl'),
           artifactsDir: path.join(lab.dir, 'artifacts', '{service}', '{version}'),
+          signingKey: { file: lab.releaseSigningKey },
         },
       },
     },
@@ -422,6 +434,7 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
       repo: { ...repo, moveBranch: (branch: string, commit: string) => moveBranch(repo, branch, commit) },
       ssh: { host: '127.0.0.1', port: sshPort, user, privateKeyFile: keys.clientKey, hostKeyFingerprint: keys.fingerprint },
       people: ensurePeopleKeys(path.join(dir, 'keys')),
+      releaseSigningKey: ensureReleaseSigningKey(path.join(dir, 'keys')),
       staging,
       production,
     };

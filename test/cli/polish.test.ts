@@ -115,13 +115,14 @@ describe('liveLines: a release as the live block shows it', () => {
 
   it('a failed step, a pending decision and a cancellation are in the block too; with colour only the style differs', () => {
     const s = status([step('resolve', 'succeeded', 0, 1), step('preflight', 'succeeded', 1, 2), step('tag', 'succeeded', 2, 3),
-      step('build', 'failed', 3, 9, { attempts: 3, error: 'registry unreachable' })], {
+      step('build', 'failed', 3, 9, { attempts: 3, error: 'registry\n  unreachable' })], {
       stage: 'awaiting-decision',
       pendingDecision: { id: 'build#1', step: 'build', error: 'registry unreachable', openedAt: at(9), deadline: '2026-12-01T11:00:09Z' },
       cancellation: { requested: true, by: 'carol' },
     });
     const lines = liveLines(s, { now: T0 + 20_000 });
-    expect(lineOf(lines, 'Build and push')).toMatch(/✗ Build and push the image\s+6\.0s {2}failed after 3 attempts: registry unreachable$/);
+    expect(lineOf(lines, 'Build and push'), 'a message of several lines is one line in the block').toMatch(
+      /✗ Build and push the image\s+6\.0s {2}failed after 3 attempts: registry unreachable$/);
     expect(lineOf(lines, '  decision')).toBe('  decision  Build and push the image failed after its retries: retry or abort before 2026-12-01 11:00:09Z');
     expect(lineOf(lines, 'cancellation')).toContain('cancellation requested by carol');
     const tty = Object.assign(Object.create(process.stdout) as NodeJS.WriteStream, { isTTY: true });
@@ -140,7 +141,7 @@ describe('the live block on a terminal', () => {
     expect(cut.endsWith('\x1b[0m')).toBe(true);
   });
 
-  it('LiveBlock redraws in place, prints log lines above the block, and leaves the last block as it is', () => {
+  it('LiveBlock redraws in place, prints log lines above the block, and leaves the last block as it is', async () => {
     let written = '';
     const term: LiveTerminal = { write: (t) => void (written += t), columns: () => 40, rows: () => 30 };
     let n = 0;
@@ -155,7 +156,11 @@ describe('the live block on a terminal', () => {
     expect(written).toBe('\x1b[2A\r\x1b[0Jcount 1\nsecond line that is longer than forty …\n');
     written = '';
     block.log('Waiting at the approval gate');
-    expect(written).toBe('\x1b[2A\r\x1b[0JWaiting at the approval gate\ncount 1\nsecond line that is longer than forty …\n');
+    block.log('  Approve:  gantry approve …');
+    expect(written, 'lines printed together go above the block, drawn again once after them').toBe(
+      '\x1b[2A\r\x1b[0JWaiting at the approval gate\n  Approve:  gantry approve …\n');
+    await new Promise((r) => setImmediate(r));
+    expect(written).toBe('\x1b[2A\r\x1b[0JWaiting at the approval gate\n  Approve:  gantry approve …\ncount 1\nsecond line that is longer than forty …\n');
     written = '';
     n = 2;
     block.stop();
@@ -225,6 +230,26 @@ describe('following a release with the built CLI', () => {
   const cli = (args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> =>
     gantry(args, { env: { ...temporalEnv, ...extraEnv }, cwd: dir, timeoutMs: 60_000 });
 
+  /**
+   * `gantry <args>` on a pseudo-terminal of 120×40 (util-linux `script`), with colour, and otherwise as the
+   * harness runs the CLI (nothing of the machine's Temporal or signing settings). Writing to `keys` types.
+   */
+  function onPty(args: string[]) {
+    const command = `stty cols 120 rows 40; exec ${[process.execPath, BIN, ...args].map((a) => JSON.stringify(a)).join(' ')}`;
+    const parentEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) =>
+      !k.startsWith('TEMPORAL_') && !['GANTRY_CONFIG', 'GANTRY_SIGNING_KEY', 'SSH_AUTH_SOCK', 'NO_COLOR'].includes(k)));
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: dir,
+      env: { ...parentEnv, ...temporalEnv, TERM: 'xterm-256color' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let raw = '';
+    child.stdout.on('data', (b: Buffer) => (raw += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (raw += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    return { text: () => raw.replaceAll('\r\n', '\n'), exited, keys: child.stdin, kill: () => child.kill('SIGTERM') };
+  }
+
   it('not a terminal: `start --wait` prints the plain lines, with no ANSI escape, even without NO_COLOR', async () => {
     const r = await cli(['start', 'hello', '1.0.0', '--config', oneApproval, '--wait', '--approve-as', 'alice'], { NO_COLOR: '', TERM: 'xterm-256color' });
     expect(r.code, show(r)).toBe(0);
@@ -239,20 +264,7 @@ describe('following a release with the built CLI', () => {
     const started = await cli(['start', 'hello', '2.0.0', '--config', oneApproval, '--wait', '--stop-at-gate']);
     expect(started.code, show(started)).toBe(0);
 
-    const command = `stty cols 120 rows 40; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} status hello 2.0.0 --follow`;
-    // As the harness runs the CLI (nothing of the machine's Temporal or signing settings), but with colour.
-    const parentEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) =>
-      !k.startsWith('TEMPORAL_') && !['GANTRY_CONFIG', 'GANTRY_SIGNING_KEY', 'SSH_AUTH_SOCK', 'NO_COLOR'].includes(k)));
-    const child = spawn('script', ['-qfec', command, '/dev/null'], {
-      cwd: dir,
-      env: { ...parentEnv, ...temporalEnv, TERM: 'xterm-256color' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let raw = '';
-    child.stdout.on('data', (b: Buffer) => (raw += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (raw += b.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const text = () => raw.replaceAll('\r\n', '\n');
+    const { text, exited, kill } = onPty(['status', 'hello', '2.0.0', '--follow']);
     try {
       await waitFor('the live block with the open gate', async () => /gate\S*\s+\S*open for \S+: it needs 1 more approval from alice, bob or carol/.test(visible(text())));
       const approved = await cli(['approve', 'hello', '2.0.0', '--as', 'alice']);
@@ -268,7 +280,7 @@ describe('following a release with the built CLI', () => {
       finishProduction();
       expect(await exited, text()).toBe(0);
     } finally {
-      child.kill('SIGTERM');
+      kill();
     }
 
     const out = text();
@@ -285,10 +297,31 @@ describe('following a release with the built CLI', () => {
     expect(finalBlock).not.toMatch(new RegExp(`[${SPINNER.join('')}]`));
     // The gate instructions were printed above the block, once, and stay.
     const all = visible(out);
-    expect(all.split('Waiting at the approval gate: it needs 1 more approval').length).toBe(2);
+    expect(all.split('Waiting at the approval gate: it needs 1 more approval from alice, bob or carol; approvers').length).toBe(2);
     expect(all).toContain('  Approve:  gantry approve hello 2.0.0 --as <name>');
     expect(all).toContain('✓ approved by alice via update');
     expect(all, 'no plain step lines on a terminal').not.toContain('] stage: ');
     expect(out).toContain('\x1b[?25h');
+  }, 90_000);
+
+  it.skipIf(!hasScript())('Ctrl-C on the terminal stops following: the last block stays, the cursor is back, the release keeps running', async () => {
+    const started = await cli(['start', 'hello', '3.0.0', '--config', oneApproval, '--wait', '--stop-at-gate']);
+    expect(started.code, show(started)).toBe(0);
+    const { text, exited, keys, kill } = onPty(['status', 'hello', '3.0.0', '--follow']);
+    try {
+      await waitFor('the live block with the open gate', async () => /gate\S*\s+\S*open for /.test(visible(text())));
+      keys.write('\x03');
+      expect(await exited, text()).toBe(130);
+    } finally {
+      kill();
+    }
+    const out = text();
+    const after = out.slice(out.lastIndexOf('\x1b[0J') + 4);
+    expect(visible(after)).toMatch(/^Release hello 3\.0\.0 · awaiting-approval · [^\n]+\n(.*\n){10}  gate  open for /);
+    expect(after).toContain('\x1b[?25h');
+    expect(visible(after)).toMatch(/Stopped following at .*; the release keeps running on the server\. Follow it again with `gantry status hello 3\.0\.0 --follow`\./);
+    const s = await cli(['status', 'hello', '3.0.0', '--json']);
+    expect((JSON.parse(s.stdout) as ReleaseStatus).stage).toBe('awaiting-approval');
+    expect((await cli(['cancel', 'hello', '3.0.0', '--as', 'carol'])).code).toBe(0);
   }, 90_000);
 });

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { History } from '@temporalio/common/lib/proto-utils';
+import { msToTs } from '@temporalio/common/lib/time';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { createPreflight } from '../../src/activities/preflight';
@@ -167,8 +168,7 @@ describe('quantiles', () => {
 
 /** A history event at `at` (ISO) with the given attributes. */
 function ev(id: number, at: string, attrs: Record<string, unknown>): NonNullable<History['events']>[number] {
-  const t = Date.parse(at);
-  return { eventId: id, eventTime: { seconds: Math.floor(t / 1000), nanos: (t % 1000) * 1e6 }, ...attrs } as unknown as NonNullable<History['events']>[number];
+  return { eventId: id, eventTime: msToTs(Date.parse(at)), ...attrs } as unknown as NonNullable<History['events']>[number];
 }
 const payloads = (...values: unknown[]) => ({ payloads: values.map((v) => defaultPayloadConverter.toPayload(v)) });
 

@@ -150,6 +150,12 @@ describe('a release on the lab, driven by the gantry CLI', () => {
     const notes = readFileSync(announced.notes!, 'utf8');
     expect(notes).toContain(good.version);
     const metadata = JSON.parse(readFileSync(path.join(path.dirname(announced.notes!), 'release-metadata.json'), 'utf8')) as Record<string, unknown>;
+    // The signed release manifest verifies offline, and names the verified approval.
+    const manifest = path.join(path.dirname(announced.notes!), 'release-manifest.json');
+    const verified = await gantry(['verify', manifest, '--audit-log', path.join(ctx.lab.dir, 'audit.jsonl')], { env: cliEnv });
+    expect(verified.code, show(verified)).toBe(0);
+    expect(verified.stdout).toContain(step(atGate, 'build').outputs.digest!);
+    expect(verified.stdout).toContain('alice');
     expect(JSON.stringify(metadata)).toContain(step(atGate, 'build').outputs.digest!);
 
     // The worker's metrics after a real release: the SDK's and gantry's own (docs/metrics.md).

@@ -55,8 +55,12 @@ describe('the lab config', () => {
         ['version', { path: 'version', equals: '{version}' }],
       ]);
     }
-    expect(service.announce).toEqual({ webhook: { env: 'GANTRY_LAB_WEBHOOK_URL' }, auditLog: path.join(lab.dir, 'audit.jsonl'), artifactsDir: path.join(lab.dir, 'artifacts', '{service}', '{version}') });
+    expect(service.announce).toEqual({
+      webhook: { env: 'GANTRY_LAB_WEBHOOK_URL' }, auditLog: path.join(lab.dir, 'audit.jsonl'), artifactsDir: path.join(lab.dir, 'artifacts', '{service}', '{version}'),
+      signingKey: { file: lab.releaseSigningKey },
+    });
     expect(service.approvals.approvers).toEqual(['alice', 'bob']);
+    expect(service.approvals.identity).toBe('signed');
     expect(lab.env.GANTRY_LAB_WEBHOOK_URL).toBe(lab.webhook.url);
     expect(lab.configYaml).not.toContain(lab.webhook.url);
   });

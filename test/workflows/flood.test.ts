@@ -119,7 +119,7 @@ async function flood(handle: ReleaseHandle, name: string, count: number, inFligh
 }
 
 describe('a flood of junk signals at the gate', () => {
-  it('is recorded in a bounded ledger: status stays small and answers, and the release can still be approved by update', { timeout: 600_000 }, async () => {
+  it('is recorded in a bounded ledger: status stays small and answers, and the release can still be approved by update', { timeout: 1_200_000 }, async () => {
     const input = testInput();
     const taskQueue = `flood-${randomUUID()}`;
     const inputFile = path.join(dir, `${taskQueue}.json`);
@@ -168,9 +168,9 @@ describe('a flood of junk signals at the gate', () => {
     expect(history.events?.filter((e) => e.workflowExecutionSignaledEventAttributes).length).toBe(accepted);
 
     let s = await handle.query(statusQuery).catch(() => undefined);
-    const deadline = Date.now() + 300_000;
+    const deadline = Date.now() + 600_000; // a loaded machine replays 10,000 signals slowly; no timing is asserted
     while (!s || s.gate.refusedCount < accepted) {
-      if (Date.now() > deadline) throw new Error(`the workflow recorded ${s?.gate.refusedCount ?? '?'} of ${accepted} refused signals in 5 minutes`);
+      if (Date.now() > deadline) throw new Error(`the workflow recorded ${s?.gate.refusedCount ?? '?'} of ${accepted} refused signals in 10 minutes`);
       await new Promise((r) => setTimeout(r, 500));
       await supervise();
       s = await handle.query(statusQuery).catch(() => undefined);
