@@ -55,11 +55,13 @@ export type TimelineEntry =
   | { kind: 'ended'; at: string; status: 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out'; /** An {@link Outcome}, when the release reported one. */
       outcome?: string; message: string };
 
-function iso(e: HistoryEvent): string {
+/** An event's time, ISO 8601. */
+export function iso(e: HistoryEvent): string {
   return (optionalTsToDate(e.eventTime) ?? new Date(0)).toISOString();
 }
 
-function decode(p: Payload | null | undefined): unknown {
+/** A payload's value, or undefined when it cannot be decoded. */
+export function decode(p: Payload | null | undefined): unknown {
   if (!p) return undefined;
   try {
     return defaultPayloadConverter.fromPayload(p);

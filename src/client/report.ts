@@ -5,10 +5,10 @@
  * The definitions are in docs/cli.md (`gantry report`); they are implemented by `releaseFacts` (one history) and
  * `computeReport` (the figures), both pure.
  */
+import { decode, iso } from './history';
 import { isGrpcServiceError, ServiceError, type WorkflowExecutionInfo } from '@temporalio/client';
-import { defaultPayloadConverter, WorkflowNotFoundError, type Payload } from '@temporalio/common';
+import { WorkflowNotFoundError, type Payload } from '@temporalio/common';
 import type { History } from '@temporalio/common/lib/proto-utils';
-import { optionalTsToDate } from '@temporalio/common/lib/time';
 import { ReleaseEndType } from '../shared/errors';
 import { SA_SERVICE, WORKFLOW_TYPE } from '../shared/release';
 import { STEP_TITLES } from '../shared/steps';
@@ -20,7 +20,6 @@ import { isUnavailable } from './release';
 import { ServerUnreachableError } from '../connection';
 import { PLAIN, type Style } from './style';
 
-type HistoryEvent = NonNullable<History['events']>[number];
 
 const DAY_MS = 86_400_000;
 export const DEFAULT_SINCE = '30d';
@@ -99,19 +98,6 @@ export interface HistoryFacts {
   outcome?: string;
 }
 
-function eventTime(e: HistoryEvent): string {
-  return (optionalTsToDate(e.eventTime) ?? new Date(0)).toISOString();
-}
-
-function decode(p: Payload | null | undefined): unknown {
-  if (!p) return undefined;
-  try {
-    return defaultPayloadConverter.fromPayload(p);
-  } catch {
-    return undefined;
-  }
-}
-
 function firstArg(payloads: { payloads?: Payload[] | null } | null | undefined): Record<string, unknown> | undefined {
   const v = decode(payloads?.payloads?.[0]);
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
@@ -144,7 +130,7 @@ export function releaseFacts(history: History): HistoryFacts {
   const f: HistoryFacts = {};
   const scheduled = new Map<string, { activity: string; production: boolean }>();
   for (const [i, e] of (history.events ?? []).entries()) {
-    const at = eventTime(e);
+    const at = iso(e);
     if (e.workflowExecutionStartedEventAttributes) {
       const input = firstArg(e.workflowExecutionStartedEventAttributes.input);
       const service = str(input?.service);

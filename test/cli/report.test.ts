@@ -7,6 +7,7 @@
  * back, failed after production changed, rejected, another service) approved one at a time, and the report and
  * the export checked against what those releases did.
  */
+import type { DeliveryReport } from '../../src/client/report';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -321,27 +322,8 @@ describe('preflight records the release commit\'s committer time', () => {
 
 // ---- the built CLI on a real dev server ----
 
-interface ReportJson {
-  service: string | null;
-  since: string;
-  until: string;
-  windowDays: number;
-  releases: number;
-  deployments: number;
-  healthy: number;
-  failures: number;
-  rolledBack: number;
-  failedAfterProductionChanged: number;
-  changeFailureRate: number | null;
-  deploymentFrequency: { perDay: number; perWeek: number };
-  leadTime: { samples: number; fromCommit: number; fromPreflightStart: number; medianSeconds: number | null; p90Seconds: number | null };
-  timeToRestore: { samples: number; unrestored: number; medianSeconds: number | null };
-  changes: {
-    workflowId: string; runId: string; service: string; version: string; outcome: string; deployedAt: string; healthyAt?: string; failed: boolean;
-    commitTime?: string; leadTimeSeconds?: number; leadTimeFrom?: string; restoredAt?: string; restoredBy?: string; timeToRestoreSeconds?: number;
-  }[];
-  notes: string[];
-}
+/** What `gantry report --json` prints: the report the CLI computes (src/client/report.ts). */
+type ReportJson = DeliveryReport;
 
 interface ListJson {
   service: string; version: string; workflowId: string; runId: string; status: string; stage: string; outcome: string;
