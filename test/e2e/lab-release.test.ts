@@ -16,6 +16,7 @@ import type { ReleaseStatus } from '../../src/shared/release';
 import type { AuditRecord } from '../../src/activities/announce';
 import { writeRollbackDemoConfig } from '../../src/lab/sample-repo';
 import { freePort } from '../helpers/ports';
+import type { DeliveryReport } from '../../src/client/report';
 
 const ctx = useLab();
 let env: TestWorkflowEnvironment;
@@ -201,5 +202,15 @@ describe('a release on the lab, driven by the gantry CLI', () => {
     const m = await scrape();
     expect(metric(m, 'release_rollback_total', { service: 'hello' })).toBe(1);
     expect(metric(m, 'release_failure_total', { outcome: 'rolled_back' })).toBe(1);
+
+    // DORA figures over the two real lab releases: one healthy, one rolled back and restored by its rollback.
+    const report = await gantry(['report', '--service', 'hello', '--since', '1d', '--json'], { env: cliEnv });
+    expect(report.code, show(report)).toBe(0);
+    const r = JSON.parse(report.stdout) as DeliveryReport;
+    expect(r).toMatchObject({ deployments: 2, healthy: 1, failures: 1, rolledBack: 1, changeFailureRate: 0.5 });
+    expect(r.leadTime).toMatchObject({ samples: 1, fromCommit: 1 }); // from the real commit's time in the lab repo
+    expect(r.leadTime.medianSeconds).toBeGreaterThan(0);
+    expect(r.timeToRestore).toMatchObject({ samples: 1, unrestored: 0 });
+    expect(r.timeToRestore.medianSeconds).toBeGreaterThan(0);
   });
 });
