@@ -29,13 +29,16 @@ export function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
 }
 
 /** A real dev server (the Temporal CLI's `server start-dev`) with gantry's search attributes registered. */
-export function devServerEnv(opts: { ui?: boolean; uiPort?: number; port?: number } = {}): Promise<TestWorkflowEnvironment> {
+export function devServerEnv(opts: { ui?: boolean; uiPort?: number; port?: number; dynamicConfig?: Record<string, string | number> } = {}): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: requireBinary(TEMPORAL_CLI, 'The Temporal CLI (dev server)') },
       ip: '127.0.0.1',
       searchAttributes: [...SEARCH_ATTRIBUTES],
-      extraArgs: ['--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true'],
+      extraArgs: [
+        '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true',
+        ...Object.entries(opts.dynamicConfig ?? {}).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]),
+      ],
       ...(opts.port ? { port: opts.port } : {}),
       ...(opts.ui ? { ui: true, ...(opts.uiPort ? { uiPort: opts.uiPort } : {}) } : {}),
     },

@@ -30,12 +30,16 @@ import { devServerEnv } from '../helpers/servers';
 import { bundleReleaseWorkflow, gateOpen, stepOf, testInput, waitForStatus, withRelease, type ReleaseHandle } from './harness';
 
 let env: TestWorkflowEnvironment;
+const SIGNAL_LIMIT = 2000;
 let bundle: WorkflowBundleWithSourceMap;
 let dir: string;
 let bundleFile: string;
 
 beforeAll(async () => {
-  [env, bundle] = await Promise.all([devServerEnv(), bundleReleaseWorkflow()]);
+  // The server's per-execution signal limit, lowered as an operator should (deploy/temporal/dynamicconfig): every
+  // signal past it is refused at the server, before it costs the release anything. The default, 10,000, lets
+  // enough through to crash a Node 20 worker process (see above).
+  [env, bundle] = await Promise.all([devServerEnv({ dynamicConfig: { 'history.maximumSignalsPerExecution': SIGNAL_LIMIT } }), bundleReleaseWorkflow()]);
   dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-flood-'));
   bundleFile = path.join(dir, 'workflow-bundle.js');
   writeFileSync(bundleFile, bundle.code);
