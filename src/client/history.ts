@@ -89,7 +89,8 @@ function text(v: unknown): string | undefined {
   return typeof v === 'string' && v.trim() !== '' ? v : undefined;
 }
 
-function outcomeFromFailureType(type: string | null | undefined): Outcome {
+/** The outcome a failed release execution's failure type names (ReleaseEndType). */
+export function outcomeFromFailureType(type: string | null | undefined): Outcome {
   switch (type) {
     case ReleaseEndType.RolledBack: return 'rolled_back';
     case ReleaseEndType.Rejected: return 'rejected';

@@ -5,11 +5,10 @@
  * The definitions are in docs/cli.md (`gantry report`); they are implemented by `releaseFacts` (one history) and
  * `computeReport` (the figures), both pure.
  */
-import { decode, iso } from './history';
+import { decode, iso, outcomeFromFailureType } from './history';
 import { isGrpcServiceError, ServiceError, type WorkflowExecutionInfo } from '@temporalio/client';
 import { WorkflowNotFoundError, type Payload } from '@temporalio/common';
 import type { History } from '@temporalio/common/lib/proto-utils';
-import { ReleaseEndType } from '../shared/errors';
 import { SA_SERVICE, WORKFLOW_TYPE } from '../shared/release';
 import { STEP_TITLES } from '../shared/steps';
 import type { GantryClient } from './context';
@@ -111,15 +110,6 @@ function isoOrUndefined(v: unknown): string | undefined {
   return Number.isNaN(ms) ? undefined : new Date(ms).toISOString();
 }
 
-function outcomeOfFailure(type: string | null | undefined): string {
-  switch (type) {
-    case ReleaseEndType.RolledBack: return 'rolled_back';
-    case ReleaseEndType.Rejected: return 'rejected';
-    case ReleaseEndType.Aborted: return 'aborted';
-    case ReleaseEndType.Cancelled: return 'cancelled';
-    default: return 'failed';
-  }
-}
 
 /**
  * Read production's side of a release from its history. The `deploy` activity serves staging and production; a
@@ -171,7 +161,7 @@ export function releaseFacts(history: History): HistoryFacts {
       f.outcome = str(firstArg(e.workflowExecutionCompletedEventAttributes.result)?.outcome) ?? 'succeeded';
     } else if (e.workflowExecutionFailedEventAttributes) {
       f.endedAt = at;
-      f.outcome = outcomeOfFailure(e.workflowExecutionFailedEventAttributes.failure?.applicationFailureInfo?.type);
+      f.outcome = outcomeFromFailureType(e.workflowExecutionFailedEventAttributes.failure?.applicationFailureInfo?.type);
     } else if (e.workflowExecutionCanceledEventAttributes) {
       f.endedAt = at;
       f.outcome = 'cancelled';
