@@ -29,6 +29,35 @@ export const WORKFLOWS_PATH = path.join(__dirname, 'workflows', `index${path.ext
 export const DEFAULT_BUNDLE_PATH = path.resolve(__dirname, '..', 'workflow-bundle.js');
 
 /**
+ * How many workflows a worker keeps in memory (`--max-cached-workflows`, GANTRY_MAX_CACHED_WORKFLOWS). A release
+ * parked at the gate for days needs no memory: once more than this many are open, the least recently used is
+ * evicted and replayed from its history when a message (approval, decision, timer) arrives. About 0.5 MB each, so
+ * the default bounds the cache near 250 MB whatever the number of parked releases (docs/performance.md).
+ */
+export const DEFAULT_MAX_CACHED_WORKFLOWS = 500;
+
+/**
+ * A cache size from a flag or the environment: a whole number ≥ 2 (the SDK's smallest working cache).
+ * Anything else is a usage error (exit 2) naming the flag and the default.
+ */
+export function parseMaxCachedWorkflows(raw: string, source = '--max-cached-workflows'): number {
+  const n = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < 2) {
+    throw new UsageError(`${source} "${raw}" is not a cache size: give a whole number of workflows, at least 2 ` +
+      `(default ${DEFAULT_MAX_CACHED_WORKFLOWS}), e.g. ${source.startsWith('--') ? `${source} 200` : `${source}=200`}.`);
+  }
+  return n;
+}
+
+/** The cache size a worker runs with: the flag's, else GANTRY_MAX_CACHED_WORKFLOWS, else the default. */
+export function maxCachedWorkflowsFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): number {
+  if (flag !== undefined) return parseMaxCachedWorkflows(flag);
+  const fromEnv = env.GANTRY_MAX_CACHED_WORKFLOWS;
+  if (fromEnv !== undefined && fromEnv !== '') return parseMaxCachedWorkflows(fromEnv, 'GANTRY_MAX_CACHED_WORKFLOWS');
+  return DEFAULT_MAX_CACHED_WORKFLOWS;
+}
+
+/**
  * The traced variant of a bundle (built with TRACING_WORKFLOW_MODULES from src/telemetry/tracing.ts):
  * `workflow-bundle.js` → `workflow-bundle.traced.js`. A tracing worker uses it when the bundle itself is untraced.
  */
@@ -116,6 +145,7 @@ export async function createReleaseWorker(opts: ReleaseWorkerOptions): Promise<W
     ...tracing,
     ...interceptors,
     shutdownGraceTime: '30s',
+    maxCachedWorkflows: DEFAULT_MAX_CACHED_WORKFLOWS,
     ...opts.tuning,
   });
 }
@@ -151,6 +181,8 @@ export interface RunWorkerOptions {
   taskQueue?: string;
   /** Metrics endpoint and tracing (`--metrics`, `--otel`). @default from the environment: telemetrySettings({}) */
   telemetry?: TelemetrySettings;
+  /** Workflows kept in memory (`--max-cached-workflows`). @default maxCachedWorkflowsFrom(undefined): GANTRY_MAX_CACHED_WORKFLOWS or 500 */
+  maxCachedWorkflows?: number;
 }
 
 /**
@@ -176,9 +208,11 @@ export async function runWorker(activities: ReleaseActivities, opts: RunWorkerOp
         ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}),
         workflowBundlePath: bundlePath,
         ...(telemetry.tracing ? { tracing: telemetry.tracing } : {}),
+        tuning: { maxCachedWorkflows: opts.maxCachedWorkflows ?? maxCachedWorkflowsFrom(undefined) },
       });
       // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
       for (const line of telemetry.describe()) process.stderr.write(`gantry worker: ${line}\n`);
+      process.stderr.write(`gantry worker: keeping up to ${worker.options.maxCachedWorkflows} workflows in memory (--max-cached-workflows)\n`);
       process.stderr.write(`gantry worker: polling ${opts.taskQueue ?? TASK_QUEUE} on ${settings.address} (namespace ${settings.namespace})\n`);
       await worker.run();
       process.stderr.write('gantry worker: stopped\n');
@@ -195,8 +229,9 @@ if (require.main === module) {
   Promise.resolve()
     .then(() => {
       const { source, summary } = workerConfig(undefined);
+      const maxCachedWorkflows = maxCachedWorkflowsFrom(undefined);
       process.stderr.write(`gantry worker: release config ${summary}\n`);
-      return runWorker(createActivities({ config: source, env: process.env }));
+      return runWorker(createActivities({ config: source, env: process.env }), { maxCachedWorkflows });
     })
     .catch((err: unknown) => {
       const known = err instanceof ServerUnreachableError || err instanceof ConfigError || err instanceof UsageError;

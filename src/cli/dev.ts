@@ -8,10 +8,10 @@ import { Command, Option } from 'commander';
 import { defaultStateDir, DevServerInterrupted, ensurePortsFree, findTemporalCli, startDevServer, type DevServer } from '../client/dev-server';
 import { UsageError } from '../client/errors';
 import { createActivities } from '../activities';
-import { runWorker, workerConfig } from '../worker';
+import { maxCachedWorkflowsFrom, runWorker, workerConfig } from '../worker';
 import { err, globals, out } from './common';
 import { ExitCode } from './exit-codes';
-import { addTelemetryOptions, telemetryFromFlags } from './worker';
+import { addTelemetryOptions, addWorkerTuningOptions, telemetryFromFlags } from './worker';
 
 interface DevOptions {
   port: string;
@@ -22,6 +22,7 @@ interface DevOptions {
   config?: string;
   metrics?: string;
   otel?: boolean;
+  maxCachedWorkflows?: string;
 }
 
 function port(value: string, flag: string): number {
@@ -59,7 +60,7 @@ export function devCommand(): Command {
     .option('--no-worker', 'run only the server (run `gantry worker` yourself, e.g. under a debugger)')
     .option('-c, --config <file|dir>', 'the release config the worker owns (default: GANTRY_CONFIG)');
   // The worker's telemetry (docs/metrics.md): checked before the server starts, set up when the worker starts.
-  return addTelemetryOptions(cmd)
+  return addWorkerTuningOptions(addTelemetryOptions(cmd))
     .action(async (opts: DevOptions, c: Command) => {
       const g = globals(c);
       const grpcPort = port(opts.port, '--port');
@@ -68,6 +69,7 @@ export function devCommand(): Command {
       const temporalCli = findTemporalCli();
       const stateDir = path.resolve(opts.stateDir);
       const telemetry = telemetryFromFlags(opts);
+      const maxCachedWorkflows = maxCachedWorkflowsFrom(opts.maxCachedWorkflows);
       await ensurePortsFree(opts.ip, [['--port', grpcPort], ['--ui-port', uiPort]]);
       const cfg = opts.worker ? workerConfig(opts.config) : undefined;
       if (!cfg && (opts.metrics !== undefined || opts.otel)) err.print('--metrics and --otel apply to the worker, and --no-worker runs none: ignored.');
@@ -110,7 +112,7 @@ export function devCommand(): Command {
           await untilSignal();
         } else {
           out.print(`Running the worker here with the release config ${cfg!.summary}. Ctrl-C stops the worker, then the server.`);
-          await runWorker(activities, { address: server.address, namespace, telemetry });
+          await runWorker(activities, { address: server.address, namespace, telemetry, maxCachedWorkflows });
         }
       } finally {
         err.print('Stopping the Temporal dev server…');

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { createActivities } from '../activities';
 import { telemetrySettings, type TelemetrySettings } from '../telemetry/settings';
-import { runWorker, workerConfig } from '../worker';
+import { DEFAULT_MAX_CACHED_WORKFLOWS, maxCachedWorkflowsFrom, runWorker, workerConfig } from '../worker';
 import { err, globals } from './common';
 
 interface WorkerOptions {
@@ -10,6 +10,13 @@ interface WorkerOptions {
   config?: string;
   metrics?: string;
   otel?: boolean;
+  maxCachedWorkflows?: string;
+}
+
+/** The worker's cache size, shared with `gantry dev` (docs/performance.md). */
+export function addWorkerTuningOptions(cmd: Command): Command {
+  return cmd.option('--max-cached-workflows <n>', 'workflows kept in memory; releases parked beyond that are evicted and replayed from their ' +
+    `history when a message arrives (a whole number ≥ 2; default: GANTRY_MAX_CACHED_WORKFLOWS, else ${DEFAULT_MAX_CACHED_WORKFLOWS})`);
 }
 
 /** `--metrics` and `--otel`, shared with `gantry dev` (docs/metrics.md). */
@@ -35,9 +42,10 @@ export function workerCommand(): Command {
     )
     .option('--task-queue <name>', 'task queue to poll (default gantry-releases)')
     .option('-c, --config <file|dir>', 'the release config this worker owns (default: GANTRY_CONFIG); read again for every release');
-  return addTelemetryOptions(cmd)
+  return addWorkerTuningOptions(addTelemetryOptions(cmd))
     .action(async (opts: WorkerOptions, c: Command) => {
       const g = globals(c);
+      const maxCachedWorkflows = maxCachedWorkflowsFrom(opts.maxCachedWorkflows);
       const telemetry = telemetryFromFlags(opts);
       const { source, summary } = workerConfig(opts.config);
       err.print(`gantry worker: release config ${summary}`);
@@ -46,6 +54,7 @@ export function workerCommand(): Command {
         ...(g.namespace ? { namespace: g.namespace } : {}),
         ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}),
         telemetry,
+        maxCachedWorkflows,
       });
     });
 }

@@ -1,0 +1,86 @@
+/**
+ * `gantry worker --max-cached-workflows N` (and `gantry dev`, which shares the flag): how many workflows the worker
+ * keeps in memory, so releases parked at the gate are evicted and replayed when a message arrives
+ * (docs/performance.md). A good value reaches the SDK Worker's compiled options, which the worker prints at start;
+ * a bad one is refused before anything connects or starts, with exit 2 (usage) and a message naming the fix.
+ */
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DEFAULT_MAX_CACHED_WORKFLOWS } from '../../src/worker';
+import { devServerEnv } from '../helpers/servers';
+import { freePort } from '../helpers/ports';
+import { BIN, gantry, removeTempDirs, requireBuild, show, tempDir, waitFor, writeConfig } from './harness';
+
+let env: TestWorkflowEnvironment;
+let dir: string;
+let config: string;
+
+beforeAll(async () => {
+  requireBuild();
+  env = await devServerEnv();
+  dir = tempDir();
+  config = writeConfig(dir, 'gantry.yaml');
+});
+
+afterAll(async () => {
+  await env?.teardown();
+  removeTempDirs();
+});
+
+/** Run `gantry worker …` until it polls, then SIGTERM it; returns its stderr and exit code. */
+async function workerUntilPolling(args: string[], extraEnv: Record<string, string> = {}): Promise<{ stderr: string; code: number | null }> {
+  const child = spawn(process.execPath, [BIN, 'worker', '--config', config, ...args], {
+    env: { ...process.env, TEMPORAL_ADDRESS: env.address, NO_COLOR: '1', ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await waitFor('the worker to poll', async () => stderr.includes('gantry worker: polling gantry-releases'), 60_000).catch((e: unknown) => {
+    child.kill('SIGKILL');
+    throw new Error(`${e instanceof Error ? e.message : String(e)}\n${stderr}`);
+  });
+  child.kill('SIGTERM');
+  return { stderr, code: await exited };
+}
+
+describe('gantry worker --max-cached-workflows', () => {
+  it('is accepted and reaches the Worker options', async () => {
+    const r = await workerUntilPolling(['--max-cached-workflows', '7']);
+    expect(r.code, r.stderr).toBe(0);
+    // The line prints the SDK Worker's compiled option (worker.options.maxCachedWorkflows), not the flag.
+    expect(r.stderr).toContain('gantry worker: keeping up to 7 workflows in memory');
+  }, 90_000);
+
+  it(`defaults to ${DEFAULT_MAX_CACHED_WORKFLOWS}, or GANTRY_MAX_CACHED_WORKFLOWS when set; the flag wins over the environment`, async () => {
+    const byDefault = await workerUntilPolling([]);
+    expect(byDefault.stderr).toContain(`gantry worker: keeping up to ${DEFAULT_MAX_CACHED_WORKFLOWS} workflows in memory`);
+    const fromEnv = await workerUntilPolling([], { GANTRY_MAX_CACHED_WORKFLOWS: '42' });
+    expect(fromEnv.stderr).toContain('gantry worker: keeping up to 42 workflows in memory');
+    const flagWins = await workerUntilPolling(['--max-cached-workflows', '9'], { GANTRY_MAX_CACHED_WORKFLOWS: '42' });
+    expect(flagWins.stderr).toContain('gantry worker: keeping up to 9 workflows in memory');
+  }, 180_000);
+
+  for (const bad of ['0', '-1', 'abc', '1', '2.5', '']) {
+    it(`refuses "${bad}" with exit 2 before it connects, saying what to give`, async () => {
+      // No server at this address: the flag is checked first, so the exit is 2, not 69.
+      const r = await gantry(['worker', '--config', config, '--max-cached-workflows', bad], { env: { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` } });
+      expect(r.code, show(r)).toBe(2);
+      expect(r.stderr).toContain(`--max-cached-workflows "${bad}" is not a cache size: give a whole number of workflows, at least 2 (default 500)`);
+      expect(r.stderr).not.toContain('polling');
+    });
+  }
+
+  it('refuses a bad GANTRY_MAX_CACHED_WORKFLOWS with exit 2, naming the variable', async () => {
+    const r = await gantry(['worker', '--config', config], { env: { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}`, GANTRY_MAX_CACHED_WORKFLOWS: 'lots' } });
+    expect(r.code, show(r)).toBe(2);
+    expect(r.stderr).toContain('GANTRY_MAX_CACHED_WORKFLOWS "lots" is not a cache size');
+  });
+
+  it('`gantry dev` refuses a bad value before it starts the server', async () => {
+    const r = await gantry(['dev', '--config', config, '--port', String(await freePort()), '--state-dir', tempDir(), '--max-cached-workflows', '0']);
+    expect(r.code, show(r)).toBe(2);
+    expect(r.stderr).toContain('--max-cached-workflows "0" is not a cache size');
+    expect(r.stdout).not.toContain('Starting the Temporal dev server');
+  });
+});
