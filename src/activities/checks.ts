@@ -2,15 +2,20 @@
  * HTTP checks (smoke on staging, health on production, and the health half of a rollback): each configured
  * check is polled with backoff until every one of them passes in the same round, or the window closes.
  *
- * A refused connection or a timeout is "not up yet" and is polled again within the window. When the window
- * closes, a check that answered wrongly is a non-retryable CheckFailed carrying the last response (status and
- * a body excerpt); checks that never answered at all are a retryable Unavailable (the step's retry policy gives
- * the service another window).
+ * A refused connection or a timeout is "not up yet" and is polled again within the window. A wrong answer
+ * (status, body or JSON) is a definite failure: `failureLimit` of them in a row from one check (default 3, like
+ * Argo Rollouts' failureLimit or Flagger's threshold) end the checks at once, without waiting out the window, so a
+ * bad version is rolled back in seconds. When the window closes, a check that answered wrongly is a
+ * non-retryable CheckFailed carrying the last response (status and a body excerpt); checks that never answered
+ * at all are a retryable Unavailable (the step's retry policy gives the service another window).
  */
 import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
 import type { HttpCheck } from '../config/schema';
 import type { CheckOutcome, VerifyRequest, VerifyResult } from './types';
-import { beat, cancellation, currentAttempt, pause } from './heartbeat';
+import { beat, cancellation, currentAttempt, keepBeating, pause } from './heartbeat';
+
+/** Consecutive wrong answers from one check that end the checks early, when the request does not say. */
+export const DEFAULT_FAILURE_LIMIT = 3;
 
 export interface CheckOptions {
   /** Per-request timeout. @default 10000 */
@@ -127,16 +132,34 @@ export async function runChecks(req: VerifyRequest, options: CheckOptions = {}):
     throw nonRetryable(GantryErrorType.ConfigInvalid, `No HTTP checks are configured for ${environment}. ` +
       `Add at least one under environments.${environment}.checks (e.g. { name: health, url: "http://host:port/health" }).`);
   }
+  const limit = req.failureLimit ?? DEFAULT_FAILURE_LIMIT;
   const started = Date.now();
   const deadline = started + req.windowMs;
+  const strikes = new Map<string, number>();
   let delay = opts.initialDelayMs;
   let round = 0;
   for (;;) {
     round += 1;
-    const probes = await Promise.all(req.checks.map((c) => probe(c, release.version, opts)));
+    // A request may hang up to its timeout: the heartbeat goes on meanwhile.
+    const probes = await keepBeating(() => Promise.all(req.checks.map((c) => probe(c, release.version, opts))));
     const failing = probes.filter((p) => !p.ok);
     beat({ environment, round, failing: failing.map((p) => p.name) });
     const took = `${((Date.now() - started) / 1000).toFixed(1)} s`;
+    // A pass clears a check's count; no answer (still starting) leaves it as it is.
+    for (const p of probes) {
+      if (p.ok) strikes.set(p.name, 0);
+      else if (p.answered) strikes.set(p.name, (strikes.get(p.name) ?? 0) + 1);
+    }
+    const struckOut = limit > 0 ? failing.filter((p) => (strikes.get(p.name) ?? 0) >= limit) : [];
+    if (struckOut.length > 0) {
+      const lines = failing.map((p) => `- ${p.name} ${p.url}: ${p.detail}`).join('\n');
+      throw nonRetryable(GantryErrorType.CheckFailed,
+        `${environment} checks for ${release.service} ${release.version} answered wrongly ${limit} times in a row (${struckOut.map((p) => p.name).join(', ')}), ` +
+          `${took} into the ${Math.round(req.windowMs / 1000)} s window; gantry stopped waiting (failureLimit ${limit}):\n${lines}\n` +
+          `The service answers, but not as expected. Look at the ${environment} service's logs and the response above; if the expectation is wrong, ` +
+          `fix environments.${environment}.checks in the release config (failureLimit: 0 waits out the whole window).`,
+        { checks: probes.map(({ name, url, ok, status, detail }) => ({ name, url, ok, status, detail })), rounds: round, failureLimit: limit });
+    }
     if (failing.length === 0) {
       return {
         attempt: currentAttempt(),

@@ -1,23 +1,43 @@
 /**
- * Deploy target `kind: ssh`, the production path: node-ssh to each host in turn, then the container CLI there
- * (`docker` by default; `containerCli` and `cliEnv` from config): pull by digest, note the previous image, stop,
- * rm, run with the restart policy, wait until it runs. Hosts go one after another; the first failure stops the
- * deploy and its error lists the hosts already changed. See deploy.ts for the labels that make retries and
- * rollbacks safe.
+ * Deploy target `kind: ssh`, the production path: one node-ssh session per host for the whole step, and on it two
+ * remote scripts run by the container CLI there (`docker` by default; `containerCli` and `cliEnv` from config):
+ * the survey (what runs, the kept container, the image id; pull by digest only when the host lacks it) and the
+ * swap of deployer.ts (rename, create, stop the kept one, start, wait with short backoff; put the kept one back
+ * when the new one does not start). Each script reports line by line, so what ran before reaches the heartbeat
+ * before anything changes, and it ignores a lost session, so a worker dying mid-swap never leaves it half done.
+ * Hosts go one after another; when one fails, the hosts this step already changed get their kept containers
+ * back (over their open sessions) and the error says host by host what happened.
  *
  * The private key is a reference resolved here, on the worker; it never leaves this process. Every host's key is
  * pinned (`hostKey`: a public key or its SHA256 fingerprint, or `knownHosts`: a known_hosts file on the worker,
  * read at each connection) and checked during the key exchange, before the deploy key is offered: a host
  * presenting another key is refused and nothing runs there.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { NodeSSH } from 'node-ssh';
 import type { ServerHostKeyAlgorithm } from 'ssh2';
 import { parseHostKey, SSH_HOST_KEY_TYPES, sshKeyBlobType, type SshDeploy } from '../config/schema';
 import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
-import { classifyEngineText, containerLabels, type Deployer, formatPublish, LABELS, parsePort, previousImageOf, type Restored, type RestoreRequest, rollbackLabels } from './docker';
-import { beat, cancellation, pause } from './heartbeat';
+import { classifyEngineText, formatPublish, parsePort } from './docker';
+import {
+  containerLabels,
+  type ContainerState,
+  type Deployer,
+  type DeployProgress,
+  failedName,
+  LABELS,
+  newProgress,
+  planSwap,
+  previousName,
+  recordedPrevious,
+  type Restored,
+  type RestoreRequest,
+  rollbackLabels,
+  servingBefore,
+  type SwapPlan,
+} from './deployer';
+import { beat, cancellation, keepBeating } from './heartbeat';
 import { describeSecretRef, redact, resolveSecret } from './secrets';
 import type { DeployedTarget, DeployRequest } from './types';
 
@@ -30,6 +50,8 @@ export interface SshDeployDeps {
   commandTimeoutMs?: number;
   /** How long a new container may take to be running. @default 60000 */
   startTimeoutMs?: number;
+  /** How long a started container must keep running, unrestarted, to count as started. @default 300 */
+  settleMs?: number;
 }
 
 type Host = SshDeploy['hosts'][number];
@@ -183,18 +205,6 @@ class HostError extends Error {
   }
 }
 
-interface RemoteContainer {
-  image: string;
-  imageId: string;
-  running: boolean;
-  restarting: boolean;
-  status: string;
-  exitCode: number;
-  startedAt: string;
-  restartCount: number;
-  labels: Record<string, string>;
-}
-
 /** One SSH session to one host, running the container CLI. */
 class RemoteCli {
   private constructor(private readonly ssh: NodeSSH, private readonly target: SshDeploy, private readonly name: string, private readonly timeoutMs: number) {}
@@ -260,8 +270,8 @@ class RemoteCli {
     this.ssh.dispose();
   }
 
-  /** `{cliEnv…} {containerCli} args…`, each word quoted. */
-  command(args: string[]): string {
+  /** `{cliEnv…} {containerCli}`, each word quoted: the start of every CLI command on the host. */
+  cliPrefix(): string {
     const env = Object.entries(this.target.cliEnv).map(([k, v]) => {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) {
         throw new HostError(`${this.name}: cliEnv key "${k}" is not an environment variable name; fix it in the release config (letters, digits and _).`,
@@ -270,171 +280,331 @@ class RemoteCli {
       return `${k}=${shellQuote(v)}`;
     });
     const cli = this.target.containerCli.trim().split(/\s+/).map(shellQuote);
-    return [...(env.length ? ['env', ...env] : []), ...cli, ...args.map(shellQuote)].join(' ');
+    return [...(env.length ? ['env', ...env] : []), ...cli].join(' ');
   }
 
-  async run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; command: string }> {
-    const command = this.command(args);
+  /**
+   * Run one remote script (POSIX sh, on its stdin) in this session and hand each report line to `onReport` as it
+   * arrives. The script ignores a lost session (HUP, PIPE), so a worker dying mid-swap never leaves it half done.
+   */
+  async script(body: string, onReport: (key: string, args: string[]) => void): Promise<{ code: number | null; reports: Report[]; stderr: string }> {
+    const token = randomBytes(6).toString('hex');
+    const cli0 = shellQuote(this.target.containerCli.trim().split(/\s+/)[0] ?? 'docker');
+    const text = [
+      "trap '' HUP PIPE",
+      `T=${token}`,
+      // One report per line: "@token key arg…"; multi-line values have their newlines as \036.
+      'say() { printf \'@%s\' "$T"; for a in "$@"; do printf \' %s\' "$(printf \'%s\' "$a" | tr \'\\n \' \'\\036\\037\')"; done; printf \'\\n\'; }',
+      `command -v ${cli0} >/dev/null 2>&1 || { echo "${cli0}: command not found" >&2; exit 127; }`,
+      `d() { ${this.cliPrefix()} "$@"; }`,
+      body,
+    ].join('\n');
+    const reports: Report[] = [];
+    let buffered = '';
+    const onStdout = (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (!line.startsWith(`@${token} `)) continue;
+        const [key = '', ...args] = line.slice(token.length + 2).split(' ').map((w) => w.replace(/\x1e/g, '\n').replace(/\x1f/g, ' '));
+        reports.push({ key, args });
+        onReport(key, args);
+      }
+    };
     const signal = cancellation();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new HostError(`${this.name}: \`${command}\` did not finish within ${this.timeoutMs / 1000}s; gantry retries.`, true)), this.timeoutMs);
+      timer = setTimeout(() => reject(new HostError(`${this.name}: the remote script did not finish within ${this.timeoutMs / 1000}s; gantry retries.`, true)), this.timeoutMs);
     });
     try {
-      const res = await Promise.race([this.ssh.execCommand(command, {}), timeout]);
+      const res = await keepBeating(() => Promise.race([this.ssh.execCommand('sh -s', { stdin: text, onStdout }), timeout]));
       if (signal.aborted) throw signal.reason;
-      return { code: res.code, stdout: res.stdout, stderr: res.stderr, command };
+      return { code: res.code, reports, stderr: res.stderr };
     } finally {
       clearTimeout(timer);
     }
   }
 
-  /** Run and require exit 0; a failure is classified from the CLI's output. */
-  async must(args: string[], what: string): Promise<string> {
-    const r = await this.run(args);
-    if (r.code === 0) return r.stdout;
-    const out = (r.stderr || r.stdout).trim().slice(-800);
+  /** A failure of a script that did not get as far as reporting one: the CLI is missing, or the session broke. */
+  scriptFailure(r: { code: number | null; stderr: string }, what: string): HostError {
+    const out = r.stderr.trim().slice(-800);
     if (r.code === 127 || /command not found|not found in \$?PATH|executable file not found/i.test(out)) {
-      throw new HostError(`${this.name}: \`${this.target.containerCli}\` is not installed there (${out}). Install it on the host or set containerCli in the release config.`,
+      return new HostError(`${this.name}: \`${this.target.containerCli}\` is not installed there (${out}). Install it on the host or set containerCli in the release config.`,
         false, GantryErrorType.ConfigInvalid);
     }
-    const kind = classifyEngineText(out);
-    if (kind === 'unreachable' || /cannot connect to the docker daemon|is the docker daemon running/i.test(out)) {
-      throw new HostError(`${this.name}: ${what} failed because something did not answer (\`${r.command}\`: ${out}). Gantry retries; if it persists, ` +
+    return new HostError(`${this.name}: ${what} stopped (exit ${r.code}${out ? `: ${out}` : ''}). Gantry retries; if it persists, check the host and its container engine.`, true);
+  }
+
+  /** A CLI error the script reported: something that did not answer is retried, anything else is the host's answer. */
+  cliError(what: string, text: string): HostError {
+    const out = text.trim().slice(-800);
+    if (classifyEngineText(out) === 'unreachable' || /cannot connect to the docker daemon|is the docker daemon running/i.test(out)) {
+      return new HostError(`${this.name}: ${what} failed because something did not answer (${out}). Gantry retries; if it persists, ` +
         'check the engine on the host and the registry it pulls from.', true);
     }
-    if (kind === 'not-found' && args[0] === 'pull') {
-      throw new HostError(`${this.name}: the registry has no ${args[1]} (${out}). Release a new version to rebuild it, or restore the image in the registry.`, false);
+    return new HostError(`${this.name}: ${what} failed (${out}). Fix it on the host, then retry the release.`, false);
+  }
+
+  pullError(image: string, text: string): HostError {
+    const out = text.trim().slice(-800);
+    if (classifyEngineText(out) === 'not-found') {
+      return new HostError(`${this.name}: the registry has no ${image} (${out}). Release a new version to rebuild it, or restore the image in the registry.`, false);
     }
-    throw new HostError(`${this.name}: ${what} failed (\`${r.command}\` exited ${r.code}: ${out}). Fix it on the host, then retry the release.`, false);
-  }
-
-  async inspect(container: string): Promise<RemoteContainer | null> {
-    const r = await this.run(['inspect', '--type', 'container', '--format', '{{json .}}', container]);
-    if (r.code !== 0) {
-      if (/no such (object|container)|no container with name/i.test(r.stderr + r.stdout)) return null;
-      await this.must(['inspect', '--type', 'container', '--format', '{{json .}}', container], `inspecting ${container}`);
+    if (classifyEngineText(out) === 'auth') {
+      return new HostError(`${this.name}: the registry refused the host access to ${image} (${out}). Log the host's engine in to the registry (\`docker login\`), then retry.`, false);
     }
-    const c = JSON.parse(r.stdout) as {
-      Config: { Image: string; Labels?: Record<string, string> | null };
-      Image: string;
-      RestartCount?: number;
-      State: { Running: boolean; Restarting?: boolean; Status: string; ExitCode: number; StartedAt: string };
-    };
-    return {
-      image: c.Config.Image,
-      imageId: c.Image,
-      running: c.State.Running,
-      restarting: c.State.Restarting ?? false,
-      status: c.State.Status,
-      exitCode: c.State.ExitCode,
-      startedAt: c.State.StartedAt,
-      restartCount: c.RestartCount ?? 0,
-      labels: c.Config.Labels ?? {},
-    };
+    return this.cliError(`pulling ${image}`, out);
   }
+}
 
-  async imageId(image: string): Promise<string | null> {
-    const r = await this.run(['image', 'inspect', '--format', '{{.Id}}', image]);
-    return r.code === 0 ? r.stdout.trim() : null;
-  }
+interface Report {
+  key: string;
+  args: string[];
+}
 
-  async imageLabels(image: string): Promise<Record<string, string>> {
-    const r = await this.run(['image', 'inspect', '--format', '{{json .Config.Labels}}', image]);
-    try {
-      return r.code === 0 ? ((JSON.parse(r.stdout) as Record<string, string> | null) ?? {}) : {};
-    } catch {
-      return {};
-    }
-  }
+/** `docker create` options for the target, after `--name`, before the image. */
+function createArgs(t: SshDeploy, labels: Record<string, string>): string[] {
+  const args = ['--restart', t.restart];
+  for (const p of t.ports.map(parsePort)) args.push('--publish', formatPublish(p));
+  if (t.envFile) args.push('--env-file', t.envFile);
+  for (const [k, v] of Object.entries(labels)) args.push('--label', `${k}=${v}`);
+  return args;
+}
 
-  async pull(image: string): Promise<string> {
-    beat({ phase: 'pull', target: this.name, detail: image });
-    await this.must(['pull', image], `pulling ${image}`);
-    const id = await this.imageId(image);
-    if (!id) throw new HostError(`${this.name}: pulled ${image} but the CLI cannot inspect it; gantry retries.`, true);
-    return id;
-  }
+const q = shellQuote;
 
-  async remove(container: string): Promise<void> {
-    const stop = await this.run(['stop', '--time', '10', container]);
-    if (stop.code !== 0 && !/no such (object|container)|no container with name/i.test(stop.stderr + stop.stdout)) {
-      await this.must(['stop', '--time', '10', container], `stopping ${container}`);
-    }
-    const rm = await this.run(['rm', '--force', container]);
-    if (rm.code !== 0 && !/no such (object|container)|no container with name/i.test(rm.stderr + rm.stdout)) {
-      await this.must(['rm', '--force', container], `removing ${container}`);
-    }
-  }
+/**
+ * Shell: `steady C` waits until container C runs steadily (same start, no restarts, for settleMs), polling with a
+ * short backoff (25 ms doubling to 400 ms). Returns 1 when it stopped (and sets `why`), 2 when it is too slow.
+ */
+function steadyFunction(startTimeoutMs: number, settleMs: number): string {
+  return `steady() {
+  c=$1; deadline=$(( $(date +%s) + ${Math.ceil(startTimeoutMs / 1000)} )); seen=""; settled=0; ms=25
+  while :; do
+    st=$(d inspect --type container --format '{{.State.Status}}|{{.State.Running}}|{{.State.Restarting}}|{{.RestartCount}}|{{.State.StartedAt}}|{{.State.ExitCode}}' "$c" 2>&1) || { why="it vanished right after it was started ($st)"; return 1; }
+    old=$IFS; IFS='|'; set -- $st; IFS=$old
+    if [ "$2" = true ] && [ "$3" = false ] && [ "$4" = 0 ]; then
+      if [ "$seen" = "$5" ]; then [ "$settled" -ge ${settleMs} ] && return 0; else seen=$5; settled=0; fi
+    elif { [ "$2" = false ] && [ "$3" = false ] && [ "$1" != created ] && [ "$1" != configured ]; } || [ "$4" != 0 ]; then
+      why="it stopped right after starting (status $1, exit code $6, $4 restarts). Its last output:
+$(d logs --tail 20 "$c" 2>&1 | tail -c 1500)"
+      return 1
+    fi
+    [ "$(date +%s)" -gt "$deadline" ] && { why="it was not running ${Math.ceil(startTimeoutMs / 1000)}s after it was started (status $1)"; return 2; }
+    sleep "$(printf '0.%03d' "$ms")"; settled=$((settled + ms)); [ "$ms" -lt 400 ] && ms=$((ms * 2))
+  done
+}`;
+}
 
-  /** stop, rm, run; then wait until it runs steadily. */
-  async replace(image: string, labels: Record<string, string>, startTimeoutMs: number): Promise<void> {
-    const t = this.target;
-    beat({ phase: 'replace', target: this.name, detail: `stopping ${t.container}` });
-    await this.remove(t.container);
-    const args = ['run', '--detach', '--name', t.container, '--restart', t.restart];
-    for (const p of t.ports.map(parsePort)) args.push('--publish', formatPublish(p));
-    if (t.envFile) args.push('--env-file', t.envFile);
-    for (const [k, v] of Object.entries(labels)) args.push('--label', `${k}=${v}`);
-    args.push(image);
-    beat({ phase: 'replace', target: this.name, detail: `starting ${image}` });
-    await this.must(args, `starting ${t.container} from ${image}`);
+/** Shell: report `main`, `kept` (inspect JSON or null) and `image` (id), pulling it when the host does not have it. */
+function surveyScript(t: SshDeploy, image: string): string {
+  const inspect = (key: string, name: string) => `out=$(d inspect --type container --format '{{json .}}' ${q(name)} 2>&1)
+if [ $? = 0 ]; then say ${key} "$out"
+elif printf '%s' "$out" | grep -qiE 'no such (object|container)|no container with name'; then say ${key} null
+else say error "inspecting ${name}" "$out"; exit 3; fi`;
+  return [
+    inspect('main', t.container),
+    inspect('kept', previousName(t.container)),
+    `img=$(d image inspect --format '{{.Id}}' ${q(image)} 2>/dev/null)`,
+    `if [ -z "$img" ]; then say pulling; out=$(d pull ${q(image)} 2>&1) || { say pullfail "$out"; exit 4; }`,
+    `  img=$(d image inspect --format '{{.Id}}' ${q(image)} 2>&1) || { say error "inspecting the pulled ${image}" "$img"; exit 3; }; fi`,
+    'say image "$img"',
+  ].join('\n');
+}
 
-    const deadline = Date.now() + startTimeoutMs;
-    let seenRunningSince: string | undefined;
-    for (;;) {
-      const c = await this.inspect(t.container);
-      if (!c) throw new HostError(`${this.name}: ${t.container} vanished right after it was started; gantry retries.`, true);
-      if (c.running && !c.restarting && c.restartCount === 0) {
-        if (seenRunningSince === c.startedAt) return;
-        seenRunningSince = c.startedAt;
-      } else if ((!c.running && !c.restarting && c.status !== 'created') || c.restartCount > 0) {
-        const logs = await this.run(['logs', '--tail', '20', t.container]);
-        throw new HostError(`${this.name}: ${t.container} stopped right after starting (status ${c.status}, exit code ${c.exitCode}, ${c.restartCount} restarts) ` +
-          `with ${image}. Its last output:\n${(logs.stdout + logs.stderr).trim().slice(-1500) || '(none)'}\nFix the image and release a new version.`, false);
-      }
-      if (Date.now() > deadline) throw new HostError(`${this.name}: ${t.container} was not running ${startTimeoutMs / 1000}s after it was started (status ${c.status}); gantry retries.`, true);
-      beat({ phase: 'wait', target: this.name, detail: c.status });
-      await pause(500);
-    }
-  }
+/** Shell: the swap of deployer.ts, then `result ok|start|crash|slow why` and, on a failure, `putback ok|failed|none why`. */
+function swapScript(t: SshDeploy, image: string, plan: Extract<SwapPlan, { kind: 'swap' }>, labels: Record<string, string>, startTimeoutMs: number, settleMs: number): string {
+  const main = q(t.container);
+  const kept = q(previousName(t.container));
+  return [
+    steadyFunction(startTimeoutMs, settleMs),
+    'kind=""',
+    plan.removeMain ? `d rm -f ${main} >/dev/null 2>&1` : '',
+    plan.keepMain ? [
+      plan.removeStalePrevious ? `d rm -f ${kept} >/dev/null 2>&1` : '',
+      `out=$(d rename ${main} ${kept} 2>&1) || { say error "renaming ${t.container}" "$out"; exit 3; }`,
+      'say kept',
+    ].join('\n') : '',
+    `out=$(d create --name ${main} ${createArgs(t, labels).map(q).join(' ')} ${q(image)} 2>&1) || { kind=start; why="the engine could not create it: $out"; }`,
+    plan.kept ? `[ -z "$kind" ] && { d stop -t 10 ${kept} >/dev/null 2>&1; d update --restart no ${kept} >/dev/null 2>&1; }` : '',
+    '[ -z "$kind" ] && say created',
+    `[ -z "$kind" ] && { out=$(d start ${main} 2>&1) || { kind=start; why="the engine could not start it: $out"; }; }`,
+    `if [ -z "$kind" ]; then steady ${main}; rc=$?; [ $rc = 1 ] && kind=crash; [ $rc = 2 ] && kind=slow; fi`,
+    'if [ -z "$kind" ]; then say result ok; exit 0; fi',
+    'say result "$kind" "$why"',
+    `d rm -f ${main} >/dev/null 2>&1`,
+    plan.kept ? [
+      `out=$(d rename ${kept} ${main} 2>&1) || { say putback failed "renaming ${previousName(t.container)} back: $out"; exit 0; }`,
+      `d update --restart ${q(t.restart)} ${main} >/dev/null 2>&1`,
+      `out=$(d start ${main} 2>&1) || { say putback failed "starting it: $out"; exit 0; }`,
+      `if steady ${main}; then say putback ok; else say putback failed "$why"; fi`,
+    ].join('\n') : 'say putback none',
+  ].filter(Boolean).join('\n');
+}
+
+/** Shell: bring `image` back as the target's container (kept container first, else pull and create); reports `via`, `version`, `result`. */
+function restoreScript(t: SshDeploy, image: string, labels: Record<string, string>, startTimeoutMs: number, settleMs: number): string {
+  const main = q(t.container);
+  const kept = q(previousName(t.container));
+  const failed = q(failedName(t.container));
+  const img = q(image);
+  return [
+    steadyFunction(startTimeoutMs, settleMs),
+    `id=$(d image inspect --format '{{.Id}}' ${img} 2>/dev/null)`,
+    // 0: the container runs the previous image; 1: another one; 2: no such container.
+    `is_prev() { x=$(d inspect --type container --format '{{.Config.Image}}|{{.Image}}|{{.State.Running}}|{{index .Config.Labels "${LABELS.version}"}}' "$1" 2>/dev/null) || return 2
+  [ "\${x%%|*}" = ${img} ] && return 0; rest=\${x#*|}; [ -n "$id" ] && [ "\${rest%%|*}" = "$id" ] && return 0; return 1; }`,
+    `ver=$(d image inspect --format '{{index .Config.Labels "${LABELS.version}"}}' ${img} 2>/dev/null)`,
+    `is_prev ${main}; m=$?`,
+    `if [ $m = 0 ]; then cver=$(printf '%s' "$x" | cut -d'|' -f4); [ -n "$ver" ] || ver=$cver; case "$x" in *'|true|'*) say version "$ver"; say via running; say result ok; exit 0;; esac; fi`,
+    `is_prev ${kept}; k=$?; kx=$x`,
+    // Without a kept container, pull first: a pull that fails must not leave the target renamed.
+    `if [ $m != 0 ] && [ $k != 0 ] && [ -z "$id" ]; then say pulling; out=$(d pull ${img} 2>&1) || { say pullfail "$out"; exit 4; }
+  ver=$(d image inspect --format '{{index .Config.Labels "${LABELS.version}"}}' ${img} 2>/dev/null); fi`,
+    `if [ $m = 1 ]; then d rm -f ${failed} >/dev/null 2>&1; out=$(d rename ${main} ${failed} 2>&1) || { say error "renaming ${t.container} aside" "$out"; exit 3; }; fi`,
+    `if [ $m != 0 ]; then
+  if [ $k = 0 ]; then
+    cver=$(printf '%s' "$kx" | cut -d'|' -f4); [ -n "$ver" ] || ver=$cver
+    out=$(d rename ${kept} ${main} 2>&1) || { say error "renaming ${previousName(t.container)} back" "$out"; exit 3; }
+    say via kept
+  else
+    out=$(d create --name ${main} ${createArgs(t, labels).map(q).join(' ')} --label "${LABELS.version}=$ver" ${img} 2>&1) || {
+      [ $m = 1 ] && d rename ${failed} ${main} >/dev/null 2>&1; say result start "the engine could not create it: $out"; exit 0; }
+    say via created
+  fi
+fi`,
+    'say version "$ver"',
+    `d stop -t 10 ${failed} >/dev/null 2>&1`,
+    `d update --restart ${q(t.restart)} ${main} >/dev/null 2>&1`,
+    `out=$(d start ${main} 2>&1) || { say result start "the engine could not start it: $out"; exit 0; }`,
+    `steady ${main}; rc=$?`,
+    `[ $rc = 1 ] && { say result crash "$why"; exit 0; }`,
+    `[ $rc = 2 ] && { say result slow "$why"; exit 0; }`,
+    `d rm -f ${failed} >/dev/null 2>&1`,
+    'say result ok',
+  ].join('\n');
+}
+
+function parseInspect(json: string | undefined): ContainerState | null {
+  if (!json || json === 'null') return null;
+  const c = JSON.parse(json) as { Id: string; Config: { Image: string; Labels?: Record<string, string> | null }; Image: string; State: { Running: boolean } };
+  return { id: c.Id, image: c.Config.Image, imageId: c.Image, running: c.State.Running, labels: c.Config.Labels ?? {} };
 }
 
 export function createSshDeployer(deps: SshDeployDeps): Deployer<SshDeploy> {
   const startTimeoutMs = deps.startTimeoutMs ?? 60_000;
+  const settleMs = deps.settleMs ?? 300;
 
-  async function withHost<T>(host: Host, target: SshDeploy, key: string, fn: (cli: RemoteCli) => Promise<T>): Promise<T> {
-    const cli = await RemoteCli.connect(host, target, key, deps);
-    try {
-      return await fn(cli);
-    } finally {
-      cli.dispose();
+  /** Deploy to one host over its session: survey (one script), then swap (one script). */
+  async function deployHost(cli: RemoteCli, req: DeployRequest & { target: SshDeploy }, name: string, progress: DeployProgress): Promise<DeployedTarget> {
+    const { target } = req;
+    const recorded = recordedPrevious(name);
+    let main: ContainerState | null = null;
+    let kept: ContainerState | null = null;
+    const survey = await cli.script(surveyScript(target, req.imageRef), (key, args) => {
+      if (key === 'main') main = parseInspect(args[0]);
+      if (key === 'kept') {
+        kept = parseInspect(args[0]);
+        // What runs, recorded before anything is touched: a retry on another worker reads it from the heartbeat.
+        progress.previous[name] = recorded !== undefined ? recorded : servingBefore(main, kept, req.release);
+        beat({ ...progress, phase: 'pull', target: name, detail: req.imageRef });
+      }
+    });
+    const report = (key: string) => survey.reports.find((r) => r.key === key)?.args;
+    const error = report('error');
+    if (error) throw cli.cliError(error[0] ?? 'inspecting', error[1] ?? '');
+    const pullFail = report('pullfail');
+    if (pullFail) throw cli.pullError(req.imageRef, pullFail[0] ?? '');
+    const imageId = report('image')?.[0];
+    if (survey.code !== 0 || !imageId) throw cli.scriptFailure(survey, 'looking at the host');
+
+    const plan = planSwap(main, kept, imageId, req.release, recorded);
+    if (plan.kind === 'unchanged') return { target: name, previousImage: plan.previousImage, image: req.imageRef, changed: false };
+    const labels = containerLabels(req, req.imageRef, plan.previousImage, { [LABELS.previousContainer]: plan.kept?.id ?? '' });
+    beat({ ...progress, phase: 'swap', target: name, detail: `replacing ${target.container}` });
+    const swap = await cli.script(swapScript(target, req.imageRef, plan, labels, startTimeoutMs, settleMs), (key) => {
+      beat({ ...progress, phase: 'swap', target: name, detail: key });
+    });
+    const swapReport = (key: string) => swap.reports.find((r) => r.key === key)?.args;
+    const swapError = swapReport('error');
+    if (swapError) throw cli.cliError(swapError[0] ?? 'swapping', swapError[1] ?? '');
+    const [outcome = '', why = ''] = swapReport('result') ?? [];
+    if (outcome === 'ok') return { target: name, previousImage: plan.previousImage, image: req.imageRef, changed: true };
+    if (!outcome) throw cli.scriptFailure(swap, 'the swap');
+    const [back = 'none', backWhy = ''] = swapReport('putback') ?? [];
+    const keptName = previousName(target.container);
+    const putBack = back === 'ok' ? `The previous container (${plan.kept?.image}) was started again and serves as ${target.container}.`
+      : back === 'none' ? 'Nothing ran there before; the new container was removed.'
+        : `The previous container (${plan.kept?.image}) could not be started again (${backWhy}). Start it by hand on the host: ` +
+          `\`docker rename ${keptName} ${target.container}; docker start ${target.container}\`.`;
+    const what = `${name}: ${target.container} did not start from ${req.imageRef}: ${why.trim()}`;
+    const unreachable = classifyEngineText(why) === 'unreachable';
+    if (outcome === 'slow' || unreachable) throw new HostError(`${what}. ${putBack} Gantry retries.`, true);
+    const hint = outcome === 'crash' ? '' : ' Check the ports (another process may hold one, or the engine may not bind it) and the env file in the release config.';
+    throw new HostError(`${what}.${hint} ${putBack} Fix the image or the release config, then release again.`, false);
+  }
+
+  /** Put the previous version back on one host over its session (one script). */
+  async function restoreHost(cli: RemoteCli, req: RestoreRequest<SshDeploy>): Promise<Restored> {
+    const { target } = req;
+    const name = req.deployed.target;
+    const image = req.deployed.previousImage;
+    if (image === null) {
+      beat({ phase: 'remove', target: name });
+      const r = await cli.script(`out=$(d rm -f ${q(target.container)} 2>&1) || { printf '%s' "$out" | grep -qiE 'no such|no container' || say error "removing ${target.container}" "$out"; }\nsay result ok`, () => undefined);
+      const error = r.reports.find((x) => x.key === 'error')?.args;
+      if (error) throw cli.cliError(error[0] ?? 'removing', error[1] ?? '');
+      if (!r.reports.some((x) => x.key === 'result')) throw cli.scriptFailure(r, 'removing the container');
+      return { target: name, image: null, via: 'removed' };
     }
+    const labels = rollbackLabels(req, image, undefined);
+    delete labels[LABELS.version]; // the script adds the image's own
+    beat({ phase: 'restore', target: name, detail: image });
+    const r = await cli.script(restoreScript(target, image, labels, startTimeoutMs, settleMs), (key, args) => {
+      beat({ phase: 'restore', target: name, detail: `${key} ${args[0] ?? ''}`.trim() });
+    });
+    const report = (key: string) => r.reports.find((x) => x.key === key)?.args;
+    const error = report('error');
+    if (error) throw cli.cliError(error[0] ?? 'restoring', error[1] ?? '');
+    const pullFail = report('pullfail');
+    if (pullFail) throw cli.pullError(image, pullFail[0] ?? '');
+    const [outcome = '', why = ''] = report('result') ?? [];
+    if (!outcome) throw cli.scriptFailure(r, 'the restore');
+    if (outcome !== 'ok') {
+      throw new HostError(`${name}: ${target.container} did not start again from ${image}: ${why.trim()}. The failed version's container is kept, stopped, as ` +
+        `${failedName(target.container)}.`, outcome === 'slow' || classifyEngineText(why) === 'unreachable');
+    }
+    const version = report('version')?.[0];
+    return { target: name, image, ...(version ? { version } : {}), via: (report('via')?.[0] as Restored['via']) ?? 'kept' };
   }
 
   return {
     async deploy(req: DeployRequest & { target: SshDeploy }): Promise<DeployedTarget[]> {
       const { target } = req;
       const key = resolveSecret(target.privateKey, deps.env);
+      const progress = newProgress();
       const done: DeployedTarget[] = [];
-      for (const host of target.hosts) {
-        const name = sshTargetName(host, target.container);
-        try {
-          done.push(await withHost(host, target, key, async (cli) => {
-            const imageId = await cli.pull(req.imageRef);
-            const existing = await cli.inspect(target.container);
-            const previousImage = previousImageOf(existing, req.release);
-            if (existing && existing.imageId === imageId && existing.running) {
-              return { target: name, previousImage, image: req.imageRef, changed: false };
-            }
-            await cli.replace(req.imageRef, containerLabels(req, req.imageRef, previousImage), startTimeoutMs);
-            return { target: name, previousImage, image: req.imageRef, changed: true };
-          }));
-        } catch (err) {
-          throw hostFailure(err, name, done, target, key);
+      // One session per host for the whole step: a failure on a later host restores earlier ones over theirs.
+      const sessions: { host: Host; cli: RemoteCli }[] = [];
+      try {
+        for (const host of target.hosts) {
+          const name = sshTargetName(host, target.container);
+          try {
+            beat({ ...progress, phase: 'connect', target: name });
+            const cli = await RemoteCli.connect(host, target, key, deps);
+            sessions.push({ host, cli });
+            done.push(await deployHost(cli, req, name, progress));
+          } catch (err) {
+            const restored = await restoreChanged(done, sessions, req);
+            throw hostFailure(err, name, done, restored, target, key);
+          }
         }
+        return done;
+      } finally {
+        for (const s of sessions) s.cli.dispose();
       }
-      return done;
     },
 
     async restore(req: RestoreRequest<SshDeploy>): Promise<Restored> {
@@ -445,49 +615,69 @@ export function createSshDeployer(deps: SshDeployDeps): Deployer<SshDeploy> {
           `restore ${req.deployed.previousImage ?? '(remove the container)'} there by hand.`);
       }
       const key = resolveSecret(target.privateKey, deps.env);
-      const image = req.deployed.previousImage;
+      let cli: RemoteCli | undefined;
       try {
-        return await withHost(host, target, key, async (cli) => {
-          if (image === null) {
-            beat({ phase: 'remove', target: req.deployed.target });
-            await cli.remove(target.container);
-            return { target: req.deployed.target, image: null };
-          }
-          const imageId = (await cli.imageId(image)) ?? (await cli.pull(image));
-          const version = (await cli.imageLabels(imageId))[LABELS.version];
-          const existing = await cli.inspect(target.container);
-          if (!(existing && existing.imageId === imageId && existing.running)) {
-            await cli.replace(image, rollbackLabels(req, image, version), startTimeoutMs);
-          }
-          return { target: req.deployed.target, image, ...(version ? { version } : {}) };
-        });
+        cli = await RemoteCli.connect(host, target, key, deps);
+        return await restoreHost(cli, req);
       } catch (err) {
         if (err instanceof HostError) {
-          throw err.retry ? retryable(err.message, { target: req.deployed.target }) : nonRetryable(err.type, err.message, { target: req.deployed.target });
+          const message = redact(err.message, [key]);
+          throw err.retry ? retryable(message, { target: req.deployed.target }) : nonRetryable(err.type, message, { target: req.deployed.target });
         }
         throw err;
+      } finally {
+        cli?.dispose();
       }
     },
   };
+
+  /** After a failure on a later host: put the previous version back on every host this step changed, over its session. */
+  async function restoreChanged(done: DeployedTarget[], sessions: { host: Host; cli: RemoteCli }[], req: DeployRequest & { target: SshDeploy }): Promise<HostRestore[]> {
+    const out: HostRestore[] = [];
+    for (const t of done.filter((d) => d.changed)) {
+      const session = sessions.find((s) => sshTargetName(s.host, req.target.container) === t.target);
+      try {
+        if (!session) throw new Error('no session');
+        const r = await restoreHost(session.cli, { release: req.release, environment: req.environment, target: req.target, deployed: t });
+        out.push({ target: t.target, ok: true, detail: `back on ${r.image ?? '(nothing: container removed)'}${r.via === 'kept' ? ' (kept container started again)' : ''}` });
+      } catch (err) {
+        out.push({ target: t.target, ok: false, detail: `NOT restored (${(err as Error).message}); it still runs ${t.image}: restore ${t.previousImage ?? 'nothing (remove the container)'} there by hand` });
+      }
+    }
+    return out;
+  }
 }
 
-/** The step's failure: what went wrong on which host, and which hosts had already changed. */
-function hostFailure(err: unknown, failedHost: string, done: DeployedTarget[], target: SshDeploy, key: string): Error {
+interface HostRestore {
+  target: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** The step's failure: what went wrong on which host, and host by host what the step did and put back. */
+function hostFailure(err: unknown, failedHost: string, done: DeployedTarget[], restored: HostRestore[], target: SshDeploy, key: string): Error {
   const changed = done.filter((t) => t.changed).map((t) => t.target);
   const details = {
     failedHost,
     changedHosts: changed,
+    restoredHosts: restored.filter((r) => r.ok).map((r) => r.target),
+    notRestoredHosts: restored.filter((r) => !r.ok).map((r) => r.target),
     targets: done,
     pendingHosts: target.hosts.map((h) => sshTargetName(h, target.container)).filter((n) => n !== failedHost && !done.some((d) => d.target === n)),
   };
-  const tail = changed.length
-    ? ` Hosts already changed (they run the new image): ${changed.join(', ')}.`
-    : done.length ? ' No host had been changed.' : ' No host had been reached before it.';
+  const lines = [
+    ...done.map((t) => {
+      const r = restored.find((x) => x.target === t.target);
+      return `- ${t.target}: ${r ? `had changed to the new image; ${r.detail}` : 'already ran the new image before this step; left as it is'}`;
+    }),
+    `- ${failedHost}: failed (above)`,
+    ...details.pendingHosts.map((h) => `- ${h}: not reached; unchanged`),
+  ];
+  const tail = `\nHost by host:\n${lines.join('\n')}`;
   if (err instanceof HostError) {
     const message = redact(err.message, [key]) + tail;
     return err.retry ? retryable(message, details) : nonRetryable(err.type, message, details);
   }
   if (err instanceof Error && 'type' in err) return err; // already an ApplicationFailure (e.g. cancellation)
-  return retryable(`${failedHost}: ${redact(String((err as Error)?.message ?? err), [key])}.${tail} Gantry retries.`, details);
+  return retryable(`${failedHost}: ${redact(String((err as Error)?.message ?? err), [key])}. Gantry retries.${tail}`, details);
 }
-

@@ -1,14 +1,13 @@
 /**
  * Shared helpers for the container steps: reaching a Docker-compatible engine with dockerode (Docker itself or
  * Podman's API), following its progress streams, reading a v2 registry over HTTP, turning what goes wrong into
- * failures that say whether a retry can help, and the deployer contract with what the deployers share (labels,
- * ports, env files), kept here so deploy.ts can assemble the deployers without an import cycle.
+ * failures that say whether a retry can help, and what the deployers share (ports, env files; the contract and
+ * labels are in deployer.ts, re-exported here).
  */
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
-import type { DeployTarget } from '../config/schema';
 import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
-import type { DeployedTarget, DeployRequest, EnvironmentName, ReleaseRef } from './types';
+import { keepBeating } from './heartbeat';
 
 /** Make a dockerode client for a socket path (`unix://` prefix allowed); default: DOCKER_HOST, else /var/run/docker.sock. */
 export type EngineFactory = (socketPath?: string) => Docker;
@@ -74,7 +73,8 @@ export interface StreamEvent {
  * events; an `error` event rejects with {@link StreamError}. Destroying the stream on `signal` aborts the wait.
  */
 export function followStream(docker: Docker, stream: NodeJS.ReadableStream, onEvent: (e: StreamEvent) => void, signal?: AbortSignal): Promise<StreamEvent[]> {
-  return new Promise((resolve, reject) => {
+  // A layer can take a while without a progress event: keep heartbeating meanwhile.
+  return keepBeating(() => new Promise((resolve, reject) => {
     const onAbort = () => {
       (stream as Readable).destroy?.();
       reject(signal?.reason instanceof Error ? signal.reason : new Error('cancelled'));
@@ -92,7 +92,7 @@ export function followStream(docker: Docker, stream: NodeJS.ReadableStream, onEv
       },
       (e: StreamEvent) => onEvent(e),
     );
-  });
+  }));
 }
 
 export class StreamError extends Error {
@@ -197,71 +197,9 @@ export async function getRegistryImageLabels(registry: string, name: string, man
   return config.config?.Labels ?? {};
 }
 
-// --- deploy targets: the deployer contract and what deployers share (see deploy.ts) ---------------------------
+// --- deploy targets: what the deployers share (the contract itself is in deployer.ts) -----------------------
 
-export const LABELS = {
-  service: 'gantry.service',
-  version: 'gantry.version',
-  environment: 'gantry.environment',
-  release: 'gantry.release',
-  digest: 'gantry.digest',
-  previousImage: 'gantry.previous-image',
-  rollback: 'gantry.rollback',
-} as const;
-
-export interface RestoreRequest<T extends DeployTarget = DeployTarget> {
-  release: ReleaseRef;
-  environment: EnvironmentName;
-  target: T;
-  /** The entry the deploy reported for this target. */
-  deployed: DeployedTarget;
-}
-
-export interface Restored {
-  target: string;
-  image: string | null;
-  version?: string;
-}
-
-export interface Deployer<T extends DeployTarget> {
-  /** Deploy to every host of the target; throws on the first failure (details name what changed). */
-  deploy(req: DeployRequest & { target: T }): Promise<DeployedTarget[]>;
-  /**
-   * Put `deployed.previousImage` back on that one target (or remove the container when it is null). `version`
-   * is the restored image's `gantry.version` label when it has one (rollback verifies `{version}` checks with it).
-   */
-  restore(req: RestoreRequest<T>): Promise<Restored>;
-}
-
-export interface Deployers {
-  docker: Deployer<Extract<DeployTarget, { kind: 'docker' }>>;
-  ssh: Deployer<Extract<DeployTarget, { kind: 'ssh' }>>;
-}
-
-/** Labels for a container gantry creates. */
-export function containerLabels(req: { release: ReleaseRef; environment: EnvironmentName }, image: string, previousImage: string | null, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    [LABELS.service]: req.release.service,
-    [LABELS.version]: req.release.version,
-    [LABELS.environment]: req.environment,
-    [LABELS.release]: req.release.workflowId,
-    [LABELS.digest]: /@(sha256:[a-f0-9]+)$/.exec(image)?.[1] ?? '',
-    [LABELS.previousImage]: previousImage ?? '',
-    ...extra,
-  };
-}
-
-/**
- * What ran before this release, seen on a container that exists now: the image recorded in its label when this
- * release (same workflow id) made it, else the image it runs.
- */
-export function previousImageOf(existing: { image: string; labels: Record<string, string> } | null, release: ReleaseRef): string | null {
-  if (!existing) return null;
-  if (existing.labels[LABELS.release] === release.workflowId && LABELS.previousImage in existing.labels && existing.labels[LABELS.rollback] !== 'true') {
-    return existing.labels[LABELS.previousImage] || null;
-  }
-  return existing.image;
-}
+export { containerLabels, type Deployer, type Deployers, LABELS, previousImageOf, type Restored, type RestoreRequest, rollbackLabels } from './deployer';
 
 export interface PortMapping {
   hostIp: string;
@@ -304,9 +242,4 @@ export function parseEnvFile(text: string, env: NodeJS.ProcessEnv): string[] {
     }
   }
   return out;
-}
-
-/** Labels of a container a rollback recreated: the version it runs (when the image says), and what it replaced. */
-export function rollbackLabels(req: { release: ReleaseRef; environment: EnvironmentName; deployed: DeployedTarget }, image: string, version: string | undefined): Record<string, string> {
-  return containerLabels(req, image, req.deployed.image, { [LABELS.rollback]: 'true', [LABELS.version]: version ?? '' });
 }

@@ -18,9 +18,35 @@ export function currentAttempt(): number {
   return activityContext()?.info.attempt ?? 1;
 }
 
+/**
+ * How often long waits heartbeat. Production steps have a 10 s heartbeat timeout (src/shared/steps.ts), so a
+ * lost worker is noticed and the step resumes on another within about 15 s.
+ */
+export const HEARTBEAT_EVERY_MS = 2_000;
+
+const lastDetails = new WeakMap<Context, { details: unknown }>();
+
 /** Record progress; a lost worker is noticed within the step's heartbeat timeout. */
 export function beat(details?: unknown): void {
-  activityContext()?.heartbeat(details);
+  const ctx = activityContext();
+  if (!ctx) return;
+  lastDetails.set(ctx, { details });
+  ctx.heartbeat(details);
+}
+
+/**
+ * Run `work` (a pull, a remote script, an HTTP request) while repeating the last heartbeat every `everyMs`, so a
+ * silent wait never looks like a lost worker, and the details recorded last (what ran before) stay current.
+ */
+export async function keepBeating<T>(work: () => Promise<T>, everyMs = HEARTBEAT_EVERY_MS): Promise<T> {
+  const ctx = activityContext();
+  if (!ctx) return work();
+  const timer = setInterval(() => ctx.heartbeat(lastDetails.get(ctx)?.details), everyMs);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /** Aborts when the activity is cancelled (or its workflow closes); never aborts outside an activity. */
@@ -39,7 +65,7 @@ export async function pause(ms: number): Promise<void> {
  * Run `work` while heartbeating every `everyMs` (long git clones, test commands), so the heartbeat timeout
  * measures whether the worker is alive rather than how long the work takes.
  */
-export async function withHeartbeat<T>(details: () => unknown, work: () => Promise<T>, everyMs = 5_000): Promise<T> {
+export async function withHeartbeat<T>(details: () => unknown, work: () => Promise<T>, everyMs = HEARTBEAT_EVERY_MS): Promise<T> {
   const ctx = activityContext();
   if (!ctx) return work();
   ctx.heartbeat(details());

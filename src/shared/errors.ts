@@ -20,6 +20,8 @@ export enum GantryErrorType {
   CheckFailed = 'GantryCheckFailed',
   /** Rolling back did not restore a healthy previous version. */
   RollbackFailed = 'GantryRollbackFailed',
+  /** Rolling back put the previous version back, but it fails its health checks too. */
+  RollbackUnhealthy = 'GantryRollbackUnhealthy',
   /** Config handed to an activity is unusable (missing file, bad reference). */
   ConfigInvalid = 'GantryConfigInvalid',
   /** A secret reference points at nothing on this worker. */
@@ -35,6 +37,7 @@ export const NON_RETRYABLE: readonly GantryErrorType[] = [
   GantryErrorType.DeployFailed,
   GantryErrorType.CheckFailed,
   GantryErrorType.RollbackFailed,
+  GantryErrorType.RollbackUnhealthy,
   GantryErrorType.ConfigInvalid,
   GantryErrorType.SecretMissing,
 ];

@@ -104,10 +104,10 @@ describe('HTTP checks', () => {
     expect(heartbeats[0]).toEqual({ environment: 'production', round: 1, failing: ['version'] });
   });
 
-  it('waits for a wrong answer to become right within the window (a deploy rolling over)', async () => {
+  it('waits for a wrong answer to become right within the window when the failure limit allows it (a deploy rolling over)', async () => {
     const svc = await serve(json(200, { version: '1.2.2' }));
     setTimeout(() => { svc.handler = json(200, { version: '1.2.3' }); }, 800);
-    const { result } = await verify(request([check('version', `${svc.base}/version`, { json: { path: 'version', equals: '{version}' } })], 15_000));
+    const { result } = await verify({ ...request([check('version', `${svc.base}/version`, { json: { path: 'version', equals: '{version}' } })], 15_000), failureLimit: 0 });
     expect(result.checks[0]!.ok).toBe(true);
     expect(svc.hits.length).toBeGreaterThan(1);
   });
@@ -115,10 +115,10 @@ describe('HTTP checks', () => {
   it('fails non-retryably with the last response when /version is still wrong as the window closes', async () => {
     const svc = await serve(json(200, { version: '1.2.2', commit: 'abc' }));
     const started = Date.now();
-    const f = await failure(request([
+    const f = await failure({ ...request([
       check('health', `${svc.base}/health`),
       check('version', `${svc.base}/version`, { json: { path: 'version', equals: '{version}' } }),
-    ], 1_500));
+    ], 1_500), failureLimit: 0 });
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_500);
     expect(f.type).toBe(GantryErrorType.CheckFailed);
     expect(f.nonRetryable).toBe(true);
@@ -126,6 +126,41 @@ describe('HTTP checks', () => {
     expect(f.message).toContain(`- version ${svc.base}/version: version is "1.2.2", expected "1.2.3"; last response: 200 {"version":"1.2.2","commit":"abc"}`);
     expect(f.message).toMatch(/Look at the production service's logs/);
     expect(f.message).not.toMatch(/- health/);
+  });
+
+  it('ends at once after failureLimit wrong answers in a row (404 on /health), long before the window closes', async () => {
+    const svc = await serve((req, res) => void res.writeHead(req.url === '/health' ? 404 : 200).end(req.url === '/health' ? 'no such file' : '{"version":"1.2.3"}'));
+    const started = Date.now();
+    const f = await failure(request([check('health', `${svc.base}/health`), check('version', `${svc.base}/version`, { json: { path: 'version', equals: '{version}' } })], 60_000));
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(f.type).toBe(GantryErrorType.CheckFailed);
+    expect(f.nonRetryable).toBe(true);
+    expect(f.message).toMatch(/^production checks for hello 1\.2\.3 answered wrongly 3 times in a row \(health\), \d+\.\d s into the 60 s window; gantry stopped waiting \(failureLimit 3\)/);
+    expect(f.message).toContain(`- health ${svc.base}/health: expected status 200, got 404; last response: 404 no such file`);
+    expect(f.message).not.toContain('- version');
+    expect(svc.hits.filter((h) => h === 'GET /health')).toHaveLength(3);
+  });
+
+  it('does not count refused connections (still starting) towards the failure limit', async () => {
+    const port = await freePort();
+    let answers = 0;
+    // Refused for a while (several rounds), then two wrong answers, then right.
+    const later = new Promise<Service>((resolve) => setTimeout(() => resolve(serve((_req, res) => {
+      answers += 1;
+      const ok = answers >= 3;
+      res.writeHead(ok ? 200 : 404).end(ok ? 'ok' : 'not yet');
+    }, port)), 700));
+    const { result } = await verify({ ...request([check('health', `http://127.0.0.1:${port}/health`)], 20_000), failureLimit: 3 });
+    await later;
+    expect(result.checks[0]!.ok).toBe(true);
+    expect(answers).toBe(3);
+  });
+
+  it('takes the failure limit from the request (failureLimit 1 ends on the first wrong answer)', async () => {
+    const svc = await serve(json(503, { status: 'down' }));
+    const f = await failure({ ...request([check('health', `${svc.base}/health`)], 30_000), failureLimit: 1 });
+    expect(f.message).toContain('answered wrongly 1 times in a row (health)');
+    expect(svc.hits).toHaveLength(1);
   });
 
   it('names a wrong status and a missing body text with the response excerpt', async () => {

@@ -2,9 +2,10 @@
  * The deploy step against the real lab: `kind: docker` through dockerode on Podman's API, `kind: ssh` through
  * node-ssh to the lab's sshd and the docker CLI there. Every effect is checked on the engine and over HTTP.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import { createDeploy } from '../../src/activities/deploy';
+import { failedName, previousName } from '../../src/activities/deployer';
 import type { DockerDeploy, SshDeploy } from '../../src/config/schema';
 import type { BuildResult, DeployRequest } from '../../src/activities/types';
 import { freePort } from '../../src/lab/daemon';
@@ -19,14 +20,20 @@ beforeAll(async () => {
   good = await buildRevision(ctx.lab, ctx.service, 'good');
   broken = await buildRevision(ctx.lab, ctx.service, 'broken');
 });
+// The kept containers are the deployers' own; the lab removes only the containers it names.
+afterAll(async () => {
+  for (const base of [ctx.lab.staging.container, ctx.lab.production.container]) {
+    for (const n of [previousName(base), failedName(base)]) await ctx.lab.docker.getContainer(n).remove({ force: true }).catch(() => undefined);
+  }
+});
 
 const deploy = createDeploy({ env: process.env });
 
 function stagingTarget(): DockerDeploy {
-  return ctx.service.environments.staging.deploy as DockerDeploy;
+  return ctx.service.environments.staging!.deploy as DockerDeploy;
 }
 function productionTarget(overrides: Partial<SshDeploy> = {}): SshDeploy {
-  return { ...(ctx.service.environments.production.deploy as SshDeploy), ...overrides };
+  return { ...(ctx.service.environments.production!.deploy as SshDeploy), ...overrides };
 }
 function request(environment: 'staging' | 'production', target: DeployRequest['target'], image: BuildResult, release = releaseRef(image.image.split(':v')[1]!)): DeployRequest {
   return { release, environment, target, imageRef: image.imageRef, digest: image.digest };
@@ -128,19 +135,26 @@ describe('deploy kind ssh (node-ssh to the lab host, docker CLI there)', () => {
     expect((await container(lab.production.container)).Id).toBe(before.Id);
   });
 
-  it('stops at the first failing host and reports which hosts changed', async () => {
+  it('stops at the first failing host, puts the hosts it changed back on their kept containers, and reports host by host', async () => {
     const { lab } = ctx;
     const deadPort = await freePort();
     const [labHost] = productionTarget().hosts;
     const target = productionTarget({ hosts: [labHost!, { ...labHost!, port: deadPort }] });
+    const before = await container(lab.production.container);
+    expect(before.Config.Image).toBe(good.imageRef);
     const err = await expectFailure(runActivity(deploy, [request('production', target, broken)]));
     const first = `ssh:${lab.ssh.user}@127.0.0.1:${lab.ssh.port}/${lab.production.container}`;
     const second = `ssh:${lab.ssh.user}@127.0.0.1:${deadPort}/${lab.production.container}`;
     expect(err.nonRetryable).toBe(false);
     expect(err.message).toContain(`${second}: could not connect over SSH`);
-    expect(err.message).toContain(`Hosts already changed (they run the new image): ${first}`);
-    expect(err.details?.[0]).toMatchObject({ failedHost: second, changedHosts: [first], targets: [{ target: first, previousImage: good.imageRef, changed: true }] });
-    expect((await container(lab.production.container)).Config.Image).toBe(broken.imageRef);
+    expect(err.message).toContain(`Host by host:\n- ${first}: had changed to the new image; back on ${good.imageRef} (kept container started again)\n- ${second}: failed (above)`);
+    expect(err.details?.[0]).toMatchObject({ failedHost: second, changedHosts: [first], restoredHosts: [first], notRestoredHosts: [], targets: [{ target: first, previousImage: good.imageRef, changed: true }] });
+    // Host 1 runs the previous version again, in the very container that ran it before.
+    const after = await container(lab.production.container);
+    expect(after.Id).toBe(before.Id);
+    expect(after.State.Running).toBe(true);
+    expect(after.Config.Image).toBe(good.imageRef);
+    expect(JSON.parse((await httpGet(`${lab.production.url}/version`)).body)).toEqual({ version: '1.0.0' });
   });
 
   it('refuses a host whose key does not match the pinned fingerprint', async () => {

@@ -2,10 +2,11 @@
  * The rollback step against the real lab: a healthy version is deployed, the broken revision replaces it, and the
  * rollback restores the healthy one; checked through the engine and over HTTP with the real HTTP checks.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import { runChecks } from '../../src/activities/checks';
 import { createDeploy, createDeployers } from '../../src/activities/deploy';
+import { failedName, previousName } from '../../src/activities/deployer';
 import { createRollback } from '../../src/activities/rollback';
 import type { BuildResult, DeployRequest, DeployResult, RollbackRequest, VerifyRequest } from '../../src/activities/types';
 import type { DockerDeploy } from '../../src/config/schema';
@@ -19,6 +20,12 @@ let broken: BuildResult;
 beforeAll(async () => {
   good = await buildRevision(ctx.lab, ctx.service, 'good');
   broken = await buildRevision(ctx.lab, ctx.service, 'broken');
+});
+// The kept containers are the deployers' own; the lab removes only the containers it names.
+afterAll(async () => {
+  for (const base of [ctx.lab.staging.container, ctx.lab.production.container, `hello-first-${ctx.lab.id}`]) {
+    for (const n of [previousName(base), failedName(base)]) await ctx.lab.docker.getContainer(n).remove({ force: true }).catch(() => undefined);
+  }
 });
 
 const deployers = createDeployers({ env: process.env });
@@ -34,13 +41,13 @@ const rollback = createRollback({
 
 type Env = 'staging' | 'production';
 function target(env: Env): DeployRequest['target'] {
-  return ctx.service.environments[env].deploy;
+  return ctx.service.environments[env]!.deploy;
 }
 async function deployImage(env: Env, image: BuildResult, version: string): Promise<DeployResult> {
   return (await runActivity(deploy, [{ release: releaseRef(version), environment: env, target: target(env), imageRef: image.imageRef, digest: image.digest }])).result;
 }
 function rollbackRequest(env: Env, deployed: DeployResult, version: string, windowMs = 15_000): RollbackRequest {
-  return { release: releaseRef(version), environment: env, target: target(env), deployed: deployed.targets, checks: ctx.service.environments[env].checks, windowMs };
+  return { release: releaseRef(version), environment: env, target: target(env), deployed: deployed.targets, checks: ctx.service.environments[env]!.checks, windowMs };
 }
 function containerOf(env: Env): string {
   return env === 'staging' ? ctx.lab.staging.container : ctx.lab.production.container;
@@ -50,20 +57,28 @@ function urlOf(env: Env): string {
 }
 
 describe.each(['staging', 'production'] as const)('rollback on %s', (env) => {
-  it('restores the previous image and verifies health with it (engine and HTTP agree)', async () => {
+  it('restores the previous version from its kept container (no pull, no create) and verifies health with it (engine and HTTP agree)', async () => {
     await deployImage(env, good, '1.0.0');
+    const goodId = (await ctx.lab.docker.getContainer(containerOf(env)).inspect()).Id;
     const failed = await deployImage(env, broken, '1.1.0');
     expect(failed.targets[0]).toMatchObject({ previousImage: good.imageRef, image: broken.imageRef, changed: true });
     expect((await httpGet(`${urlOf(env)}/health`)).status).toBe(404);
+    // The previous container is kept, stopped, under its own name; the new one records it.
+    const kept = await ctx.lab.docker.getContainer(previousName(containerOf(env))).inspect();
+    expect(kept).toMatchObject({ Id: goodId, State: { Running: false } });
+    expect((await ctx.lab.docker.getContainer(containerOf(env)).inspect()).Config.Labels).toMatchObject({ 'gantry.previous-container': goodId, 'gantry.previous-image': good.imageRef });
 
     const before = verified.length;
     const { result } = await runActivity(rollback, [rollbackRequest(env, failed, '1.1.0')]);
     expect(result).toEqual({ attempt: 1, restored: [{ target: failed.targets[0]!.target, image: good.imageRef }], healthy: true });
 
     const c = await ctx.lab.docker.getContainer(containerOf(env)).inspect();
+    expect(c.Id).toBe(goodId);
     expect(c.State.Running).toBe(true);
     expect(c.Config.Image).toBe(good.imageRef);
-    expect(c.Config.Labels).toMatchObject({ 'gantry.rollback': 'true', 'gantry.version': '1.0.0', 'gantry.digest': good.digest, 'gantry.previous-image': broken.imageRef });
+    expect(c.Config.Labels).toMatchObject({ 'gantry.version': '1.0.0', 'gantry.digest': good.digest });
+    // The failed version's container is gone once the previous one serves.
+    await expect(ctx.lab.docker.getContainer(failedName(containerOf(env))).inspect()).rejects.toMatchObject({ statusCode: 404 });
     expect((await httpGet(`${urlOf(env)}/health`)).status).toBe(200);
     expect(JSON.parse((await httpGet(`${urlOf(env)}/version`)).body)).toEqual({ version: '1.0.0' });
     // The /version check was verified against the restored version, not the failed release's.
@@ -90,13 +105,21 @@ describe('rollback edge cases', () => {
     expect(gone).toBe(true);
   });
 
-  it('reports healthy: false when the restored version does not pass its checks', async () => {
+  it('fails with RollbackUnhealthy, naming the target, when the restored version does not pass its checks', async () => {
     // "Previous" is the broken image here: restoring it works, its health does not.
     await deployImage('staging', broken, '1.1.0');
     const failed = await deployImage('staging', good, '1.0.0');
     expect(failed.targets[0]).toMatchObject({ previousImage: broken.imageRef, changed: true });
-    const { result } = await runActivity(rollback, [rollbackRequest('staging', failed, '1.0.0', 2_000)]);
-    expect(result).toMatchObject({ healthy: false, restored: [{ image: broken.imageRef }] });
+    const started = Date.now();
+    const err = await runActivity(rollback, [rollbackRequest('staging', failed, '1.0.0', 30_000)]).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    const failure = err as ApplicationFailure;
+    expect(failure.type).toBe(GantryErrorType.RollbackUnhealthy);
+    expect(failure.nonRetryable).toBe(true);
+    expect(failure.message).toContain(`The rollback restored an unhealthy version: staging runs the previous version 1.1.0 again (docker:${ctx.lab.staging.container} → ${broken.imageRef}), but it fails its health checks too`);
+    expect(failure.message).toContain('gantry decide retry hello 1.0.0');
+    // The failure limit ends the restored version's checks early too, well before the 30 s window.
+    expect(Date.now() - started).toBeLessThan(15_000);
     expect((await ctx.lab.docker.getContainer(ctx.lab.staging.container).inspect()).Config.Image).toBe(broken.imageRef);
   });
 
