@@ -1,2 +1,3 @@
 export { releaseWorkflow } from './release';
 export { laneWorkflow } from './lane';
+export { freezeRegistryWorkflow } from './freezes';
