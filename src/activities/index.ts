@@ -21,6 +21,9 @@ import { auditAnnouncer } from './announcers/audit';
 import { resolveSecret } from './secrets';
 import type { SecretRef } from '../config/schema';
 import { createResolve, type ConfigSource } from './resolve';
+import { createLaneActivities } from './lanes';
+import { createFreezeActivities } from './freezes';
+import { createNotify } from './notify';
 
 export interface ActivityDeps {
   /** The worker's release config: read by the resolve step for every release and checked by every step. */
@@ -76,16 +79,23 @@ export function createActivities(deps: ActivityDeps): ReleaseActivities {
     'github-actions': createGithubActionsBuild({ env }),
   } satisfies Record<BuildRequest['build']['kind'], (req: BuildRequest) => Promise<BuildResult>>;
 
-  return guardActivities({
-    ...createResolve({ config: deps.config }),
-    ...createPreflight({ env, ...dirs, extraChecks: githubPreflightChecks({ env }), knownSecrets: () => knownSecretValues(deps.config, env) }),
-    ...createTag({ env, ...dirs }),
-    build: (req) => builds[req.build.kind](req),
-    deploy: createDeploy({ deployers }),
-    smoke: checks.smoke,
-    health: checks.health,
-    rollback: createRollback({ deployers, verify: checks.health }),
-    recordEnd: (req) => recordEnd.announce(req as unknown as AnnounceRequest),
-    ...createAnnounce({ env, ...dirs, extraAnnouncers: [githubChannel({ env })] }),
-  }, deps.config);
+  return {
+    // Lanes and freezes are the lane and registry workflows' own, not a release's steps: outside the step guard.
+    ...createLaneActivities(),
+    ...createFreezeActivities({ config: deps.config }),
+    // Notices to approvers: the webhook comes from the worker's config, never from the request.
+    ...createNotify({ config: deps.config, env }),
+    ...guardActivities({
+      ...createResolve({ config: deps.config }),
+      ...createPreflight({ env, ...dirs, extraChecks: githubPreflightChecks({ env }), knownSecrets: () => knownSecretValues(deps.config, env) }),
+      ...createTag({ env, ...dirs }),
+      build: (req) => builds[req.build.kind](req),
+      deploy: createDeploy({ deployers }),
+      smoke: checks.smoke,
+      health: checks.health,
+      rollback: createRollback({ deployers, verify: checks.health }),
+      recordEnd: (req) => recordEnd.announce(req as unknown as AnnounceRequest),
+      ...createAnnounce({ env, ...dirs, extraAnnouncers: [githubChannel({ env })] }),
+    }, deps.config),
+  };
 }
