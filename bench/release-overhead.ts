@@ -8,19 +8,20 @@
  *   - bare: bench/bare-workflow.ts calling the same number of no-op activities in sequence.
  * Each sample is start → result, measured by the client. Prints both medians and their ratio against the target.
  *
- *   npm run bench -- [--runs 30] [--warmup 5] [--target 1.15] [--strict] [--verbose (every sample)]
+ *   npm run bench -- overhead [--runs 30] [--warmup 5] [--target 1.15] [--strict] [--verbose (every sample)]
  *
- * Exits 0 whether or not the target is met, unless --strict (then 1 on a miss).
+ * Exits 0 whether or not the target is met, unless --strict (then 1 on a miss). Run by bench/main.ts.
  */
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as pause } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import type { ReleaseActivities } from '../src/activities/types';
 import { approveUpdate, releaseWorkflowId, startSearchAttributes } from '../src/shared/release';
 import { sampleInput, startRequestFor } from '../test/helpers/fixtures';
+import { noopReleaseActivities } from './lib/noop-activities';
+import { median, row } from './lib/stats';
 import { devServerEnv } from '../test/helpers/servers';
 import type { BareActivities } from './bare-workflow';
 import type { bareWorkflow } from './workflows';
@@ -28,22 +29,12 @@ import type { releaseWorkflow } from '../src/workflows';
 
 const TASK_QUEUE = 'gantry-bench';
 
-const { values: opts } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '30' },
-    warmup: { type: 'string', default: '5' },
-    target: { type: 'string', default: '1.15' },
-    strict: { type: 'boolean', default: false },
-    verbose: { type: 'boolean', default: false },
-  },
-});
-
-function positiveInt(name: string, raw: string, min: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) {
-    throw new Error(`--${name} must be a whole number ≥ ${min}, got "${raw}"; e.g. npm run bench -- --${name} ${Math.max(min, 10)}`);
-  }
-  return n;
+export interface OverheadOptions {
+  runs: number;
+  warmup: number;
+  target: number;
+  strict: boolean;
+  verbose: boolean;
 }
 
 /**
@@ -84,50 +75,14 @@ class ApprovalAtStart {
   }
 }
 
-/** Release steps that do nothing and answer like a successful first attempt. */
+/** Release steps that do nothing (bench/lib/noop-activities.ts); smoke reports to the approval at start. */
 function noopActivities(approval: ApprovalAtStart, calls: { n: number }): ReleaseActivities & BareActivities {
-  const digest = `sha256:${'0'.repeat(64)}`;
-  const checks = [{ name: 'health', url: 'http://127.0.0.1/health', ok: true, status: 200, detail: '200' }];
-  const counted = <T>(v: T): Promise<T> => {
-    calls.n += 1;
-    return Promise.resolve(v);
-  };
-  return {
-    resolvePlan: (r) => counted({ attempt: 1, input: sampleInput({ version: r.version }) }),
-    preflight: () => counted({ attempt: 1, commit: 'c'.repeat(40), checks: [] }),
-    tag: (r) => counted({ attempt: 1, tag: `v${r.release.version}`, commit: r.commit, created: true }),
-    build: (r) => counted({ attempt: 1, image: `${r.image.registry}/${r.image.name}:${r.tag}`, digest, imageRef: `${r.image.registry}/${r.image.name}@${digest}`, built: true }),
-    deploy: (r) => counted({ attempt: 1, environment: r.environment, targets: [{ target: 'bench', previousImage: null, image: r.imageRef, changed: true }] }),
-    smoke: (r) => {
-      approval.smokePassed(r.release.workflowId);
-      return counted({ attempt: 1, checks });
-    },
-    health: () => counted({ attempt: 1, checks }),
-    rollback: () => counted({ attempt: 1, restored: [], healthy: true }),
-    announce: () => counted({ attempt: 1, webhookSent: false, auditLogged: false }),
-    recordEnd: () => counted({ attempt: 1, webhookSent: false, auditLogged: false }),
-    noop: () => counted({ attempt: 1 }),
-  };
+  return noopReleaseActivities({ onCall: () => void (calls.n += 1), onSmoke: (workflowId) => approval.smokePassed(workflowId) });
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
-
-async function main(): Promise<number> {
-  const runs = positiveInt('runs', opts.runs, 1);
-  const warmup = positiveInt('warmup', opts.warmup, 0);
-  const target = Number(opts.target);
-  if (!(target > 0)) throw new Error(`--target must be a positive ratio such as 1.15, got "${opts.target}"`);
-
-  Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
+/** The release workflow against the bare one; returns the medians and ratio, and whether the target was met. */
+export async function overheadBench(opts: OverheadOptions): Promise<{ code: number; figures: Record<string, number> }> {
+  const { runs, warmup, target } = opts;
   process.stdout.write('bench: starting a dev server and bundling the workflows…\n');
   const env = await devServerEnv();
   try {
@@ -204,24 +159,15 @@ async function main(): Promise<number> {
       const mb = median(bareMs);
       const ratio = mr / mb;
       const pass = ratio <= target;
-      const row = (name: string, xs: number[]): string =>
-        `  ${name.padEnd(34)} median ${median(xs).toFixed(1).padStart(7)} ms   p90 ${percentile(xs, 90).toFixed(1).padStart(7)} ms   min ${Math.min(...xs).toFixed(1).padStart(7)} ms\n`;
+      const line = (name: string, xs: number[]): string => `${row(name, xs, 36)}\n`;
       process.stdout.write(`\nrelease overhead, ${runs} runs each, ${perRelease} no-op activities per workflow\n`);
-      process.stdout.write(row('releaseWorkflow (approval at start)', releaseMs));
-      process.stdout.write(row('bareWorkflow', bareMs));
+      process.stdout.write(line('releaseWorkflow (approval at start)', releaseMs));
+      process.stdout.write(line('bareWorkflow', bareMs));
       process.stdout.write(`  approval updates refused as "not open yet" and resent: ${approval.refusals} over ${runs} releases\n`);
       process.stdout.write(`  ratio (median release / median bare): ${ratio.toFixed(3)}   target ≤ ${target}   ${pass ? 'PASS' : 'FAIL'}\n`);
-      return pass || !opts.strict ? 0 : 1;
+      return { code: pass || !opts.strict ? 0 : 1, figures: { 'overhead.release': mr, 'overhead.bare': mb, 'overhead.ratio': ratio } };
     });
   } finally {
     await env.teardown();
   }
 }
-
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);

@@ -1,3 +1,3 @@
 /** The benchmark worker's workflows: the shipped release workflow and the bare baseline, in one bundle. */
 export { releaseWorkflow } from '../src/workflows';
-export { bareWorkflow } from './bare-workflow';
+export { bareWorkflow, signalThenActivityWorkflow } from './bare-workflow';

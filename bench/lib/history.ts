@@ -1,0 +1,102 @@
+/**
+ * Where a workflow's time went, from its event history: each activity's scheduled → started (waiting for a
+ * worker to pick it up) → completed (running), and the gap before it was scheduled (the workflow task that
+ * decided to run it, or a wait for a message). Times are the server's event times.
+ */
+import type { WorkflowHandle } from '@temporalio/client';
+import { optionalTsToMs } from '@temporalio/common/lib/time';
+import { decode } from '../../src/client/history';
+
+export interface ActivitySpan {
+  /** Activity type, with the environment for deploy/smoke/health (`deploy:production`). */
+  name: string;
+  scheduledMs: number;
+  startedMs?: number;
+  completedMs?: number;
+  /** From the previous activity's completion (or the workflow's start) to this one's scheduling. */
+  gapBeforeMs: number;
+  /** scheduled → started. */
+  queueMs?: number;
+  /** started → completed. */
+  runMs?: number;
+}
+
+export interface Breakdown {
+  startedMs: number;
+  endedMs?: number;
+  activities: ActivitySpan[];
+  /** From the last activity's completion to the workflow's end. */
+  tailMs?: number;
+  /** Workflow tasks: count and summed scheduled → completed. */
+  workflowTasks: { count: number; totalMs: number };
+  /** First update or signal accepted by the workflow (the approval), if any. */
+  firstMessageMs?: number;
+}
+
+type HistoryEvents = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>;
+
+function at(e: HistoryEvents[number]): number {
+  return optionalTsToMs(e.eventTime) ?? 0;
+}
+
+function labelOf(type: string, input: unknown): string {
+  const env = (input as { environment?: unknown } | undefined)?.environment;
+  return typeof env === 'string' ? `${type}:${env}` : type;
+}
+
+export function breakdown(events: HistoryEvents): Breakdown {
+  const byScheduledId = new Map<string, ActivitySpan>();
+  const activities: ActivitySpan[] = [];
+  const wftScheduled = new Map<string, number>();
+  let startedMs = 0;
+  let endedMs: number | undefined;
+  let lastMark = 0;
+  let firstMessageMs: number | undefined;
+  const workflowTasks = { count: 0, totalMs: 0 };
+  for (const e of events) {
+    const id = String(e.eventId);
+    if (e.workflowExecutionStartedEventAttributes) {
+      startedMs = lastMark = at(e);
+    } else if (e.workflowTaskScheduledEventAttributes) {
+      wftScheduled.set(id, at(e));
+    } else if (e.workflowTaskCompletedEventAttributes) {
+      const sched = wftScheduled.get(String(e.workflowTaskCompletedEventAttributes.scheduledEventId));
+      workflowTasks.count += 1;
+      if (sched !== undefined) workflowTasks.totalMs += at(e) - sched;
+    } else if (e.activityTaskScheduledEventAttributes) {
+      const a = e.activityTaskScheduledEventAttributes;
+      const span: ActivitySpan = {
+        name: labelOf(a.activityType?.name ?? '?', decode(a.input?.payloads?.[0])),
+        scheduledMs: at(e),
+        gapBeforeMs: at(e) - lastMark,
+      };
+      byScheduledId.set(id, span);
+      activities.push(span);
+    } else if (e.activityTaskStartedEventAttributes) {
+      const span = byScheduledId.get(String(e.activityTaskStartedEventAttributes.scheduledEventId));
+      if (span) {
+        span.startedMs = at(e);
+        span.queueMs = span.startedMs - span.scheduledMs;
+      }
+    } else if (e.activityTaskCompletedEventAttributes || e.activityTaskFailedEventAttributes || e.activityTaskTimedOutEventAttributes) {
+      const sid = e.activityTaskCompletedEventAttributes?.scheduledEventId ?? e.activityTaskFailedEventAttributes?.scheduledEventId ??
+        e.activityTaskTimedOutEventAttributes?.scheduledEventId;
+      const span = byScheduledId.get(String(sid));
+      if (span) {
+        span.completedMs = at(e);
+        if (span.startedMs !== undefined) span.runMs = span.completedMs - span.startedMs;
+        lastMark = span.completedMs;
+      }
+    } else if (e.workflowExecutionUpdateAcceptedEventAttributes || e.workflowExecutionSignaledEventAttributes) {
+      firstMessageMs ??= at(e);
+    } else if (e.workflowExecutionCompletedEventAttributes || e.workflowExecutionFailedEventAttributes ||
+        e.workflowExecutionCanceledEventAttributes || e.workflowExecutionTerminatedEventAttributes) {
+      endedMs = at(e);
+    }
+  }
+  return { startedMs, endedMs, activities, workflowTasks, ...(endedMs !== undefined ? { tailMs: endedMs - lastMark } : {}), ...(firstMessageMs !== undefined ? { firstMessageMs } : {}) };
+}
+
+export async function breakdownOf(handle: WorkflowHandle): Promise<Breakdown> {
+  return breakdown((await handle.fetchHistory()).events ?? []);
+}
