@@ -23,7 +23,6 @@ import type { SecretRef } from '../config/schema';
 import { createResolve, type ConfigSource } from './resolve';
 import { createLaneActivities } from './lanes';
 import { createFreezeActivities } from './freezes';
-import { createNotify } from './notify';
 
 export interface ActivityDeps {
   /** The worker's release config: read by the resolve step for every release and checked by every step. */
@@ -83,8 +82,6 @@ export function createActivities(deps: ActivityDeps): ReleaseActivities {
     // Lanes and freezes are the lane and registry workflows' own, not a release's steps: outside the step guard.
     ...createLaneActivities(),
     ...createFreezeActivities({ config: deps.config }),
-    // Notices to approvers: the webhook comes from the worker's config, never from the request.
-    ...createNotify({ config: deps.config, env }),
     ...guardActivities({
       ...createResolve({ config: deps.config }),
       ...createPreflight({ env, ...dirs, extraChecks: githubPreflightChecks({ env }), knownSecrets: () => knownSecretValues(deps.config, env) }),
