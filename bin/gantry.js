@@ -2,6 +2,13 @@
 'use strict';
 // The installed `gantry` command: runs the compiled CLI (npm run build writes dist/).
 const path = require('node:path');
+// `gantry --version` answers without loading the CLI (its commands pull in the Temporal client, the worker and the
+// step implementations: most of the start-up time; docs/performance.md). The same output as commander's.
+const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+  process.stdout.write(`${require('../package.json').version}\n`);
+  process.exit(0);
+}
 const entry = path.join(__dirname, '..', 'dist', 'src', 'starter.js');
 let cli;
 try {
