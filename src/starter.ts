@@ -12,7 +12,9 @@ import { decideCommand } from './cli/decide';
 import { devCommand } from './cli/dev';
 import { report } from './cli/errors';
 import { EXIT_CODE_HELP } from './cli/exit-codes';
+import { freezeCommand, freezesCommand, unfreezeCommand } from './cli/freeze';
 import { historyCommand } from './cli/history';
+import { lanesCommand } from './cli/lanes';
 import { listCommand } from './cli/list';
 import { reportCommand } from './cli/report';
 import { setupCommand } from './cli/setup';
@@ -34,7 +36,7 @@ export function buildProgram(): Command {
   addGlobalOptions(program);
   for (const cmd of [
     startCommand(), statusCommand(), listCommand(), reportCommand(), historyCommand(), approveCommand(), rejectCommand(), decideCommand(),
-    cancelCommand(), workerCommand(), devCommand(), setupCommand(), auditCommand(), verifyCommand(),
+    cancelCommand(), lanesCommand(), freezeCommand(), unfreezeCommand(), freezesCommand(), workerCommand(), devCommand(), setupCommand(), auditCommand(), verifyCommand(),
   ]) {
     program.addCommand(cmd.exitOverride().showHelpAfterError(`(run \`gantry ${cmd.name()} --help\` for its options)`)
       .configureOutput({ outputError: (str, write) => write(err.style.bad(str)) }));
