@@ -10,7 +10,7 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as pause } from 'node:timers/promises';
-import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError } from '@temporalio/client';
 import { approveUpdate, releaseWorkflowId, startSearchAttributes } from '../src/shared/release';
 import { sampleInput, startRequestFor } from '../test/helpers/fixtures';
 import type { releaseWorkflow } from '../src/workflows';
@@ -69,14 +69,20 @@ export async function scaleBench(opts: ScaleOptions): Promise<{ code: number; fi
     write(`  ${n} parked in ${parkS.toFixed(1)} s (all started after ${startedS.toFixed(1)} s); worker RSS ${parked.rssMb.toFixed(0)} MB (peak ${parked.peakMb.toFixed(0)} MB)`);
 
     let refusedEarly = 0;
+    let timedOut = 0;
     const a0 = performance.now();
     await pool(versions, opts.concurrency, async (version) => {
       const handle = client.workflow.getHandle<typeof releaseWorkflow>(releaseWorkflowId('hello', version));
       for (let attempt = 1; ; attempt++) {
         try {
-          await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice', reason: 'bench scale' }] });
+          // One update id per release: a retry after a timed-out call is the same update, never a second vote.
+          await handle.executeUpdate(approveUpdate, { updateId: `bench-approve-${version}`, args: [{ approver: 'alice', reason: 'bench scale' }] });
           return;
         } catch (err) {
+          if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError && attempt < 20) {
+            timedOut += 1;
+            continue;
+          }
           const why = err instanceof WorkflowUpdateFailedError ? err.cause?.message ?? '' : '';
           if (!why.includes('not open yet') || attempt >= 100) throw err;
           refusedEarly += 1;
@@ -88,7 +94,8 @@ export async function scaleBench(opts: ScaleOptions): Promise<{ code: number; fi
     const rate = n / approveS;
     const approved = rssOf(pid);
     write(`  approved all ${n} by update in ${approveS.toFixed(1)} s: ${rate.toFixed(0)}/s (${opts.concurrency} at a time` +
-      `${refusedEarly ? `; ${refusedEarly} arrived before their gate opened and were resent` : ''}); worker RSS ${approved.rssMb.toFixed(0)} MB`);
+      `${refusedEarly ? `; ${refusedEarly} arrived before their gate opened and were resent` : ''}` +
+      `${timedOut ? `; ${timedOut} calls timed out waiting for the worker and were retried with the same update id` : ''}); worker RSS ${approved.rssMb.toFixed(0)} MB`);
     for (;;) {
       const m = await worker.waitFor(/^smoke \d+ done (\d+)$/m, 600_000);
       if (Number(m[1]) >= n) break;

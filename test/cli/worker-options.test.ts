@@ -66,7 +66,7 @@ describe('gantry worker --max-cached-workflows', () => {
       // No server at this address: the flag is checked first, so the exit is 2, not 69.
       const r = await gantry(['worker', '--config', config, '--max-cached-workflows', bad], { env: { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` } });
       expect(r.code, show(r)).toBe(2);
-      expect(r.stderr).toContain(`--max-cached-workflows "${bad}" is not a cache size: give a whole number of workflows, at least 2 (default 500)`);
+      expect(r.stderr).toContain(`--max-cached-workflows "${bad}" is not a cache size: give a whole number of workflows, at least 2 (default ${DEFAULT_MAX_CACHED_WORKFLOWS})`);
       expect(r.stderr).not.toContain('polling');
     });
   }
