@@ -18,8 +18,8 @@ export interface DenyWindowSpec {
   cron?: string;
   /** RFC 5545 lines: `DTSTART:…` then `RRULE:…` (and optionally `RDATE:` / `EXDATE:`). */
   rrule?: string;
-  /** How long each occurrence lasts, in Temporal's duration form (`62h`, `30m`). */
-  duration: string;
+  /** How long each occurrence lasts, in Temporal's duration form (`62h`, `30m`, or milliseconds). */
+  duration: string | number;
   /** IANA time zone the schedule is read in (default UTC). */
   timezone?: string;
   /** The environments it closes (default: all). */
