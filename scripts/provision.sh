@@ -73,7 +73,7 @@ fi
 
 if [[ $register == 1 ]]; then
   addr="${TEMPORAL_ADDRESS:-localhost:7233}"; ns="${TEMPORAL_NAMESPACE:-default}"
-  for sa in GantryService GantryVersion GantryStage GantryOutcome; do
+  for sa in GantryService GantryVersion GantryStage GantryOutcome GantryEnvironment; do
     if "$temporal" operator search-attribute list --address "$addr" --namespace "$ns" 2>/dev/null | grep -qw "$sa"; then
       log "search attribute $sa already registered on $addr/$ns"
     else

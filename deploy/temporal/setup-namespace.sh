@@ -5,7 +5,7 @@ set -eu
 ADDRESS="${TEMPORAL_ADDRESS:-temporal:7233}"
 NAMESPACE="${TEMPORAL_NAMESPACE:-default}"
 RETENTION="${GANTRY_NAMESPACE_RETENTION:-30d}"
-ATTRIBUTES="${GANTRY_SEARCH_ATTRIBUTES:-GantryService GantryVersion GantryStage GantryOutcome}"
+ATTRIBUTES="${GANTRY_SEARCH_ATTRIBUTES:-GantryService GantryVersion GantryStage GantryOutcome GantryEnvironment}"
 
 t() { temporal "$@" --address "$ADDRESS"; }
 

@@ -58,10 +58,11 @@ const githubBinding = (github: { baseUrl: string; token: unknown; owner: string;
   got: github && { baseUrl: github.baseUrl, token: github.token, owner: github.owner, repo: github.repo },
   want: (svc) => svc.github && { baseUrl: svc.github.baseUrl, token: svc.github.token, owner: svc.github.owner, repo: svc.github.repo },
 });
-const targetBinding = (environment: 'staging' | 'production', target: unknown): Slice => ({
+const targetBinding = (environment: string, target: unknown): Slice => ({
   what: `${environment} deploy target`,
   got: target,
-  want: (svc) => svc.environments[environment].deploy,
+  // An environment the worker's config does not have never matches, whatever the request says.
+  want: (svc) => (Object.hasOwn(svc.environments, environment) ? svc.environments[environment]?.deploy : { unknownEnvironment: environment }),
 });
 
 /** Wrap the steps so each validates its request against the worker's config first. */

@@ -3,7 +3,7 @@
  * as a factory; this is the only place that knows all of them. A new deploy target is one new deployer module
  * plus one line in `deployers` below.
  */
-import type { AnnounceRequest, BuildRequest, BuildResult, ReleaseActivities } from './types';
+import type { AnnounceRequest, BuildRequest, BuildResult, GovernanceActivities, ReleaseActivities } from './types';
 import { createPreflight } from './preflight';
 import { createTag } from './tag';
 import { createBuildDocker } from './build-docker';
@@ -23,6 +23,7 @@ import type { SecretRef } from '../config/schema';
 import { createResolve, type ConfigSource } from './resolve';
 import { createLaneActivities } from './lanes';
 import { createFreezeActivities } from './freezes';
+import { createNotify } from './notify';
 
 export interface ActivityDeps {
   /** The worker's release config: read by the resolve step for every release and checked by every step. */
@@ -62,7 +63,7 @@ export function knownSecretValues(config: ConfigSource, env: NodeJS.ProcessEnv):
   });
 }
 
-export function createActivities(deps: ActivityDeps): ReleaseActivities {
+export function createActivities(deps: ActivityDeps): ReleaseActivities & GovernanceActivities {
   const { env, workDir } = deps;
   const dirs = workDir ? { workDir } : {};
 
@@ -82,6 +83,8 @@ export function createActivities(deps: ActivityDeps): ReleaseActivities {
     // Lanes and freezes are the lane and registry workflows' own, not a release's steps: outside the step guard.
     ...createLaneActivities(),
     ...createFreezeActivities({ config: deps.config }),
+    // Notices to approvers: the webhook comes from the worker's config, never from the request.
+    ...createNotify({ config: deps.config, env }),
     ...guardActivities({
       ...createResolve({ config: deps.config }),
       ...createPreflight({ env, ...dirs, extraChecks: githubPreflightChecks({ env }), knownSecrets: () => knownSecretValues(deps.config, env) }),

@@ -6,6 +6,9 @@
  * Requests carry config slices from the workflow input, never secrets: a secret is a reference the activity
  * resolves on the worker. Every result carries `attempt`, the activity attempt that succeeded, for status.
  */
+import type { LaneView } from '../shared/lanes';
+import type { NoticeRequest } from '../shared/notices';
+import type { GateFreeze } from '../shared/release';
 import type {
   AnnounceConfig,
   BuildConfig,
@@ -96,7 +99,8 @@ export interface BuildResult extends Attempted {
   ciRunUrl?: string;
 }
 
-export type EnvironmentName = 'staging' | 'production';
+/** An environment's name as the service's config lists it (staging, qa, production…). */
+export type EnvironmentName = string;
 
 export interface DeployRequest {
   release: ReleaseRef;
@@ -125,6 +129,11 @@ export interface VerifyRequest {
   checks: HttpCheck[];
   /** How long wrong answers and refused connections are tolerated, in ms. */
   windowMs: number;
+  /**
+   * Wrong answers in a row from one check that end the checks at once (the environment's `failureLimit`);
+   * 0 waits out the whole window. @default 3
+   */
+  failureLimit?: number;
 }
 export interface CheckOutcome {
   name: string;
@@ -145,9 +154,15 @@ export interface RollbackRequest {
   deployed: DeployedTarget[];
   checks: HttpCheck[];
   windowMs: number;
+  /** As in {@link VerifyRequest}: the restored version's checks end early after this many wrong answers in a row. @default 3 */
+  failureLimit?: number;
 }
 export interface RollbackResult extends Attempted {
   restored: { target: string; image: string | null }[];
+  /**
+   * False only when nothing ran before the release (its containers were removed, nothing answers); a restored
+   * version that fails its checks is a GantryRollbackUnhealthy failure instead.
+   */
   healthy: boolean;
 }
 
@@ -178,6 +193,8 @@ export interface AnnounceRequest {
   actions?: AnnouncedAction[];
   /** The gate's approvals with their signed statements, as the signed release manifest records them. */
   approvals?: AnnouncedApproval[];
+  /** What governance let happen, in words: a hotfix and why, a freeze passed by break-glass, a skipped step. Always announced. */
+  governance?: string[];
   /** sha256 of the worker config the release ran with (`sha256:<hex>`), recorded in the release manifest. */
   configSha256?: string;
 }
@@ -253,4 +270,38 @@ export interface ReleaseActivities {
   health(req: VerifyRequest): Promise<VerifyResult>;
   rollback(req: RollbackRequest): Promise<RollbackResult>;
   announce(req: AnnounceRequest): Promise<AnnounceResult>;
+}
+
+/** A release asks for one environment's lane (src/activities/lanes.ts). */
+export interface LaneRequest {
+  service: string;
+  environment: string;
+  workflowId: string;
+  runId: string;
+  version: string;
+  requestedBy?: string;
+}
+
+/** Which freezes hold a gate at a given (workflow) time: manual freezes and the config's deny windows. */
+export interface FreezeCheckRequest {
+  service: string;
+  environment: string;
+  nowMs: number;
+}
+
+export interface FreezeCheckResult extends Attempted {
+  frozen: boolean;
+  freezes: GateFreeze[];
+  /** When the earliest of them ends, if any ends by itself. */
+  until?: string;
+}
+
+/**
+ * Governance: lanes, freezes and notices. Separate from the runbook's steps: they hold or tell, and never change
+ * what a release deploys.
+ */
+export interface GovernanceActivities {
+  laneEnqueue(req: LaneRequest): Promise<LaneView & Attempted>;
+  checkFreeze(req: FreezeCheckRequest): Promise<FreezeCheckResult>;
+  notify(req: NoticeRequest): Promise<{ attempt: number; sent: boolean; detail: string }>;
 }

@@ -7,7 +7,7 @@ export function setupCommand(): Command {
   return new Command('setup')
     .summary('register gantry\'s search attributes in the namespace (idempotent)')
     .description(
-      'Register GantryService, GantryVersion, GantryStage and GantryOutcome (Keyword) in the namespace through the ' +
+      'Register GantryService, GantryVersion, GantryStage, GantryOutcome and GantryEnvironment (Keyword) in the namespace through the ' +
         'OperatorService, so releases can be started and found. Attributes already registered are left alone. ' +
         '`gantry dev` does this for its own server.',
     )

@@ -113,7 +113,10 @@ export function startCommand(): Command {
         out.print(`  history  gantry history ${addr.args}`);
         if (resolved?.input) {
           const g = resolved.gate;
-          out.print(`After staging passes its smoke checks the gate ${describeNeeds([], { ...g, allowSelfApproval: false, operators: [], keys: [] })}:`);
+          const where = g.environment ? `${g.environment}'s gate` : 'the gate';
+          out.print(`When the release reaches it, ${where} ${g.needs ?? describeNeeds([], { identity: g.identity, approvers: g.approvers, required: g.required, allowSelfApproval: false, operators: [], keys: [] })}` +
+            `${g.rule ? ` (rule: ${g.rule})` : ''}:`);
+          if (resolved.hotfix) out.print(st.warn(`  HOTFIX   skips ${resolved.hotfix.skipped.join(', ') || 'nothing'}: ${resolved.hotfix.reason}`));
           out.print(`  ${approveCommand(req.service, req.version, g)}`);
         }
         return;

@@ -45,15 +45,16 @@ function mode(status: ReleaseStatus | undefined): 'signed' | 'declared' {
 }
 
 /** A vote: needs the gate open (the statement names the digest being approved). */
-export async function voteMessage(kind: 'approve' | 'reject', status: ReleaseStatus, runId: string, who: { as: string; reason?: string }, opts: SigningOptions): Promise<VoteMessage> {
-  if (mode(status) === 'declared') return { approver: who.as, ...(who.reason ? { reason: who.reason } : {}) };
+export async function voteMessage(kind: 'approve' | 'reject', status: ReleaseStatus, runId: string, who: { as: string; reason?: string; breakGlass?: boolean }, opts: SigningOptions): Promise<VoteMessage> {
+  if (mode(status) === 'declared') return { approver: who.as, ...(who.reason ? { reason: who.reason } : {}), ...(who.breakGlass ? { breakGlass: true } : {}) };
   const g = status.gate;
   if (g.state !== 'open' || !g.digest) {
     throw new RefusedError(`The approval gate of ${status.request.service} ${status.request.version} is ${g.state.replace('_', ' ')} (stage ${status.stage}); ` +
-      `a signed ${kind} names the image digest at the gate, so ${kind} once the gate is open (it ${describeNeeds(g.approvals, { ...g, allowSelfApproval: false, operators: [], keys: [] })}).`);
+      `a signed ${kind} names the image digest at the gate, so ${kind} once the gate is open (it ${g.needs ?? describeNeeds(g.approvals, { identity: g.identity, approvers: g.approvers, required: g.required, allowSelfApproval: false, operators: [], keys: [] })}).`);
   }
   return sign({
-    action: kind, workflow: status.workflowId, run: runId, digest: g.digest, principal: who.as, expires: expiry(opts),
+    action: kind, workflow: status.workflowId, run: runId, ...(g.environment ? { environment: g.environment } : {}), digest: g.digest,
+    ...(who.breakGlass && kind === 'approve' ? { decision: 'break-glass' } : {}), principal: who.as, expires: expiry(opts),
     ...(who.reason ? { reason: who.reason } : {}),
   }, opts);
 }

@@ -1,5 +1,5 @@
 /**
- * Registering gantry's search attributes (GantryService, GantryVersion, GantryStage, GantryOutcome) in a
+ * Registering gantry's search attributes (GantryService, GantryVersion, GantryStage, GantryOutcome, GantryEnvironment) in a
  * namespace through the OperatorService. Idempotent: attributes already there are left alone.
  */
 import type { Connection } from '@temporalio/client';
@@ -34,7 +34,7 @@ export async function ensureSearchAttributes(connection: Connection, namespace: 
     throw new Error(
       `Could not register gantry's search attributes in namespace ${namespace} on ${address}: ${msg}. ` +
         'Check that the namespace exists and that your credentials have operator rights; a cluster admin can run ' +
-        '`temporal operator search-attribute create --name GantryService --type Keyword` (and GantryVersion, GantryStage, GantryOutcome).',
+        '`temporal operator search-attribute create --name GantryService --type Keyword` (and GantryVersion, GantryStage, GantryOutcome, GantryEnvironment).',
     );
   }
 }

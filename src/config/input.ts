@@ -3,6 +3,7 @@ import * as semver from 'semver';
 import { ConfigError, type LoadedConfig } from './load';
 import { resolveStepOptions } from '../shared/steps';
 import type { ReleaseInput } from '../shared/release';
+import { expandRefs, ruleApprovers } from '../shared/principals';
 
 /**
  * The plan for one release of one service: its config slice (a copy), the step options, the config's identity,
@@ -26,8 +27,23 @@ export function buildReleaseInput(
   }
   // structuredClone: the snapshot must not share objects with the caller's config.
   const snapshot = structuredClone(svc);
-  const people = new Set([...svc.approvals.approvers, ...svc.operators]);
+  const groups = loaded.config.groups ?? {};
+  // Everyone the service's rules name: approvers, operators, the groups its gates, hotfix and break-glass draw on.
+  const people = new Set([
+    ...expandRefs(svc.approvals.approvers, groups), ...svc.operators,
+    ...Object.values(svc.environments).flatMap((e) => (e.gate ? ruleApprovers(e.gate, groups, svc.approvals.approvers) : [])),
+    ...(svc.hotfix ? ruleApprovers(svc.hotfix.gate, groups, svc.approvals.approvers) : []),
+    ...(svc.breakGlass ? groups[svc.breakGlass.group] ?? [] : []),
+  ]);
   const keys = svc.operators.length === 0 ? loaded.keys : loaded.keys.filter((k) => people.has(k.principal));
+  // Only the groups the service's rules use go into the plan.
+  const used = new Set<string>([
+    ...[svc.approvals.approvers, ...Object.values(svc.environments).map((e) => e.gate?.approvers ?? []), svc.hotfix?.gate.approvers ?? []]
+      .flat().filter((r) => r.startsWith('@')).map((r) => r.slice(1)),
+    ...Object.values(svc.environments).flatMap((e) => Object.keys(e.gate?.from ?? {})),
+    ...Object.keys(svc.hotfix?.gate.from ?? {}),
+    ...(svc.breakGlass ? [svc.breakGlass.group] : []),
+  ]);
   return {
     service: req.service,
     version,
@@ -38,5 +54,6 @@ export function buildReleaseInput(
     configSource: loaded.source,
     configSha256: loaded.sha256,
     keys: structuredClone(keys),
+    ...(used.size > 0 ? { groups: Object.fromEntries([...used].filter((g) => g in groups).map((g) => [g, [...groups[g]!]])) } : {}),
   };
 }

@@ -8,6 +8,10 @@
 import { z } from 'zod';
 import { msToNumber } from '@temporalio/common/lib/time';
 import * as semver from 'semver';
+import { expandRefs, ruleApprovers } from '../shared/principals';
+import { denyWindowProblem } from '../shared/windows';
+
+export { expandRefs, ruleApprovers };
 
 /** A duration in Temporal's string form (`30s`, `5m`, `72h`) or milliseconds. */
 export const durationSchema = z
@@ -56,6 +60,8 @@ export const retryOverrideSchema = z.strictObject({
 });
 
 export const stepOverrideSchema = z.strictObject({
+  /** `decide skip` may pass this step when it failed (smoke and announce only: they guard nothing irreversible). */
+  skippable: z.boolean().optional(),
   startToCloseTimeout: durationSchema.optional(),
   heartbeatTimeout: durationSchema.optional(),
   retry: retryOverrideSchema.optional(),
@@ -270,12 +276,81 @@ export const sshDeploySchema = z.strictObject({
 
 export const deploySchema = z.discriminatedUnion('kind', [dockerDeploySchema, sshDeploySchema]);
 
+/** A principal's name as it appears in allowed_signers, approvers and operators. */
+export const principalNameSchema = z
+  .string()
+  .min(1)
+  .max(64, 'names are at most 64 characters')
+  .regex(/^[\p{L}\p{N}][\p{L}\p{N}._@+-]*$/u, 'a name of letters, digits and . _ @ + - (as in allowed_signers), e.g. alice or alice@acme.dev');
+
+/** A group's name (`groups:`); lists refer to a group as `@name`. */
+export const groupNameSchema = z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'a group name of lowercase letters, digits, _ and -, e.g. sre');
+
+/** A person or, written `@sre`, every member of a group. */
+export const principalRefSchema = z.union([
+  z.string().regex(/^@[a-z][a-z0-9_-]{0,31}$/, 'a group as @name, e.g. @sre'),
+  principalNameSchema,
+]);
+
+/**
+ * What a gate needs before the environment behind it changes: `required` distinct approvals in all, at least
+ * `from[group]` of them from each named group, and no rejection (a single reject vetoes).
+ */
+export const gateRuleSchema = z.strictObject({
+  /** Who may vote (names or @groups); the members of the groups in `from` may always vote. */
+  approvers: z.array(principalRefSchema).default([]),
+  /** Distinct approvals in all. */
+  required: z.number().int().min(1).default(1),
+  /** Minimum approvals per group, e.g. { sre: 1, product: 1 }. */
+  from: z.record(groupNameSchema, z.number().int().min(1)).default({}),
+  /** A vote without a reason is refused. */
+  reasonRequired: z.boolean().default(false),
+});
+
+/** An environment's name, as written under `environments:` (in the order releases go through them). */
+export const environmentNameSchema = z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, 'an environment name of lowercase letters, digits and dashes, e.g. staging, qa or production');
+
 export const environmentSchema = z.strictObject({
   deploy: deploySchema,
   checks: z.array(httpCheckSchema).min(1, 'list at least one check (e.g. /health)'),
   /** How long checks may keep failing before the environment is declared unhealthy. */
   window: durationSchema.default('5m'),
+  /**
+   * Wrong answers in a row from one check (status, body or JSON; not a refused connection while starting) that
+   * end smoke or health at once, without waiting out the window; 0 waits out the whole window.
+   */
+  failureLimit: z.number().int().min(0).max(100).default(3),
+  /**
+   * A gate before this environment changes, with its rule. The last environment (production) is always gated:
+   * by this rule, or else by the service's `approvals`.
+   */
+  gate: gateRuleSchema.optional(),
 });
+
+/**
+ * A deny window: deploys to the environments it covers wait at their gate while it lasts. It starts at every
+ * occurrence of `cron` (5 fields) or `rrule` (RFC 5545 DTSTART and RRULE lines) and lasts `duration`.
+ */
+export const denyWindowSchema = z
+  .strictObject({
+    name: z.string().min(1).max(64),
+    cron: z.string().min(1).optional(),
+    rrule: z.string().min(1).optional(),
+    duration: durationSchema,
+    /** IANA time zone the cron or rule is read in; default UTC. */
+    timezone: z.string().min(1).optional(),
+    /** Which environments it covers; default every environment (its gate, or production's, holds the release). */
+    environments: z.array(environmentNameSchema).optional(),
+    reason: z.string().max(1000).optional(),
+  })
+  .superRefine((w, ctx) => {
+    if ((w.cron === undefined) === (w.rrule === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['cron'], message: `deny window "${w.name}" needs exactly one of cron: ("0 18 * * 5") or rrule: ("DTSTART:20261224T000000Z\nRRULE:FREQ=YEARLY")` });
+      return;
+    }
+    const problem = denyWindowProblem(w);
+    if (problem) ctx.addIssue({ code: 'custom', path: [w.cron !== undefined ? 'cron' : 'rrule'], message: problem });
+  });
 
 /**
  * Where repo.testCommand runs. Repository code must not run as the worker: the worker can read its secret files
@@ -375,15 +450,9 @@ export const announceSchema = z.strictObject({
   signingKey: secretRefSchema.optional(),
 });
 
-/** A principal's name as it appears in allowed_signers, approvers and operators. */
-export const principalNameSchema = z
-  .string()
-  .min(1)
-  .max(64, 'names are at most 64 characters')
-  .regex(/^[\p{L}\p{N}][\p{L}\p{N}._@+-]*$/u, 'a name of letters, digits and . _ @ + - (as in allowed_signers), e.g. alice or alice@acme.dev');
-
 export const approvalsSchema = z.strictObject({
-  approvers: z.array(principalNameSchema).min(1, 'list at least one approver'),
+  /** Names or @groups. */
+  approvers: z.array(principalRefSchema).min(1, 'list at least one approver'),
   required: z.number().int().min(1).default(1),
   /**
    * `signed` (default): every vote and decision is a statement signed with the person's SSH key listed in
@@ -399,33 +468,78 @@ export const timeoutsSchema = z.strictObject({
   decision: durationSchema.default('24h'),
 });
 
+/** Where approvers hear about gates: a Slack-compatible webhook, reminders and how long a lane may be waited on. */
+export const noticesSchema = z.strictObject({
+  /** The approvers' channel: a Slack (or compatible) incoming-webhook URL, by reference. */
+  webhook: secretRefSchema,
+  /** Remind the channel this long before the approval times out. */
+  reminderBefore: durationSchema.default('1h'),
+  /** Tell the channel when a release has waited this long for its lane. */
+  laneWaitLongerThan: durationSchema.default('30m'),
+  /** The Temporal Web UI's address, for links in notices (e.g. http://127.0.0.1:8233). */
+  webUi: z.url().superRefine(noCredentials).optional(),
+});
+
+/** The path that skips the environments before the last (production), with its own gate rule. */
+export const hotfixSchema = z.strictObject({
+  allowed: z.boolean().default(false),
+  /** The gate a hotfix must pass instead of the last environment's usual rule. */
+  gate: gateRuleSchema,
+});
+
+/** Who may let a release through a freeze, with an extra approval and a reason. */
+export const breakGlassSchema = z.strictObject({
+  group: groupNameSchema,
+  required: z.number().int().min(1).default(1),
+});
+
 export const serviceSchema = z
   .strictObject({
     repo: repoSchema,
     image: imageSchema,
     build: buildSchema.default({ kind: 'docker', dockerfile: 'Dockerfile', context: '.', args: {} }),
-    environments: z.strictObject({ staging: environmentSchema, production: environmentSchema }),
+    /**
+     * In the order releases go through them, e.g. staging, qa, production. The last is production: gated, and
+     * rolled back when its health fails; the ones before deploy and smoke-check.
+     */
+    environments: z
+      .record(environmentNameSchema, environmentSchema)
+      .refine((e) => Object.keys(e).length > 0, 'list at least one environment (e.g. staging and production)'),
+    /** The identity mode and the default rule of the last environment's gate (when it has no gate: of its own). */
     approvals: approvalsSchema,
     /** Who may start, decide and cancel releases of this service; empty: anyone listed in allowedSigners. */
     operators: z.array(principalNameSchema).default([]),
+    /** Who may freeze this service (names or @groups); default: its operators, or anyone in allowedSigners when it names none. */
+    freezers: z.array(principalRefSchema).optional(),
+    denyWindows: z.array(denyWindowSchema).default([]),
+    breakGlass: breakGlassSchema.optional(),
+    hotfix: hotfixSchema.optional(),
+    notices: noticesSchema.optional(),
     timeouts: timeoutsSchema.default({ approval: '72h', decision: '24h' }),
     steps: stepsSchema.default({}),
     announce: announceSchema.default({}),
     github: githubSchema.optional(),
   })
   .superRefine((svc, ctx) => {
-    if (svc.approvals.required > svc.approvals.approvers.length) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['approvals', 'required'],
-        message: `requires ${svc.approvals.required} approvals but only ${svc.approvals.approvers.length} approvers are listed; lower required or add approvers`,
-      });
-    }
     if (new Set(svc.approvals.approvers).size !== svc.approvals.approvers.length) {
       ctx.addIssue({ code: 'custom', path: ['approvals', 'approvers'], message: 'lists an approver twice; list each once' });
     }
     if (svc.build.kind === 'github-actions' && !svc.github) {
       ctx.addIssue({ code: 'custom', path: ['build', 'kind'], message: 'github-actions builds need a github: section (owner, repo, token)' });
+    }
+    for (const [step, o] of Object.entries(svc.steps)) {
+      if (o?.skippable && step !== 'smoke' && step !== 'announce') {
+        ctx.addIssue({
+          code: 'custom', path: ['steps', step, 'skippable'],
+          message: `${step} cannot be skippable: only smoke and announce may be passed by \`decide skip\` (the others guard the release or production)`,
+        });
+      }
+    }
+    const names = Object.keys(svc.environments);
+    for (const w of svc.denyWindows) {
+      for (const e of w.environments ?? []) {
+        if (!names.includes(e)) ctx.addIssue({ code: 'custom', path: ['denyWindows'], message: `deny window "${w.name}" names environment ${e}, which ${names.join(', ')} does not include` });
+      }
     }
   });
 
@@ -438,12 +552,74 @@ export const allowedSignersSchema = z.union([
   z.strictObject({ file: z.string().min(1, 'a path to an allowed_signers file readable by the worker') }),
 ]);
 
-export const configSchema = z.strictObject({
-  allowedSigners: allowedSignersSchema.optional(),
-  services: z
-    .record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'service names are lowercase letters, digits and dashes'), serviceSchema)
-    .refine((s) => Object.keys(s).length > 0, 'define at least one service'),
-});
+export const configSchema = z
+  .strictObject({
+    allowedSigners: allowedSignersSchema.optional(),
+    /** Named groups of principals, used in gate rules (`from: { sre: 1 }`) and lists (`@sre`). */
+    groups: z.record(groupNameSchema, z.array(principalNameSchema).min(1, 'a group lists at least one person')).default({}),
+    /** Who may freeze every service at once (`gantry freeze --all`); names or @groups. */
+    freezers: z.array(principalRefSchema).default([]),
+    /** Deny windows for every service. */
+    denyWindows: z.array(denyWindowSchema).default([]),
+    services: z
+      .record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'service names are lowercase letters, digits and dashes'), serviceSchema)
+      .refine((s) => Object.keys(s).length > 0, 'define at least one service'),
+  })
+  .superRefine((cfg, ctx) => {
+    const groups = cfg.groups;
+    const unknownGroup = (g: string) => !(g in groups);
+    const known = Object.keys(groups).join(', ') || 'none';
+    const checkRefs = (refs: string[], path: (string | number)[]) => {
+      refs.forEach((r, i) => {
+        if (r.startsWith('@') && unknownGroup(r.slice(1))) {
+          ctx.addIssue({ code: 'custom', path: [...path, i], message: `names group ${r}, which groups: does not define (groups: ${known}); add it under groups: or fix the name` });
+        }
+      });
+    };
+    checkRefs(cfg.freezers, ['freezers']);
+    for (const [name, svc] of Object.entries(cfg.services)) {
+      const base = ['services', name];
+      checkRefs(svc.approvals.approvers, [...base, 'approvals', 'approvers']);
+      checkRefs(svc.freezers ?? [], [...base, 'freezers']);
+      const approvers = expandRefs(svc.approvals.approvers, groups);
+      if (svc.approvals.required > approvers.length) {
+        ctx.addIssue({
+          code: 'custom', path: [...base, 'approvals', 'required'],
+          message: `requires ${svc.approvals.required} approvals but only ${approvers.length} approvers are listed; lower required or add approvers`,
+        });
+      }
+      const checkRule = (rule: GateRuleConfig, path: (string | number)[]) => {
+        checkRefs(rule.approvers, [...path, 'approvers']);
+        for (const [g, n] of Object.entries(rule.from)) {
+          if (unknownGroup(g)) {
+            ctx.addIssue({ code: 'custom', path: [...path, 'from', g], message: `group ${g} is not defined under groups: (groups: ${known}); add it or fix the name` });
+          } else if (n > groups[g]!.length) {
+            ctx.addIssue({ code: 'custom', path: [...path, 'from', g], message: `needs ${n} approvals from ${g}, which has only ${groups[g]!.length} member(s); lower it or add members` });
+          }
+        }
+        const voters = ruleApprovers(rule, groups, svc.approvals.approvers);
+        const fromSum = Object.values(rule.from).reduce((a, b) => a + b, 0);
+        if (rule.required > voters.length) {
+          ctx.addIssue({ code: 'custom', path: [...path, 'required'], message: `requires ${rule.required} approvals but only ${voters.length} people may vote (${voters.join(', ')}); lower required or add approvers` });
+        } else if (fromSum > voters.length) {
+          ctx.addIssue({ code: 'custom', path: [...path, 'from'], message: `asks for ${fromSum} approvals from its groups, more than the ${voters.length} people who may vote` });
+        }
+      };
+      for (const [env, e] of Object.entries(svc.environments)) if (e.gate) checkRule(e.gate, [...base, 'environments', env, 'gate']);
+      if (svc.hotfix) checkRule(svc.hotfix.gate, [...base, 'hotfix', 'gate']);
+      if (svc.breakGlass && unknownGroup(svc.breakGlass.group)) {
+        ctx.addIssue({ code: 'custom', path: [...base, 'breakGlass', 'group'], message: `group ${svc.breakGlass.group} is not defined under groups: (groups: ${known})` });
+      }
+      const envNames = Object.keys(svc.environments);
+      for (const w of cfg.denyWindows) {
+        for (const e of w.environments ?? []) {
+          if (!Object.values(cfg.services).some((s) => e in s.environments)) {
+            ctx.addIssue({ code: 'custom', path: ['denyWindows'], message: `deny window "${w.name}" names environment ${e}, which no service has (${name} has ${envNames.join(', ')})` });
+          }
+        }
+      }
+    }
+  });
 
 export type SecretRef = z.infer<typeof secretRefSchema>;
 export type HttpCheck = z.infer<typeof httpCheckSchema>;
@@ -460,6 +636,9 @@ export type StepOverride = z.infer<typeof stepOverrideSchema>;
 export type ServiceConfig = z.infer<typeof serviceSchema>;
 export type GantryConfig = z.infer<typeof configSchema>;
 export type ApprovalsConfig = z.infer<typeof approvalsSchema>;
+export type GateRuleConfig = z.infer<typeof gateRuleSchema>;
+export type DenyWindow = z.infer<typeof denyWindowSchema>;
+export type NoticesConfig = z.infer<typeof noticesSchema>;
 
 /** True for a version gantry can release. */
 export function isReleasableVersion(v: string): boolean {

@@ -120,7 +120,7 @@ export function writeRollbackDemoConfig(configFile: string): string {
   if (!existsSync(standard)) copyFileSync(configFile, standard);
   const doc = parse(readFileSync(standard, 'utf8')) as GantryConfig;
   for (const svc of Object.values(doc.services)) {
-    svc.environments.staging.checks = svc.environments.staging.checks.filter((c) => c.name === 'version');
+    svc.environments.staging!.checks = svc.environments.staging!.checks.filter((c) => c.name === 'version');
   }
   const text = `# The lab config with staging checking only /version (src/lab/sample-repo.ts writeRollbackDemoConfig).\n${stringify(doc)}`;
   parseConfig(text, configFile); // as valid as a user's config

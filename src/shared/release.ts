@@ -10,7 +10,7 @@ import type { ServiceConfig } from '../config/schema';
 import type { Actor, IdentityMode, PrincipalKey, VoteRecord } from './gate';
 import { parseSignedPayload, type SignedStatement } from './statement';
 import { checkName, checkReason, displayText, MAX_NAME } from './text';
-import type { StepName, StepOptions } from './steps';
+import type { StepId, StepName, StepOptions } from './steps';
 
 export const TASK_QUEUE = 'gantry-releases';
 export const WORKFLOW_TYPE = 'releaseWorkflow';
@@ -35,9 +35,11 @@ export interface StartRequest {
   signed?: SignedStatement;
   /** sha256 of the operator's local config file, so status can say whether it matches the worker's. */
   localConfigSha256?: string;
+  /** Skip the environments before production, with its own gate rule (the service's config must allow it). */
+  hotfix?: { reason: string };
 }
 
-export const START_REQUEST_FIELDS = ['service', 'version', 'requestedBy', 'dryRun', 'signed', 'localConfigSha256'] as const;
+export const START_REQUEST_FIELDS = ['service', 'version', 'requestedBy', 'dryRun', 'signed', 'localConfigSha256', 'hotfix'] as const;
 
 /**
  * The resolved plan the release runs on: the service's config as the worker read it, with its sha256, and the
@@ -58,6 +60,8 @@ export interface ReleaseInput {
   configSha256?: string;
   /** Public keys of the approvers and operators (signed mode). */
   keys?: PrincipalKey[];
+  /** The config's groups (`groups:`), for the gate rules that name them. */
+  groups?: Record<string, string[]>;
 }
 
 /** The service names the config allows (also checked again on the worker). */
@@ -89,6 +93,17 @@ export function parseStartRequest(arg: unknown): Parsed<StartRequest> {
   if (o.localConfigSha256 !== undefined && (typeof o.localConfigSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(o.localConfigSha256))) {
     return { ok: false, problem: '"localConfigSha256" must be 64 hex digits' };
   }
+  let hotfix: { reason: string } | undefined;
+  if (o.hotfix !== undefined) {
+    const h = o.hotfix as Record<string, unknown> | null;
+    if (typeof h !== 'object' || h === null || Array.isArray(h) || typeof h.reason !== 'string' || Object.keys(h).some((k) => k !== 'reason')) {
+      return { ok: false, problem: '"hotfix" must be {"reason": "why this skips the environments before production"}' };
+    }
+    const r = checkReason(h.reason);
+    if (!r.ok) return r;
+    if (!r.value.trim()) return { ok: false, problem: 'a hotfix needs a reason: `gantry start <service> <version> --hotfix --reason "…"`' };
+    hotfix = { reason: r.value };
+  }
   let signed: SignedStatement | undefined;
   if (o.signed !== undefined) {
     const p = parseSignedPayload(o.signed);
@@ -104,6 +119,7 @@ export function parseStartRequest(arg: unknown): Parsed<StartRequest> {
       ...(o.dryRun ? { dryRun: true } : {}),
       ...(signed ? { signed } : {}),
       ...(typeof o.localConfigSha256 === 'string' ? { localConfigSha256: o.localConfigSha256 } : {}),
+      ...(hotfix ? { hotfix } : {}),
     },
   };
 }
@@ -111,8 +127,11 @@ export function parseStartRequest(arg: unknown): Parsed<StartRequest> {
 export type StepState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
 
 export interface StepStatus {
-  name: StepName;
+  /** The step's id: a step of the runbook, or `deploy:<env>` / `smoke:<env>` for environments between staging and production. */
+  name: StepId;
   title: string;
+  /** The environment a deploy or check step acts on. */
+  environment?: string;
   state: StepState;
   /** Activity attempts across all runs of this step. */
   attempts: number;
@@ -132,6 +151,7 @@ export type Stage =
   | 'build'
   | 'deploy-staging'
   | 'smoke'
+  | 'waiting-for-lane'
   | 'awaiting-approval'
   | 'deploy-production'
   | 'health'
@@ -177,6 +197,38 @@ export interface GateStatus {
   refusedCount: number;
   /** What the gate still needs, in words. */
   needs?: string;
+  /** The environment this gate protects (absent in releases started before environments were configurable). */
+  environment?: string;
+  /** The rule in words ("2 approvals, at least 1 from sre and 1 from product; one rejection vetoes"). */
+  rule?: string;
+  /** Break-glass approvals: extra approvals that let the release through a freeze. */
+  breakGlass?: Vote[];
+  /** The approvals meet the rule (governed releases then check the freezes before the gate passes). */
+  quorum?: boolean;
+  /** The freezes holding this gate, as last checked. */
+  freeze?: { frozen: boolean; checkedAt: string; freezes: GateFreeze[]; until?: string };
+  /** Gates passed earlier in this release (environments before this one). */
+  passed?: Array<{ environment: string; state: GateState; approvals: Vote[]; rejection?: Vote; breakGlass?: Vote[]; openedAt?: string; closedAt?: string }>;
+}
+
+/** One freeze as the gate shows it: a manual freeze (who, why, until) or a deny window from config. */
+export interface GateFreeze {
+  kind: 'manual' | 'window';
+  id: string;
+  scope: string;
+  by?: string;
+  reason: string;
+  since?: string;
+  until?: string;
+}
+
+/** Where the release stands in one environment's lane (one release at a time per service and environment). */
+export interface LaneStatus {
+  state: 'waiting' | 'held' | 'released';
+  since: string;
+  /** While waiting: who holds the lane, since when, and this release's place in the queue. */
+  holder?: { workflowId: string; version: string; heldSince: string };
+  position?: number;
 }
 
 /** One entry of the release's ledger (src/workflows/ledger.ts): a message it handled, or something it did. */
@@ -212,14 +264,16 @@ export interface LedgerStatus {
 export interface PendingDecision {
   /** Names this decision in signed statements: `<step>#<n>`, n counting the release's decisions. */
   id: string;
-  step: StepName;
+  step: StepId;
+  /** The decisions this step takes: retry and abort, and skip when config marks the step skippable. */
+  allowed?: Decision[];
   error: string;
   openedAt: string;
   deadline: string;
 }
 
 export interface DecisionRecord {
-  step: StepName;
+  step: StepId;
   decision: Decision;
   operator: string;
   /** True when the operator signed the decision; false for declared names and gantry's own timeouts. */
@@ -230,7 +284,7 @@ export interface DecisionRecord {
 }
 
 export interface PlanStep {
-  step: StepName;
+  step: StepId;
   title: string;
   detail: string;
 }
@@ -255,6 +309,13 @@ export interface ReleaseStatus {
   /** Set when the operator's local config differed from the worker's. */
   configNote?: string;
   stage: Stage;
+  /** The environment the release is in (or last was), and every environment in order. */
+  environment?: string;
+  environments?: Array<{ name: string; gated: boolean; state: 'pending' | 'active' | 'passed' | 'skipped' | 'failed' }>;
+  /** Its place in each environment's lane. */
+  lanes?: Record<string, LaneStatus>;
+  /** Set for a hotfix: why, and which environments it skipped. */
+  hotfix?: { reason: string; skipped: string[] };
   steps: StepStatus[];
   gate: GateStatus;
   pendingDecision?: PendingDecision;
@@ -278,7 +339,8 @@ export const SA_SERVICE = defineSearchAttributeKey('GantryService', SearchAttrib
 export const SA_VERSION = defineSearchAttributeKey('GantryVersion', SearchAttributeType.KEYWORD);
 export const SA_STAGE = defineSearchAttributeKey('GantryStage', SearchAttributeType.KEYWORD);
 export const SA_OUTCOME = defineSearchAttributeKey('GantryOutcome', SearchAttributeType.KEYWORD);
-export const SEARCH_ATTRIBUTES = [SA_SERVICE, SA_VERSION, SA_STAGE, SA_OUTCOME] as const;
+export const SA_ENVIRONMENT = defineSearchAttributeKey('GantryEnvironment', SearchAttributeType.KEYWORD);
+export const SEARCH_ATTRIBUTES = [SA_SERVICE, SA_VERSION, SA_STAGE, SA_OUTCOME, SA_ENVIRONMENT] as const;
 
 /**
  * The search attributes a release starts with. Whoever starts one gives these: the workflow keeps its stage
@@ -289,6 +351,7 @@ export function startSearchAttributes(release: { service: string; version: strin
     { key: SA_SERVICE, value: release.service },
     { key: SA_VERSION, value: release.version },
     { key: SA_STAGE, value: 'planning' },
+    { key: SA_ENVIRONMENT, value: 'none' },
   ];
 }
 
@@ -298,9 +361,11 @@ export function startSearchAttributes(release: { service: string; version: strin
 export interface VotePayload {
   approver: string;
   reason?: string;
+  /** An extra approval that lets the release through a freeze (break-glass group only, with a reason). */
+  breakGlass?: boolean;
 }
 
-export type Decision = 'retry' | 'abort';
+export type Decision = 'retry' | 'abort' | 'skip';
 
 /** A decision with a declared name (identity: declared). */
 export interface DecisionPayload {
@@ -345,12 +410,13 @@ export const SIGNAL_NAMES = ['approve', 'reject', 'decide', 'cancel'] as const;
 /** Descriptions shown in the Web UI's signal dialog and by `temporal workflow metadata`. */
 export const HANDLER_DESCRIPTIONS = {
   approve:
-    'Approve the production deploy. Signed mode (default): paste the JSON printed by `gantry approve <service> <version> --as <name> --print` ' +
-    '({"statement": "…", "signature": "…"}). Declared mode: {"approver": "<name>", "reason": "optional"}. Accepted only while the gate is open; each approver votes once.',
+    'Approve at the open gate (production, or the environment status names). Signed mode (default): paste the JSON printed by ' +
+    '`gantry approve <service> <version> --as <name> --print` ({"statement": "…", "signature": "…"}). Declared mode: {"approver": "<name>", "reason": "optional"}, ' +
+    'with "breakGlass": true for a break-glass approval through a freeze. Accepted only while the gate is open; each approver votes once.',
   reject:
     'Reject the release: nothing reaches production. Signed: the JSON from `gantry reject … --print`. Declared: {"approver": "<name>", "reason": "why"}.',
   decide:
-    'After a step used up its retries: signed, the JSON from `gantry decide retry|abort … --print`; declared, {"decision": "retry" | "abort", "operator": "<name>", "reason": "optional"}.',
+    'After a step used up its retries: signed, the JSON from `gantry decide retry|abort|skip … --print`; declared, {"decision": "retry" | "abort" | "skip", "operator": "<name>", "reason": "optional"} (skip only for steps the config marks skippable).',
   cancel:
     'Cancel the release: signed, the JSON from `gantry cancel … --print`; declared, {"operator": "<name>", "reason": "optional"}. Production work already begun finishes first.',
   status: 'The release: stage, every step with attempts and outputs, the approval gate, any pending decision.',
@@ -410,21 +476,22 @@ export function parseVote(payload: unknown): Parsed<VotePayload> {
   const o = obj.value;
   const approver = nameField(o, 'approver', example);
   if (!approver.ok) return approver;
-  const extra = unknownFields(o, ['approver', 'reason'], example);
+  const extra = unknownFields(o, ['approver', 'reason', 'breakGlass'], example);
   if (!extra.ok) return extra;
   const reason = optionalReason(o, example);
   if (!reason.ok) return reason;
-  return { ok: true, value: { approver: approver.value, ...(reason.value ? { reason: reason.value } : {}) } };
+  if (o.breakGlass !== undefined && typeof o.breakGlass !== 'boolean') return { ok: false, problem: `"breakGlass" must be true or false; ${example}` };
+  return { ok: true, value: { approver: approver.value, ...(reason.value ? { reason: reason.value } : {}), ...(o.breakGlass === true ? { breakGlass: true } : {}) } };
 }
 
 export function parseDecision(payload: unknown): Parsed<DecisionPayload> {
-  const example = 'send {"decision": "retry" | "abort", "operator": "<name>", "reason": "optional"}';
+  const example = 'send {"decision": "retry" | "abort" | "skip", "operator": "<name>", "reason": "optional"}';
   const obj = asObject(payload, example);
   if (!obj.ok) return obj;
   const o = obj.value;
-  if (o.decision !== 'retry' && o.decision !== 'abort') {
+  if (o.decision !== 'retry' && o.decision !== 'abort' && o.decision !== 'skip') {
     const got = typeof o.decision === 'string' ? JSON.stringify(displayText(o.decision, 20)) : describe(o.decision);
-    return { ok: false, problem: `"decision" must be "retry" or "abort" (got ${got}); ${example}` };
+    return { ok: false, problem: `"decision" must be "retry", "abort" or "skip" (got ${got}); ${example}` };
   }
   const operator = nameField(o, 'operator', example);
   if (!operator.ok) return operator;

@@ -29,32 +29,36 @@ export const DEFAULT_VALIDITY_MS = 15 * 60_000;
 /** Largest signed payload accepted (statement + signature), in characters. */
 export const MAX_SIGNED_PAYLOAD = 8192;
 
-export const STATEMENT_ACTIONS = ['start', 'approve', 'reject', 'decide', 'cancel'] as const;
+export const STATEMENT_ACTIONS = ['start', 'approve', 'reject', 'decide', 'cancel', 'freeze', 'unfreeze'] as const;
 export type StatementAction = (typeof STATEMENT_ACTIONS)[number];
 
 export interface Statement {
   action: StatementAction;
-  /** The release's workflow id. */
+  /** The release's workflow id (`gantry-freezes` for freeze and unfreeze). */
   workflow: string;
   /** The run id (every action but start: a start precedes its run). */
   run?: string;
   /** The image digest at the gate (approve, reject). */
   digest?: string;
-  /** retry | abort (decide). */
+  /** retry | abort | skip (decide); `break-glass` on an approval that passes a freeze; `hotfix` on a start. */
   decision?: string;
   /** The step waiting for the decision (decide). */
   step?: string;
-  /** The service and version (start). */
+  /** The service and version (start); the service, or `*` for all, of a freeze. */
   service?: string;
   version?: string;
+  /** The environment whose gate a vote is for, or which a freeze covers. */
+  environment?: string;
   principal: string;
   /** ISO 8601, UTC. */
   expires: string;
+  /** When a freeze ends by itself (ISO 8601, UTC). */
+  until?: string;
   reason?: string;
 }
 
 /** Field order of the canonical form. */
-const FIELDS = ['action', 'workflow', 'run', 'service', 'version', 'digest', 'decision', 'step', 'principal', 'expires', 'reason'] as const;
+const FIELDS = ['action', 'workflow', 'run', 'service', 'version', 'environment', 'digest', 'decision', 'step', 'principal', 'expires', 'until', 'reason'] as const;
 type Field = (typeof FIELDS)[number];
 
 /** What each action must name, beyond action/workflow/principal/expires. */
@@ -64,8 +68,19 @@ export const REQUIRED_FIELDS: Record<StatementAction, Field[]> = {
   reject: ['run', 'digest'],
   decide: ['run', 'decision', 'step'],
   cancel: ['run'],
+  freeze: ['service'],
+  unfreeze: ['service'],
 };
-const OPTIONAL_FIELDS: Field[] = ['reason'];
+/** What each action may name besides (fields added later are optional, so statements signed before still read the same). */
+const OPTIONAL_FIELDS: Record<StatementAction, Field[]> = {
+  start: ['decision', 'reason'],
+  approve: ['environment', 'decision', 'reason'],
+  reject: ['environment', 'reason'],
+  decide: ['reason'],
+  cancel: ['reason'],
+  freeze: ['environment', 'until', 'reason'],
+  unfreeze: ['environment', 'reason'],
+};
 
 /** A statement and its armored SSH signature, as carried in a signal, an update or the start request. */
 export interface SignedStatement {
@@ -115,13 +130,16 @@ export function parseStatement(text: unknown): Parsed<Statement> {
   }
   const needed: Field[] = ['workflow', 'principal', 'expires', ...REQUIRED_FIELDS[action]];
   for (const f of needed) if (got[f] === undefined) return { ok: false, problem: `a ${action} statement must name its ${f}` };
-  const allowed = new Set<Field>(['action', ...needed, ...OPTIONAL_FIELDS]);
+  const allowed = new Set<Field>(['action', ...needed, ...OPTIONAL_FIELDS[action]]);
   const extra = (Object.keys(got) as Field[]).filter((f) => !allowed.has(f));
   if (extra.length > 0) return { ok: false, problem: `a ${action} statement has no field ${extra.join(', ')}` };
   if (got.principal!.length > MAX_NAME) return { ok: false, problem: `statement principal is longer than ${MAX_NAME} characters` };
   if ((got.reason?.length ?? 0) > MAX_REASON) return { ok: false, problem: `statement reason is longer than ${MAX_REASON} characters` };
   if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$/.test(got.expires!) || Number.isNaN(Date.parse(got.expires!))) {
     return { ok: false, problem: 'statement "expires" must be an ISO 8601 UTC time such as 2026-12-01T10:30:00Z' };
+  }
+  if (got.until !== undefined && (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$/.test(got.until) || Number.isNaN(Date.parse(got.until)))) {
+    return { ok: false, problem: 'statement "until" must be an ISO 8601 UTC time such as 2026-12-24T00:00:00Z' };
   }
   return { ok: true, value: { ...(got as Statement) } };
 }

@@ -22,6 +22,33 @@ export const STEP_NAMES = [
 ] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
+/**
+ * A step of one release: a runbook step, or, for an environment between the first and the last (qa in
+ * staging → qa → production), its deploy and smoke steps as `deploy:qa` and `smoke:qa`. The first environment
+ * runs as deployStaging/smoke and the last as deployProduction/health/rollback, whatever their names.
+ */
+export type StepId = StepName | `deploy:${string}` | `smoke:${string}`;
+
+/** The runbook step a step id runs as (its activity, options and retry policy). */
+export function stepKind(id: StepId): StepName {
+  if (id.startsWith('deploy:')) return 'deployStaging';
+  if (id.startsWith('smoke:')) return 'smoke';
+  return id as StepName;
+}
+
+/** The step's title, naming its environment when the config's names differ from staging/production. */
+export function stepTitle(id: StepId, environment?: string): string {
+  const kind = stepKind(id);
+  if (!environment) return STEP_TITLES[kind];
+  switch (kind) {
+    case 'deployStaging': case 'deployProduction': return `Deploy to ${environment}`;
+    case 'smoke': return `Smoke-check ${environment}`;
+    case 'health': return `Health-check ${environment}`;
+    case 'rollback': return `Roll ${environment} back`;
+    default: return STEP_TITLES[kind];
+  }
+}
+
 export const STEP_TITLES: Record<StepName, string> = {
   resolve: 'Resolve the plan on the worker',
   preflight: 'Preflight checks',
@@ -56,19 +83,22 @@ const retry = (maximumAttempts: number, initialInterval: Duration = '2s', maximu
 
 /**
  * Defaults: fast, idempotent steps retry a few times; long steps heartbeat so a lost worker is noticed within
- * the heartbeat timeout rather than at the end of the start-to-close timeout.
+ * the heartbeat timeout rather than at the end of the start-to-close timeout. The steps around production
+ * (deploys, smoke, health, rollback) heartbeat every 2 s, also while a pull or a remote script runs, with a 10 s
+ * timeout: on a SIGKILLed worker the step resumes on another within about 15 s. Build and preflight allow 30 s:
+ * a GitHub Actions build heartbeats every 10 s while it waits for the run.
  */
 export const DEFAULT_STEP_OPTIONS: Record<StepName, StepOptions> = {
   // Reads the worker's config: quick, and a bad config is not fixed by retrying (non-retryable ConfigInvalid).
   resolve: { startToCloseTimeout: '1m', retry: retry(3, '1s', '10s') },
-  preflight: { startToCloseTimeout: '10m', heartbeatTimeout: '1m', retry: retry(3) },
+  preflight: { startToCloseTimeout: '10m', heartbeatTimeout: '30s', retry: retry(3) },
   tag: { startToCloseTimeout: '2m', retry: retry(5) },
-  build: { startToCloseTimeout: '45m', heartbeatTimeout: '1m', retry: retry(3, '10s', '2m') },
-  deployStaging: { startToCloseTimeout: '15m', heartbeatTimeout: '1m', retry: retry(3, '5s') },
-  smoke: { startToCloseTimeout: '10m', heartbeatTimeout: '1m', retry: retry(2) },
-  deployProduction: { startToCloseTimeout: '30m', heartbeatTimeout: '1m', retry: retry(3, '5s') },
-  health: { startToCloseTimeout: '10m', heartbeatTimeout: '1m', retry: retry(2) },
-  rollback: { startToCloseTimeout: '30m', heartbeatTimeout: '1m', retry: retry(5, '5s') },
+  build: { startToCloseTimeout: '45m', heartbeatTimeout: '30s', retry: retry(3, '10s', '2m') },
+  deployStaging: { startToCloseTimeout: '15m', heartbeatTimeout: '10s', retry: retry(3, '1s') },
+  smoke: { startToCloseTimeout: '10m', heartbeatTimeout: '10s', retry: retry(2) },
+  deployProduction: { startToCloseTimeout: '30m', heartbeatTimeout: '10s', retry: retry(3, '1s') },
+  health: { startToCloseTimeout: '10m', heartbeatTimeout: '10s', retry: retry(2, '1s') },
+  rollback: { startToCloseTimeout: '30m', heartbeatTimeout: '10s', retry: retry(5, '1s') },
   announce: { startToCloseTimeout: '5m', retry: retry(5, '5s', '2m') },
 };
 
@@ -95,7 +125,8 @@ export function resolveStepOptions(overrides: Partial<Record<StepName, StepOverr
 }
 
 /** The searchable stage a step runs in. */
-export function stageOf(step: StepName): Stage {
+export function stageOf(id: StepId): Stage {
+  const step = stepKind(id);
   const stages: Record<StepName, Stage> = {
     resolve: 'planning', preflight: 'preflight', tag: 'tag', build: 'build', deployStaging: 'deploy-staging', smoke: 'smoke',
     deployProduction: 'deploy-production', health: 'health', rollback: 'rollback', announce: 'announce',

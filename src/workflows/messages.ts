@@ -11,8 +11,10 @@
 import { CancellationScope, condition, setCurrentDetails, setDefaultSignalHandler, setHandler, workflowInfo } from '@temporalio/workflow';
 import {
   approveCommand,
+  breakGlassMet,
   declaredActor,
   describeNeeds,
+  describeRule,
   operatorRefusal,
   quorumMet,
   verifySigned,
@@ -22,6 +24,8 @@ import {
   type Expectation,
   type GateRules,
 } from '../shared/gate';
+import type { EnvironmentStep } from '../shared/environments';
+import { gateSummaryMarkdown } from '../shared/notices';
 import { durationMs } from '../shared/duration';
 import {
   approveSignal,
@@ -41,13 +45,14 @@ import {
   statusQuery,
   type Decision,
   type GateAnswer,
+  type GateFreeze,
   type GateState,
 } from '../shared/release';
 import { looksSigned, type SignedStatement } from '../shared/statement';
-import { STEP_TITLES } from '../shared/steps';
+
 import { displayText, MAX_NAME, REFUSED_KEPT } from '../shared/text';
 import type { AnnouncedApproval } from '../activities/types';
-import { ReleaseStopped, type ReleaseRun } from './run';
+import { FREEZE_RECHECK_MS, ReleaseStopped, type ReleaseRun } from './run';
 import { countVote, observeGateWait, secondsBetween } from './metrics';
 
 type Via = 'signal' | 'update';
@@ -58,17 +63,34 @@ interface Identified {
   actor: Actor;
   reason?: string;
   decision?: string;
+  /** The environment a signed vote names (absent: the last environment's gate, as statements signed before environments say). */
+  environment?: string;
+  /** A break-glass approval (signed: `decision: break-glass`; declared: `"breakGlass": true`). */
+  breakGlass?: boolean;
   /** The statement as signed, for the record (signed mode). */
   signed?: SignedStatement;
 }
 
 /** The approval gate and the other messages of one release. */
 export class ReleaseMessages {
+  /** The rules of the gate that is open (or was last open); before any gate opens, the last environment's. */
+  private gateRules: GateRules | undefined;
+  /** Counts applied votes, so the gate's wait wakes up on each one. */
+  private votesApplied = 0;
+  /** Counts the freeze checks the gate made after its quorum was met (an approving update waits for the next). */
+  private freezeChecksDone = 0;
+
   constructor(private readonly run: ReleaseRun) {}
+
+  /** The rules votes are judged by now. */
+  private get rules(): GateRules | undefined {
+    return this.gateRules ?? this.run.rules;
+  }
 
   install(): void {
     const run = this.run;
     setHandler(statusQuery, () => run.status, { description: HANDLER_DESCRIPTIONS.status });
+    if (run.governed) run.listenToLanes();
 
     // Signals (Web UI, `temporal workflow signal`): never throw; a refusal is recorded in the status.
     for (const [def, kind] of [[approveSignal, 'approve'], [rejectSignal, 'reject']] as const) {
@@ -100,7 +122,10 @@ export class ReleaseMessages {
     // Updates (`gantry approve`, `decide`, `cancel`): the validator refuses; the handler judges again (on replay
     // only the handler runs) and applies.
     for (const [def, kind] of [[approveUpdate, 'approve'], [rejectUpdate, 'reject']] as const) {
-      setHandler(def, (payload) => this.applyVote(kind, this.noted('update', kind, this.judgeVote(kind, payload), payload), 'update'), {
+      setHandler(def, async (payload) => {
+        const answer = this.applyVote(kind, this.noted('update', kind, this.judgeVote(kind, payload), payload), 'update');
+        return run.governed ? this.settledAnswer(answer) : answer;
+      }, {
         validator: (payload) => void must(this.judgeVote(kind, payload)),
         description: HANDLER_DESCRIPTIONS[kind],
       });
@@ -132,10 +157,16 @@ export class ReleaseMessages {
       if (!v.ok) return { ok: false, problem: `signed ${action} refused: ${v.problem}` };
       const s = v.value.statement;
       const signed = payload as SignedStatement;
+      if ((action === 'approve' || action === 'reject') && s.decision !== undefined && s.decision !== 'break-glass') {
+        return { ok: false, problem: `signed ${action} refused: "${displayText(s.decision, 20)}" is not something a vote can say (only break-glass)` };
+      }
       return {
         ok: true,
         value: {
-          actor: v.value.actor, ...(s.reason ? { reason: s.reason } : {}), ...(s.decision ? { decision: s.decision } : {}),
+          actor: v.value.actor, ...(s.reason ? { reason: s.reason } : {}),
+          ...(s.decision && s.decision !== 'break-glass' ? { decision: s.decision } : {}),
+          ...(s.decision === 'break-glass' ? { breakGlass: true } : {}),
+          ...(s.environment ? { environment: s.environment } : {}),
           signed: { statement: signed.statement, signature: signed.signature },
         },
       };
@@ -150,44 +181,185 @@ export class ReleaseMessages {
     }
     const parsed = action === 'decide' ? parseDecision(payload) : action === 'cancel' ? parseCancel(payload) : parseVote(payload);
     if (!parsed.ok) return { ok: false, problem: `malformed ${action}: ${parsed.problem}` };
-    const value = parsed.value as unknown as { reason?: string; decision?: string } & Record<string, unknown>;
+    const value = parsed.value as unknown as { reason?: string; decision?: string; breakGlass?: boolean } & Record<string, unknown>;
     const actor = declaredActor(value[nameField], nameField);
     if (!actor.ok) return actor;
-    return { ok: true, value: { actor: actor.value, ...(value.reason ? { reason: value.reason } : {}), ...(value.decision ? { decision: value.decision } : {}) } };
+    return {
+      ok: true,
+      value: {
+        actor: actor.value, ...(value.reason ? { reason: value.reason } : {}), ...(value.decision ? { decision: value.decision } : {}),
+        ...(value.breakGlass ? { breakGlass: true } : {}),
+      },
+    };
   }
 
   // ---- the approval gate ----
 
-  /** Open the gate for the image built, and wait until it is approved, rejected or times out. */
-  async gate(imageRef: string, digest: string): Promise<void> {
+  /**
+   * Open an environment's gate for the image built, and wait until it is approved (and, for releases with
+   * governance, not frozen, or let through by break-glass), rejected or times out.
+   */
+  async gate(env: EnvironmentStep, imageRef: string, digest: string): Promise<void> {
     const run = this.run;
+    const rules = run.governed ? run.rulesFor(env) : run.rules!;
+    this.openGate(env, rules, digest);
     const gate = run.status.gate;
-    const rules = run.rules!;
     const timeout = run.input.config.timeouts.approval;
-    gate.state = 'open';
-    gate.digest = digest;
-    gate.openedAt = new Date().toISOString();
-    gate.deadline = new Date(Date.now() + durationMs(timeout)).toISOString();
-    gate.needs = describeNeeds(gate.approvals, rules, run.status.requester);
-    run.setStage('awaiting-approval');
     const { service, version } = run.status.request;
-    run.status.message = `Waiting at the approval gate: it ${gate.needs} before production. ` +
-      `Approve with \`${approveCommand(service, version, rules)}\`. ${webUiInstruction(service, version, rules)}.`;
-    setCurrentDetails(`**Awaiting approval** of ${imageRef} (${digest}): ${run.status.message}`);
-    const decided = await condition(() => gate.state !== 'open', timeout);
+    run.status.message = this.waitingMessage(env, rules);
+    const details = () => {
+      const text = run.governed ? gateSummaryMarkdown('gate-opened', { ...run.summaryBase(env, rules), ...this.freezeWords() }) : `**Awaiting approval** of ${imageRef} (${digest}): ${run.status.message}`;
+      setCurrentDetails(text);
+    };
+    details();
+    run.notify('gate-opened', run.summaryBase(env, rules));
+    const deadlineMs = Date.parse(gate.deadline!);
+    const notices = run.governed ? run.input.config.notices : undefined;
+    let reminderAt = notices ? deadlineMs - durationMs(notices.reminderBefore) : Infinity;
+    if (reminderAt <= Date.now()) reminderAt = Infinity;
+    let recheckAt = Infinity;
+    let seen = -1;
+    // Governed: show what freezes hold the gate from the start (the check that counts runs again once the votes are in).
+    if (run.governed) {
+      const f = await run.checkFreeze(env);
+      if (gate.state === 'open' && !gate.quorum) {
+        this.noteFreeze(f);
+        if (f.frozen) run.status.message = `${this.waitingMessage(env, rules)} Note: ${this.freezeWords().freeze ?? 'frozen'}; even once approved it waits until the freeze ends (or for break-glass).`;
+        details();
+      }
+    }
+    if (!run.governed) {
+      // Releases recorded before governance wait exactly as they did (one timer for the whole gate), so they replay.
+      await condition(() => gate.state !== 'open', timeout);
+    } else for (;;) {
+      if (gate.state !== 'open') break;
+      if (gate.quorum && seen !== this.votesApplied || gate.quorum && Date.now() >= recheckAt) {
+        seen = this.votesApplied;
+        const f = await run.checkFreeze(env);
+        this.noteFreeze(f);
+        if ((gate.state as GateState) !== 'open') break;
+        if (!f.frozen) { gate.state = 'approved'; this.freezeChecksDone += 1; break; }
+        if (breakGlassMet(gate.breakGlass, rules)) {
+          gate.state = 'approved';
+          const bg = gate.breakGlass!;
+          run.ledger.event({ kind: 'timeout', name: 'break-glass', actor: bg.map((v) => v.approver).join(', '), verdict: 'recorded', detail: `passed the freeze: ${bg.map((v) => v.reason).join('; ')}` });
+          run.notify('break-glass', { ...run.summaryBase(env, rules), breakGlass: { by: bg.map((v) => v.approver).join(', '), reason: bg.map((v) => v.reason ?? '').join('; ') }, ...this.freezeWords() });
+          break;
+        }
+        recheckAt = Math.min(Date.now() + FREEZE_RECHECK_MS, f.until ? Date.parse(f.until) + 1 : Infinity);
+        run.status.message = this.frozenMessage(env, rules);
+        this.freezeChecksDone += 1;
+        details();
+      } else if (!gate.quorum) {
+        seen = this.votesApplied;
+      }
+      const wakeAt = Math.min(deadlineMs, reminderAt, gate.quorum ? recheckAt : Infinity);
+      const votes = this.votesApplied;
+      const woken = await condition(() => gate.state !== 'open' || this.votesApplied !== votes, Math.max(1, wakeAt - Date.now()));
+      if (woken) continue;
+      if (Date.now() >= deadlineMs) break;
+      if (Date.now() >= reminderAt) {
+        reminderAt = Infinity;
+        run.notify('gate-reminder', { ...run.summaryBase(env, rules), ...this.freezeWords() });
+      }
+    }
     gate.closedAt = new Date().toISOString();
-    observeGateWait(secondsBetween(gate.openedAt, gate.closedAt), decided ? ((gate.state as GateState) === 'rejected' ? 'rejected' : 'approved') : 'timed_out', service);
+    const decided = (gate.state) !== 'open';
+    observeGateWait(secondsBetween(gate.openedAt, gate.closedAt), decided ? ((gate.state) === 'rejected' ? 'rejected' : 'approved') : 'timed_out', service);
     if (!decided) {
       gate.state = 'timed_out';
       run.ledger.event({ kind: 'timeout', name: 'approve', actor: 'gantry', verdict: 'recorded', detail: `no decision at the gate within ${String(timeout)}` });
-      throw new ReleaseStopped('aborted', `No decision at the approval gate within ${String(timeout)}; ` +
-        'nothing was deployed to production. Start the release again when approvers are available.');
+      run.notify('gate-timed-out', run.summaryBase(env, rules));
+      const frozen = gate.quorum ? ` It had its approvals but stayed frozen (${this.freezeWords().freeze ?? 'frozen'}).` : '';
+      throw new ReleaseStopped('aborted', `No decision at the ${env.final ? '' : `${env.name} `}approval gate within ${String(timeout)}; ` +
+        `nothing was deployed to ${env.final ? 'production' : env.name}.${frozen} Start the release again when approvers are available.`);
     }
-    if ((gate.state as GateState) === 'rejected') {
+    if ((gate.state) === 'rejected') {
       const r = gate.rejection;
-      throw new ReleaseStopped('rejected', `Rejected by ${r?.approver ?? '?'}${r?.reason ? `: ${r.reason}` : ''}; nothing was deployed to production.`);
+      throw new ReleaseStopped('rejected', `Rejected by ${r?.approver ?? '?'}${r?.reason ? `: ${r.reason}` : ''}; nothing was deployed to ${env.final ? 'production' : env.name}.`);
     }
-    setCurrentDetails(`Approved by ${this.approvers().join(', ')}`);
+    setCurrentDetails(`Approved by ${this.approvers().join(', ')}${gate.breakGlass?.length ? ` (break-glass by ${gate.breakGlass.map((v) => v.approver).join(', ')})` : ''}`);
+    void service; void version;
+  }
+
+  /** Reset the gate for this environment (an earlier gate goes on the record in `passed`) and open it. */
+  private openGate(env: EnvironmentStep, rules: GateRules, digest: string): void {
+    const run = this.run;
+    const g = run.status.gate;
+    if (g.state !== 'not_open' && g.state !== 'closed' && g.environment) {
+      (g.passed ??= []).push({
+        environment: g.environment, state: g.state, approvals: g.approvals,
+        ...(g.rejection ? { rejection: g.rejection } : {}), ...(g.breakGlass ? { breakGlass: g.breakGlass } : {}),
+        ...(g.openedAt ? { openedAt: g.openedAt } : {}), ...(g.closedAt ? { closedAt: g.closedAt } : {}),
+      });
+      g.approvals = [];
+      delete g.rejection;
+      delete g.breakGlass;
+      delete g.freeze;
+      delete g.quorum;
+    }
+    this.gateRules = rules;
+    g.state = 'open';
+    g.digest = digest;
+    g.openedAt = new Date().toISOString();
+    g.deadline = new Date(Date.now() + durationMs(run.input.config.timeouts.approval)).toISOString();
+    g.required = rules.required;
+    g.approvers = rules.approvers;
+    g.identity = rules.identity;
+    if (run.governed) {
+      g.environment = env.name;
+      g.rule = describeRule(rules);
+    }
+    g.needs = describeNeeds(g.approvals, rules, run.status.requester);
+    run.setStage('awaiting-approval');
+  }
+
+  private waitingMessage(env: EnvironmentStep, rules: GateRules): string {
+    const { service, version } = this.run.status.request;
+    const g = this.run.status.gate;
+    const h = this.run.status.hotfix;
+    const hotfix = h && env.final ? ` HOTFIX (skips ${h.skipped.join(', ') || 'nothing'}): ${h.reason}.` : '';
+    const where = this.run.governed ? `the ${env.name} approval gate` : 'the approval gate';
+    return `Waiting at ${where}: it ${g.needs} before ${env.final ? 'production' : env.name}.${hotfix} ` +
+      `Approve with \`${approveCommand(service, version, rules)}\`. ${webUiInstruction(service, version, rules)}.`;
+  }
+
+  private frozenMessage(env: EnvironmentStep, rules: GateRules): string {
+    const { service, version } = this.run.status.request;
+    const words = this.freezeWords().freeze ?? 'frozen';
+    const bg = rules.breakGlass;
+    const pass = bg
+      ? `It passes when the freeze ends, or with ${bg.required} break-glass approval${bg.required === 1 ? '' : 's'} from ${bg.group} ` +
+        `(${bg.members.join(', ')}): \`gantry approve ${service} ${version} --as <name> --break-glass --reason "…"\` (recorded and announced).`
+      : 'It passes when the freeze ends (the service has no break-glass group).';
+    return `Approved, but ${service} ${env.name} is frozen: ${words}. The release waits at the gate. ${pass}`;
+  }
+
+  private noteFreeze(f: { frozen: boolean; freezes: GateFreeze[]; until?: string }): void {
+    this.run.status.gate.freeze = { frozen: f.frozen, checkedAt: new Date().toISOString(), freezes: f.freezes, ...(f.until ? { until: f.until } : {}) };
+  }
+
+  /** The freezes holding the gate, in words: "frozen by alice: incident 123 (until 18:00Z); deny window weekend". */
+  private freezeWords(): { freeze?: string } {
+    const f = this.run.status.gate.freeze;
+    if (!f?.frozen) return {};
+    const parts = f.freezes.map((x) => x.kind === 'window'
+      ? `deny window ${x.id}${x.reason ? ` (${x.reason})` : ''}${x.until ? ` until ${x.until}` : ''}`
+      : `frozen${x.by ? ` by ${x.by}` : ''}${x.since ? ` since ${x.since}` : ''}: ${x.reason}${x.until ? ` (until ${x.until})` : ' (until unfrozen)'}`);
+    return { freeze: parts.join('; ') };
+  }
+
+  /** What governance let happen in this release, in words, for the announcement and the record. */
+  governanceNotes(): string[] {
+    const st = this.run.status;
+    const notes: string[] = [];
+    if (st.hotfix) notes.push(`Hotfix by ${st.requester.principal}: skipped ${st.hotfix.skipped.join(', ') || 'nothing'} (${st.hotfix.reason}).`);
+    for (const g of [...(st.gate.passed ?? []), { environment: st.gate.environment, breakGlass: st.gate.breakGlass, freeze: st.gate.freeze }]) {
+      for (const v of g.breakGlass ?? []) notes.push(`Break-glass at the ${g.environment ?? 'production'} gate by ${v.approver}: ${v.reason ?? ''}.`);
+    }
+    for (const v of st.gate.approvals) if (v.changedToRejectAt) notes.push(`${v.approver} changed an approval into a rejection.`);
+    for (const d of st.decisions) if (d.decision === 'skip') notes.push(`${this.run.stepStatus(d.step).title} was skipped by decision of ${d.operator}${d.reason ? `: ${d.reason}` : ''}.`);
+    return notes;
   }
 
   approvers(): string[] {
@@ -207,18 +379,29 @@ export class ReleaseMessages {
     const run = this.run;
     const gate = run.status.gate;
     // The gate's state first: cheap, and it spares signature checks for floods at a closed gate.
-    const rules: GateRules | undefined = run.rules;
-    const early = voteRefusal(kind, { principal: '', verified: false }, { service: run.status.request.service, state: gate.state, stage: run.status.stage, approvals: [], requester: run.status.requester }, rules ?? EMPTY_RULES);
+    const rules: GateRules | undefined = this.rules;
+    const view = (approvals: GateView['approvals']): GateView => ({
+      service: run.status.request.service, state: gate.state, stage: run.status.stage, approvals, requester: run.status.requester,
+      ...(gate.breakGlass ? { breakGlass: gate.breakGlass } : {}),
+    });
+    const early = voteRefusal(kind, { principal: '', verified: false }, view([]), rules ?? EMPTY_RULES);
     if (early && gate.state !== 'open') return { ok: false, problem: early };
     const who = this.identify(kind, payload, { run: workflowInfo().runId, digest: gate.digest ?? '' }, 'approver');
     if (!who.ok) return who;
-    const why = voteRefusal(kind, who.value.actor, { service: run.status.request.service, state: gate.state, stage: run.status.stage, approvals: gate.approvals, requester: run.status.requester }, rules!);
+    // A signed vote names the gate's environment; one that names none was signed for the last gate (production).
+    const env = rules?.environment;
+    if (run.governed && env !== undefined && (who.value.environment ?? (rules?.final ? env : undefined)) !== env) {
+      return { ok: false, problem: `the signed ${kind} is for the ${who.value.environment ?? 'production'} gate, but the gate open now is ${env}'s; sign a new one (\`gantry ${kind}\` names the open gate)` };
+    }
+    if (who.value.breakGlass && !run.governed) return { ok: false, problem: 'this release predates break-glass approvals' };
+    const why = voteRefusal(kind, who.value.actor, view(gate.approvals), rules!, { ...(who.value.reason ? { reason: who.value.reason } : {}), ...(who.value.breakGlass ? { breakGlass: true } : {}) });
     return why ? { ok: false, problem: why } : who;
   }
 
   private applyVote(kind: VoteKind, v: Identified, via: Via): GateAnswer {
-    const gate = this.run.status.gate;
-    const rules = this.run.rules!;
+    const run = this.run;
+    const gate = run.status.gate;
+    const rules = this.rules!;
     const vote = {
       approver: v.actor.principal,
       verified: v.actor.verified,
@@ -228,18 +411,49 @@ export class ReleaseMessages {
       via,
       ...(v.signed ? { statement: v.signed.statement, signature: v.signed.signature } : {}),
     };
+    this.votesApplied += 1;
     if (kind === 'reject') {
+      // A single rejection vetoes. An approver who approved before changes the vote: both stay on the record.
+      const earlier = gate.approvals.find((a) => a.approver === vote.approver && !a.changedToRejectAt);
+      if (earlier) earlier.changedToRejectAt = vote.at;
       gate.rejection = vote;
       gate.state = 'rejected';
+    } else if (v.breakGlass) {
+      (gate.breakGlass ??= []).push(vote);
     } else {
       gate.approvals.push(vote);
-      if (quorumMet(gate.approvals, rules)) gate.state = 'approved';
+      if (quorumMet(gate.approvals, rules)) {
+        // Governed releases check the freezes once the votes are in (the gate's wait does it); older ones pass at once.
+        if (run.governed) gate.quorum = true;
+        else gate.state = 'approved';
+      }
     }
-    gate.needs = describeNeeds(gate.approvals, rules, this.run.status.requester);
-    const message = gate.state === 'open'
-      ? `Approval by ${vote.approver} recorded: ${gate.approvals.length} of ${gate.required}; waiting for more (the gate ${gate.needs}).`
-      : gate.state === 'approved' ? 'Approved: production deploy starts now.' : `Rejected by ${vote.approver}: the release stops.`;
+    gate.needs = describeNeeds(gate.approvals, rules, run.status.requester);
+    const target = rules.final === false && rules.environment ? rules.environment : 'production';
+    const message = v.breakGlass
+      ? `Break-glass approval by ${vote.approver} recorded (${gate.breakGlass!.length} of ${rules.breakGlass?.required ?? 1}); it lets the release through a freeze once the gate has its approvals.`
+      : gate.state === 'rejected' ? `Rejected by ${vote.approver}: the release stops; nothing was deployed to ${target}.`
+        : gate.state === 'approved' ? `Approved: ${target} deploy starts now.`
+          : gate.quorum ? `Approval by ${vote.approver} recorded: the gate has the approvals it needs; the ${target} deploy starts once no freeze holds it.`
+            : `Approval by ${vote.approver} recorded: ${gate.approvals.length} of ${gate.required}; waiting for more (the gate ${gate.needs}).`;
     return { gate: gate.state, approvals: gate.approvals.length, required: gate.required, message };
+  }
+
+  /**
+   * An approval that completed the quorum: answer once the gate has checked the freezes, so `gantry approve`
+   * says whether production deploys now or the release waits for a freeze.
+   */
+  private async settledAnswer(answer: GateAnswer): Promise<GateAnswer> {
+    const gate = this.run.status.gate;
+    if (!gate.quorum || gate.state !== 'open') return answer;
+    const checks = this.freezeChecksDone;
+    // Not cancellable: in signed mode Temporal's own cancellation request is ignored, and must not fail the answer.
+    await CancellationScope.nonCancellable(() => condition(() => gate.state !== 'open' || this.freezeChecksDone > checks));
+    const target = this.rules?.final === false && this.rules.environment ? this.rules.environment : 'production';
+    const state = gate.state as GateState;
+    const message = state === 'approved' ? `Approved: ${target} deploy starts now.`
+      : state === 'open' ? this.run.status.message : `The gate closed: ${state.replace('_', ' ')}.`;
+    return { gate: state, approvals: gate.approvals.length, required: gate.required, message };
   }
 
   // ---- decisions after a step used up its retries ----
@@ -258,19 +472,23 @@ export class ReleaseMessages {
     if (run.decision) return { ok: false, problem: 'a decision was already taken' };
     const who = this.identify('decide', payload, { run: workflowInfo().runId, step: pending.id }, 'operator');
     if (!who.ok) return who;
-    if (who.value.decision !== 'retry' && who.value.decision !== 'abort') {
-      return { ok: false, problem: `the decision must be retry or abort, not "${displayText(who.value.decision, 20)}"` };
+    const allowed = pending.allowed ?? ['retry', 'abort'];
+    if (who.value.decision === 'skip' && !allowed.includes('skip')) {
+      return { ok: false, problem: `${run.stepStatus(pending.step).title} cannot be skipped (only steps the config marks skippable: steps.<step>.skippable: true, for smoke and announce); decide retry or abort` };
+    }
+    if (!allowed.includes(who.value.decision as Decision)) {
+      return { ok: false, problem: `the decision must be ${allowed.join(' or ')}, not "${displayText(who.value.decision, 20)}"` };
     }
     const why = operatorRefusal(who.value.actor, 'decide', run.rules!);
     if (why) return { ok: false, problem: why };
-    return { ok: true, value: { ...who.value, decision: who.value.decision } };
+    return { ok: true, value: { ...who.value, decision: who.value.decision as Decision } };
   }
 
   private applyDecision(d: Identified & { decision: Decision }): string {
     const run = this.run;
     run.decision = { decision: d.decision, actor: d.actor, ...(d.reason ? { reason: d.reason } : {}) };
-    const step = run.status.pendingDecision?.step ?? 'preflight';
-    return d.decision === 'retry' ? `Retrying ${STEP_TITLES[step]}.` : `Aborting the release at ${STEP_TITLES[step]}.`;
+    const title = run.stepStatus(run.status.pendingDecision?.step ?? 'preflight').title;
+    return d.decision === 'retry' ? `Retrying ${title}.` : d.decision === 'skip' ? `Skipping ${title}; the release goes on.` : `Aborting the release at ${title}.`;
   }
 
   // ---- cancellation ----
@@ -374,6 +592,8 @@ export class ReleaseMessages {
     if (g.refused.length > REFUSED_KEPT) g.refused.splice(0, g.refused.length - REFUSED_KEPT);
   }
 }
+
+type GateView = Parameters<typeof voteRefusal>[2];
 
 const EMPTY_RULES: GateRules = { identity: 'signed', approvers: [], required: 1, allowSelfApproval: false, operators: [], keys: [] };
 

@@ -1,11 +1,14 @@
 /**
  * The release runbook.
  *
- *   resolve → preflight → tag → build → deploy staging → smoke → approval gate → deploy production → health → announce
+ *   resolve → preflight → tag → build
+ *     → for each environment before production (e.g. staging, qa): its lane → [its gate] → deploy → smoke
+ *     → production's lane → approval gate (freezes, break-glass) → deploy production → health → announce
+ *                                                                        └─ health fails → rollback
  *
- * Read `releaseWorkflow` top to bottom for the runbook. The run's machinery (status, steps, decisions, ending)
- * is in run.ts; the gate and every other message it takes are in messages.ts. Deterministic code only: no Node
- * builtins, no I/O (enforced by ESLint).
+ * Read `releaseWorkflow` top to bottom for the runbook. The run's machinery (status, steps, decisions, lanes,
+ * ending) is in run.ts; the gate and every other message it takes are in messages.ts. Deterministic code only:
+ * no Node builtins, no I/O (enforced by ESLint).
  */
 import { workflowInfo } from '@temporalio/workflow';
 import type { ReleaseRef } from '../activities/types';
@@ -14,7 +17,7 @@ import { planRelease, tagName } from '../shared/plan';
 import type { ReleaseInput, ReleaseStatus, StartRequest } from '../shared/release';
 import { ReleaseMessages } from './messages';
 import { countRollback } from './metrics';
-import { ReleaseRun, ReleaseStopped, StepFailed, summarizeDeploy } from './run';
+import { ReleaseRun, ReleaseStopped, StepFailed, StepSkipped, summarizeDeploy } from './run';
 
 export { ReleaseRun, ReleaseStopped, StepFailed, summarizeDeploy, ReleaseMessages };
 
@@ -45,31 +48,47 @@ export async function releaseWorkflow(start: StartRequest | ReleaseInput): Promi
         release, repo: config.repo, image: config.image, build: config.build, github: config.github, tag: tag.tag, commit: tag.commit,
       }), (r) => ({ image: r.image, digest: r.digest, imageRef: r.imageRef, ...(r.ciRunUrl ? { ciRunUrl: r.ciRunUrl } : {}) }));
 
-      const staging = config.environments.staging;
-      await run.step('deployStaging', (a) => a.deploy({
-        release, environment: 'staging', target: staging.deploy, imageRef: image.imageRef, digest: image.digest,
-      }), summarizeDeploy);
-      await run.step('smoke', (a) => a.smoke({ release, environment: 'staging', checks: staging.checks, windowMs: durationMs(staging.window) }),
-        (r) => ({ checks: r.checks.map((c) => `${c.name}: ${c.detail}`).join('; ') }));
+      // The environments before production, in the config's order. Each is held by one release at a time (its
+      // lane), may have a gate of its own, and must pass its smoke checks. A hotfix skips them all.
+      const environments = run.environments();
+      const production = environments[environments.length - 1]!;
+      for (const env of environments.slice(0, -1)) {
+        if (run.status.hotfix) {
+          run.skipEnvironment(env);
+          continue;
+        }
+        await run.enterEnvironment(env);
+        if (env.gated) await gate.gate(env, image.imageRef, image.digest);
+        await run.step(env.deploy, (a) => a.deploy({
+          release, environment: env.name, target: env.config.deploy, imageRef: image.imageRef, digest: image.digest,
+        }), summarizeDeploy);
+        await run.step(env.check, (a) => a.smoke({
+          release, environment: env.name, checks: env.config.checks, windowMs: durationMs(env.config.window), ...failureLimit(env.config),
+        }),
+          (r) => ({ checks: r.checks.map((c) => `${c.name}: ${c.detail}`).join('; ') })).catch(passSkipped);
+        run.leaveEnvironment(env);
+      }
 
-      await gate.gate(image.imageRef, image.digest);
+      // Production: its lane, then the approval gate, the only way to the irreversible steps.
+      await run.enterEnvironment(production);
+      await gate.gate(production, image.imageRef, image.digest);
 
       // Past the gate: production changes. Once the deploy has begun it, health and any rollback run to the end
       // even if the release is cancelled, so production is never left half-deployed.
-      const production = config.environments.production;
-      const windowMs = durationMs(production.window);
+      const windowMs = durationMs(production.config.window);
       const verdict = await run.irreversible(async () => {
         const deployed = await run.step('deployProduction', (a) => a.deploy({
-          release, environment: 'production', target: production.deploy, imageRef: image.imageRef, digest: image.digest,
+          release, environment: production.name, target: production.config.deploy, imageRef: image.imageRef, digest: image.digest,
         }), summarizeDeploy);
         try {
-          await run.step('health', (a) => a.health({ release, environment: 'production', checks: production.checks, windowMs }),
+          await run.step('health', (a) => a.health({ release, environment: production.name, checks: production.config.checks, windowMs, ...failureLimit(production.config) }),
             (r) => ({ checks: r.checks.map((c) => `${c.name}: ${c.detail}`).join('; ') }), { onFailure: 'return' });
           return { healthy: true as const, deployed };
         } catch (err) {
           if (!(err instanceof StepFailed)) throw err;
           const rb = await run.step('rollback', (a) => a.rollback({
-            release, environment: 'production', target: production.deploy, deployed: deployed.targets, checks: production.checks, windowMs,
+            release, environment: production.name, target: production.config.deploy, deployed: deployed.targets, checks: production.config.checks, windowMs,
+            ...failureLimit(production.config),
           }), (r) => ({ restored: r.restored.map((t) => `${t.target} → ${t.image ?? 'removed'}`).join('; '), healthy: String(r.healthy) }),
           { decideOnAnyFailure: true }); // a failed rollback leaves production broken: an operator decides, never a silent end
           countRollback(input.service, rb.healthy);
@@ -78,18 +97,21 @@ export async function releaseWorkflow(start: StartRequest | ReleaseInput): Promi
       });
 
       // The release is decided by now; an announcement that keeps failing waits for an operator (fix the token,
-      // the webhook…, then `decide retry`), and `decide abort` leaves it unannounced without changing the outcome.
+      // the webhook…, then `decide retry`); `decide abort` (or `skip`, where config allows) leaves it unannounced
+      // without changing the outcome.
       const announced = await run.step('announce', (a) => a.announce({
           release, outcome: verdict.healthy ? 'released' : 'rolled_back', announce: config.announce, github: config.github,
           repo: config.repo, commit: tag.commit, tag: tag.tag, digest: image.digest, imageRef: image.imageRef,
           approvers: gate.approvers(), hosts: verdict.deployed.targets.map((t) => t.target), durations: run.durations(),
           actions: run.auditActions(), approvals: gate.approvalRecords(), ...(input.configSha256 ? { configSha256: `sha256:${input.configSha256}` } : {}),
           ...(image.ciRunUrl ? { ciRunUrl: image.ciRunUrl } : {}), ...(verdict.healthy ? {} : { reason: verdict.reason }),
+          ...(run.governed ? { governance: gate.governanceNotes() } : {}),
         }), (r) => ({
           webhook: String(r.webhookSent), audit: String(r.auditLogged),
           ...(r.notesPath ? { notes: r.notesPath } : {}), ...(r.githubReleaseUrl ? { githubRelease: r.githubReleaseUrl } : {}),
         }), { decideOnAnyFailure: true }).then(() => '', (err: unknown) => {
           if (err instanceof StepFailed && err.outcome === 'aborted') return ` The announcement was abandoned by decision (${err.message}); announce by hand.`;
+          if (err instanceof StepSkipped) return ` The announcement was skipped by decision (${err.message}); announce by hand.`;
           throw err;
         });
 
@@ -104,4 +126,15 @@ export async function releaseWorkflow(start: StartRequest | ReleaseInput): Promi
       return await run.fail(err);
     }
   });
+}
+
+/** How many wrong answers in a row end a check early, as the environment's config says (absent: the checks' default). */
+function failureLimit(env: { failureLimit?: number }): { failureLimit?: number } {
+  return env.failureLimit !== undefined ? { failureLimit: env.failureLimit } : {};
+}
+
+/** A smoke check an operator decided to skip (`decide skip`, where config marks it skippable) lets the release go on. */
+function passSkipped(err: unknown): undefined {
+  if (err instanceof StepSkipped) return undefined;
+  throw err;
 }

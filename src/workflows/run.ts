@@ -10,21 +10,27 @@ import {
   CancellationScope,
   CancelledFailure,
   condition,
+  getExternalWorkflowHandle,
   isCancellation,
   patched,
   proxyActivities,
   setCurrentDetails,
+  setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import { RetryState, type ActivityOptions, type SearchAttributeUpdatePair } from '@temporalio/common';
-import type { AnnouncedAction, DeployResult, RecordEndRequest, ReleaseActivities } from '../activities/types';
+import type { AnnouncedAction, DeployResult, FreezeCheckResult, GovernanceActivities, RecordEndRequest, ReleaseActivities } from '../activities/types';
 import { NON_RETRYABLE, ReleaseEndType } from '../shared/errors';
-import { describeNeeds, gateRulesView, operatorRefusal, verifyStatement, type Actor, type GateRules } from '../shared/gate';
+import { describeNeeds, describeRule, gateRulesFor, gateRulesView, operatorRefusal, verifyStatement, type Actor, type GateRules } from '../shared/gate';
+import { environmentsOf, type EnvironmentStep } from '../shared/environments';
+import { laneChangedSignal, laneLeaveSignal, laneWorkflowId } from '../shared/lanes';
+import type { GateSummary, NoticeKind } from '../shared/notices';
 import { durationMs } from '../shared/duration';
 import {
   parseStartRequest,
   releaseWorkflowId,
+  SA_ENVIRONMENT,
   SA_OUTCOME,
   SA_SERVICE,
   SA_STAGE,
@@ -38,7 +44,7 @@ import {
   type StartRequest,
   type StepStatus,
 } from '../shared/release';
-import { DEFAULT_STEP_OPTIONS, STEP_NAMES, STEP_TITLES, stageOf, type StepName, type StepOptions } from '../shared/steps';
+import { DEFAULT_STEP_OPTIONS, STEP_NAMES, STEP_TITLES, stageOf, stepKind, stepTitle, type StepId, type StepName, type StepOptions } from '../shared/steps';
 import { Ledger } from './ledger';
 import { countDecision, countRelease, observeStep, secondsBetween } from './metrics';
 
@@ -48,13 +54,31 @@ export const PATCHES = {
   workerResolvesPlan: 'gantry-worker-resolves-plan',
   /** A release that ends without its announcement still writes its actions and outcome to the audit log. */
   recordEveryEnding: 'gantry-record-every-ending',
+  /**
+   * Governance: environments in the config's order, lanes (one release at a time per service and environment),
+   * freezes and deny windows at the gate, break-glass, hotfixes, `decide skip`, and notices to approvers.
+   */
+  governance: 'gantry-governance',
 } as const;
+
+/** While approved but frozen, the gate checks the freezes again this often (sooner when a freeze ends by itself). */
+export const FREEZE_RECHECK_MS = 30_000;
+/** A release waiting for its lane asks the lane again this often, besides whenever the lane signals a change. */
+const LANE_RECHECK_MS = 60_000;
 
 /** Thrown by `step` when a step ends in failure; `run.fail` turns it into the release's outcome. */
 export class StepFailed extends Error {
-  constructor(readonly stepName: StepName, message: string, readonly outcome: Outcome = 'failed') {
+  constructor(readonly stepName: StepId, message: string, readonly outcome: Outcome = 'failed') {
     super(message);
     this.name = 'StepFailed';
+  }
+}
+
+/** Thrown by `step` when an operator decided to skip a failed skippable step (`decide skip`). */
+export class StepSkipped extends Error {
+  constructor(readonly stepName: StepId, message: string) {
+    super(message);
+    this.name = 'StepSkipped';
   }
 }
 
@@ -91,6 +115,15 @@ export class ReleaseRun {
   readonly legacy: boolean;
   /** Every message handled, in order (status.ledger). */
   readonly ledger: Ledger;
+  /** True for releases with governance (lanes, freezes, notices, environments in order); false when replaying older ones. */
+  readonly governed: boolean;
+  /** Set by the lane's change signal: ask the lane again. */
+  laneHint = false;
+  private readonly envIndexed: boolean;
+  private readonly governance: GovernanceActivities;
+  private readonly notices: GovernanceActivities;
+  private readonly lanesHeld = new Set<string>();
+  private noticesInFlight = 0;
 
   constructor(arg: unknown) {
     this.arg = arg;
@@ -116,6 +149,18 @@ export class ReleaseRun {
     // another client) the release runs unindexed rather than stuck.
     this.ledger = new Ledger(this.status.ledger!);
     this.indexed = workflowInfo().typedSearchAttributes.get(SA_SERVICE) !== undefined;
+    this.governed = !this.legacy && patched(PATCHES.governance);
+    // GantryEnvironment came later: a server set up before it may not know it, so it is kept current only when
+    // the start gave it (as `gantry start` does), which proves it is registered.
+    this.envIndexed = this.indexed && workflowInfo().typedSearchAttributes.get(SA_ENVIRONMENT) !== undefined;
+    // Lanes and freeze checks retry for as long as it takes (the gate and the lane wait anyway); notices give up
+    // after a few attempts, and nothing waits for them.
+    this.governance = proxyActivities<GovernanceActivities>({
+      startToCloseTimeout: '30s', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
+    });
+    this.notices = proxyActivities<GovernanceActivities>({
+      startToCloseTimeout: '30s', retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
+    });
     this.index(startSearchAttributes(req));
     // Releases recorded before this change honoured Temporal's cancellation directly; keep that for them. Now a
     // cancellation must be a verified decision in signed mode, so Temporal's request is judged in messages.ts.
@@ -151,15 +196,193 @@ export class ReleaseRun {
     g.approvers = this.rulesCache.approvers;
     g.identity = this.rulesCache.identity;
     g.needs = describeNeeds([], this.rulesCache);
+    if (this.governed) this.layOutEnvironments();
+  }
+
+  // ---- environments, in the config's order ----
+
+  /** The environments this release goes through, in order; the last is production. */
+  environments(): EnvironmentStep[] {
+    return environmentsOf(this.input.config);
+  }
+
+  /** The rules of one environment's gate (a hotfix's last gate takes the hotfix rule). */
+  rulesFor(env: EnvironmentStep): GateRules {
+    return gateRulesFor(this.input, env.name, { hotfix: this.status.hotfix !== undefined && env.final });
+  }
+
+  /** Steps named for the config's environments, with one deploy and one smoke step per environment between the first and the last. */
+  private layOutEnvironments(): void {
+    const envs = this.environments();
+    const extra = envs.filter((e) => e.deploy.startsWith('deploy:'));
+    const at = this.status.steps.findIndex((s) => s.name === 'smoke') + 1;
+    this.status.steps.splice(at, 0, ...extra.flatMap((e) => [e.deploy, e.check]).map((name) => ({
+      name, title: STEP_TITLES[stepKind(name)], state: 'pending' as const, attempts: 0, runs: 0, outputs: {},
+    })));
+    for (const e of envs) {
+      for (const id of e.final ? [e.deploy, e.check, 'rollback' as const] : [e.deploy, e.check]) {
+        const s = this.stepStatus(id);
+        s.environment = e.name;
+        s.title = stepTitle(id, e.name);
+      }
+    }
+    if (envs.length < 2) {
+      const s = this.stepStatus('deployStaging');
+      s.title = 'Deploy before production (none configured)';
+      this.stepStatus('smoke').title = 'Smoke-check before production (none configured)';
+    }
+    this.status.environments = envs.map((e) => ({ name: e.name, gated: e.gated, state: 'pending' }));
+  }
+
+  /**
+   * The release enters an environment: it waits for the environment's lane (one release at a time per service
+   * and environment, first come first served), then holds it until it leaves the environment or ends.
+   */
+  async enterEnvironment(env: EnvironmentStep): Promise<void> {
+    this.status.environment = env.name;
+    this.markEnvironment(env.name, 'active');
+    if (this.envIndexed) upsertSearchAttributes([{ key: SA_ENVIRONMENT, value: env.name }]);
+    if (!this.governed) return;
+    const lanes = (this.status.lanes ??= {});
+    const since = new Date().toISOString();
+    lanes[env.name] = { state: 'waiting', since };
+    const { service, version, requestedBy } = this.status.request;
+    const info = workflowInfo();
+    const notices = this.input.config.notices;
+    const noticeAt = notices ? Date.parse(since) + durationMs(notices.laneWaitLongerThan) : Infinity;
+    let noticed = false;
+    const previousStage = this.status.stage;
+    for (;;) {
+      this.laneHint = false;
+      const view = await this.governance.laneEnqueue({ service, environment: env.name, workflowId: info.workflowId, runId: info.runId, version, requestedBy });
+      if (view.holder?.runId === info.runId) {
+        lanes[env.name] = { state: 'held', since: new Date().toISOString() };
+        this.lanesHeld.add(env.name);
+        if (this.status.stage === 'waiting-for-lane') this.setStage(previousStage);
+        return;
+      }
+      const holder = view.holder;
+      lanes[env.name] = {
+        state: 'waiting', since,
+        ...(holder ? { holder: { workflowId: holder.workflowId, version: holder.version, heldSince: holder.heldSince } } : {}),
+        ...(view.position !== undefined ? { position: view.position } : {}),
+      };
+      this.setStage('waiting-for-lane');
+      this.status.message = holder
+        ? `Waiting for the ${env.name} lane of ${service}: ${service} ${holder.version} (${holder.workflowId}) holds it since ${holder.heldSince}` +
+          `${view.position ? `, and this release is number ${view.position} in line` : ''}. It deploys to ${env.name} when that release leaves ${env.name} or ends; ` +
+          `\`gantry lanes ${service}\` shows the queue.`
+        : `Waiting for the ${env.name} lane of ${service} (number ${view.position ?? '?'} in line); \`gantry lanes ${service}\` shows the queue.`;
+      setCurrentDetails(`**Waiting for the ${env.name} lane**: ${this.status.message}`);
+      const wake = Math.min(LANE_RECHECK_MS, noticed ? Infinity : Math.max(0, noticeAt - Date.now()));
+      await condition(() => this.laneHint, wake);
+      if (!noticed && Date.now() >= noticeAt && holder) {
+        noticed = true;
+        this.notify('lane-wait', { ...this.summaryBase(env), lane: { holder: `${service} ${holder.version}`, heldSince: holder.heldSince, waitingSince: since } });
+      }
+    }
+  }
+
+  /** The release is done with an environment: its lane passes on. */
+  leaveEnvironment(env: EnvironmentStep): void {
+    this.markEnvironment(env.name, 'passed');
+    this.releaseLane(env.name);
+  }
+
+  /** An environment a hotfix skips. */
+  skipEnvironment(env: EnvironmentStep): void {
+    this.markEnvironment(env.name, 'skipped');
+    for (const id of [env.deploy, env.check]) {
+      const s = this.stepStatus(id);
+      s.state = 'skipped';
+      s.error = `skipped by the hotfix: ${this.status.hotfix?.reason ?? ''}`;
+    }
+  }
+
+  private markEnvironment(name: string, state: 'active' | 'passed' | 'skipped' | 'failed'): void {
+    const e = this.status.environments?.find((x) => x.name === name);
+    if (e) e.state = state;
+  }
+
+  /** Tell the lane this release left (a hint; the lane checks the release's status before it passes the lane on). */
+  private releaseLane(name: string): void {
+    const lane = this.status.lanes?.[name];
+    if (!lane || lane.state === 'released') return;
+    this.status.lanes![name] = { state: 'released', since: new Date().toISOString() };
+    if (!this.lanesHeld.delete(name) && lane.state !== 'waiting') return;
+    const info = workflowInfo();
+    this.noticesInFlight += 1;
+    void CancellationScope.nonCancellable(() => getExternalWorkflowHandle(laneWorkflowId(this.status.request.service, name))
+      .signal(laneLeaveSignal, { workflowId: info.workflowId, runId: info.runId })).catch(() => undefined)
+      .finally(() => { this.noticesInFlight -= 1; });
+  }
+
+  /** Install the lane's change signal (a hint with no payload: never throws, whoever sends it). */
+  listenToLanes(): void {
+    setHandler(laneChangedSignal, () => { this.laneHint = true; }, {
+      description: 'Internal, sent by the lane workflow: a hint that the lane changed, so the release asks its lane again. It grants nothing by itself.',
+    });
+  }
+
+  // ---- freezes and notices ----
+
+  /** Which freezes hold this environment's gate now (workflow time, so deny windows follow the workflow's clock). */
+  async checkFreeze(env: EnvironmentStep): Promise<FreezeCheckResult> {
+    try {
+      return await this.governance.checkFreeze({ service: this.status.request.service, environment: env.name, nowMs: Date.now() });
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      // Fail closed: a gate that cannot tell whether it is frozen stays shut, and says why.
+      const why = err instanceof ActivityFailure ? (err.cause?.message ?? err.message) : String(err);
+      return { attempt: 1, frozen: true, freezes: [{ kind: 'manual', id: 'check-failed', scope: env.name, reason: `the freeze check failed (${why}); it is tried again shortly` }] };
+    }
+  }
+
+  /** Send a notice to the approvers' channel, when configured. Never waits, never fails the release. */
+  notify(kind: NoticeKind, summary: GateSummary): void {
+    if (!this.governed || !this.resolved?.config.notices) return;
+    const info = workflowInfo();
+    this.noticesInFlight += 1;
+    void this.notices.notify({ kind, workflowId: info.workflowId, runId: info.runId, summary }).catch(() => undefined)
+      .finally(() => { this.noticesInFlight -= 1; });
+  }
+
+  /** The facts every notice and the gate's current details start from. */
+  summaryBase(env: EnvironmentStep, rules?: GateRules): GateSummary {
+    const { service, version } = this.status.request;
+    const out = (id: StepId) => this.stepStatus(id).outputs;
+    const checked = this.environments().filter((e) => !e.final).map((e) => out(e.check).checks).filter(Boolean).join('; ');
+    const r = rules ?? this.rulesFor(env);
+    const notices = this.input.config.notices;
+    const info = workflowInfo();
+    const g = this.status.gate;
+    return {
+      service, version, environment: env.name, requester: this.status.requester.principal,
+      needs: g.needs ?? describeNeeds([], r, this.status.requester), rule: describeRule(r),
+      approveCommand: `gantry approve ${service} ${version} --as <name>${r.identity === 'signed' ? ' [--key ~/.ssh/id_ed25519]' : ''}`,
+      ...(out('tag').tag ? { tag: out('tag').tag } : {}), ...(out('tag').commit ? { commit: out('tag').commit } : {}),
+      ...(out('build').digest ? { digest: out('build').digest } : {}), ...(out('build').imageRef ? { imageRef: out('build').imageRef } : {}),
+      ...(out('build').ciRunUrl ? { buildRunUrl: out('build').ciRunUrl } : {}),
+      ...(checked ? { smoke: checked } : {}),
+      ...(notices?.webUi ? { webUiUrl: `${notices.webUi.replace(/\/+$/, '')}/namespaces/${info.namespace}/workflows/${encodeURIComponent(info.workflowId)}/${info.runId}/history` } : {}),
+      ...(g.deadline ? { deadline: g.deadline } : {}),
+      ...(this.status.hotfix ? { hotfix: this.status.hotfix } : {}),
+    };
   }
 
   private index(pairs: SearchAttributeUpdatePair[]): void {
     if (this.indexed) upsertSearchAttributes(pairs);
   }
 
-  /** Run the release body in the run's own cancellation scope. */
+  /** Run the release body in the run's own cancellation scope; notices and lane hints still on their way get a few seconds to land. */
   main<T>(body: () => Promise<T>): Promise<T> {
-    return this.scope.run(body);
+    return this.scope.run(async () => {
+      try {
+        return await body();
+      } finally {
+        if (this.noticesInFlight > 0) await CancellationScope.nonCancellable(() => condition(() => this.noticesInFlight === 0, '10s'));
+      }
+    });
   }
 
   // ---- resolving the plan ----
@@ -186,8 +409,21 @@ export class ReleaseRun {
       this.status.configNote = `The operator's local config (sha256 ${req.localConfigSha256.slice(0, 16)}) differs from the worker's ` +
         `(${r.input.configSha256.slice(0, 16)}); the release runs on the worker's.`;
     }
+    if (req.hotfix) this.adoptHotfix(req.hotfix, r.input);
     this.verifyStarter(req);
     return r.input;
+  }
+
+  /** A hotfix skips the environments before production, where the service's config allows it. */
+  private adoptHotfix(hotfix: { reason: string }, input: ReleaseInput): void {
+    const { service, version } = this.status.request;
+    if (!this.governed) throw new ReleaseStopped('failed', 'Start refused: this worker\'s release workflow predates hotfixes. Nothing was changed.');
+    if (!input.config.hotfix?.allowed) {
+      throw new ReleaseStopped('failed', `Start refused: ${service} does not allow hotfixes (its config has no hotfix: { allowed: true, gate: … }). ` +
+        `Release ${version} the usual way, through every environment, or ask for the hotfix path in the worker's config. Nothing was changed.`);
+    }
+    const skipped = this.environments().filter((e) => !e.final).map((e) => e.name);
+    this.status.hotfix = { reason: hotfix.reason, skipped };
   }
 
   private verifyStarter(req: StartRequest): void {
@@ -200,7 +436,15 @@ export class ReleaseRun {
       throw err;
     }
     const a = this.status.requester;
-    this.ledger.event({ kind: 'start', name: 'start', actor: a.principal, verified: a.verified, ...(a.fingerprint ? { fingerprint: a.fingerprint } : {}), verdict: 'accepted' });
+    const h = this.status.hotfix;
+    this.ledger.event({
+      kind: 'start', name: 'start', actor: a.principal, verified: a.verified, ...(a.fingerprint ? { fingerprint: a.fingerprint } : {}), verdict: 'accepted',
+      ...(h ? { detail: `hotfix, skipping ${h.skipped.join(', ') || 'nothing'}: ${h.reason}` } : {}),
+    });
+    if (h) {
+      const prod = this.environments()[this.environments().length - 1]!;
+      this.notify('hotfix', this.summaryBase(prod));
+    }
   }
 
   private checkStarter(req: StartRequest): void {
@@ -213,6 +457,11 @@ export class ReleaseRun {
       }
       const v = verifyStatement(req.signed, { action: 'start', workflow: this.status.workflowId, service: req.service, version: req.version }, rules.keys, Date.now());
       if (!v.ok) throw new ReleaseStopped('failed', `Start refused: ${v.problem}. Nothing was changed.`);
+      const signedHotfix = v.value.statement.decision === 'hotfix';
+      if (signedHotfix !== (req.hotfix !== undefined) || (req.hotfix && v.value.statement.reason !== req.hotfix.reason)) {
+        throw new ReleaseStopped('failed', `Start refused: the signed start ${signedHotfix ? 'is' : 'is not'} for a hotfix, but the request ${req.hotfix ? 'asks for one' : 'does not'}` +
+          `${req.hotfix && signedHotfix ? ' with another reason' : ''}; sign the start you send (\`gantry start … --hotfix --reason "…"\` does). Nothing was changed.`);
+      }
       actor = v.value.actor;
     } else {
       actor = { principal: req.requestedBy, verified: false };
@@ -235,14 +484,16 @@ export class ReleaseRun {
    * release there would leave production broken or the release unannounced without a word.
    */
   async step<T extends { attempt: number }>(
-    name: StepName,
+    name: StepId,
     call: StepCall<T>,
     summarize: (r: T) => Record<string, string>,
     opts: { onFailure?: 'decide' | 'return'; decideOnAnyFailure?: boolean } = {},
   ): Promise<T> {
     const s = this.stepStatus(name);
-    const options = this.stepOptions(name);
+    const kind = stepKind(name);
+    const options = this.stepOptions(kind);
     const activities = proxyActivities<ReleaseActivities>(this.activityOptions(name, options));
+    const skippable = this.governed && this.resolved?.config.steps[kind as keyof ReleaseInput['config']['steps']]?.skippable === true;
     for (;;) {
       this.setStage(stageOf(name));
       s.state = 'running';
@@ -256,32 +507,38 @@ export class ReleaseRun {
         s.attempts += result.attempt;
         s.outputs = summarize(result);
         s.endedAt = new Date().toISOString();
-        observeStep(name, secondsBetween(s.startedAt, s.endedAt), result.attempt, 'succeeded', this.status.request.service);
+        observeStep(kind, secondsBetween(s.startedAt, s.endedAt), result.attempt, 'succeeded', this.status.request.service);
         return result;
       } catch (err) {
         s.endedAt = new Date().toISOString();
         if (isCancellation(err)) {
           s.state = 'skipped';
           s.error = 'cancelled while running';
-          observeStep(name, secondsBetween(s.startedAt, s.endedAt), 1, 'cancelled', this.status.request.service);
+          observeStep(kind, secondsBetween(s.startedAt, s.endedAt), 1, 'cancelled', this.status.request.service);
           throw err;
         }
         const f = describeFailure(err, options.retry.maximumAttempts);
         s.state = 'failed';
         s.attempts += f.attempts;
         s.error = f.message;
-        observeStep(name, secondsBetween(s.startedAt, s.endedAt), f.attempts, 'failed', this.status.request.service);
+        observeStep(kind, secondsBetween(s.startedAt, s.endedAt), f.attempts, 'failed', this.status.request.service);
         // Before the plan is resolved there is nobody to decide: a config problem is fixed on the worker and the
         // release started again.
         if (opts.onFailure === 'return' || !this.resolved) throw new StepFailed(name, f.message);
         if (!f.retriesExhausted && !opts.decideOnAnyFailure) throw new StepFailed(name, f.message);
-        const decision = await this.awaitDecision(name, f.message, f.retriesExhausted);
+        const decision = await this.awaitDecision(name, f.message, f.retriesExhausted, skippable);
         if (decision === 'abort') throw new StepFailed(name, f.message, 'aborted');
+        if (decision === 'skip') {
+          const d = this.status.decisions[this.status.decisions.length - 1];
+          s.state = 'skipped';
+          s.error = `${f.message} (skipped by decision of ${d?.operator ?? '?'}${d?.reason ? `: ${d.reason}` : ''})`;
+          throw new StepSkipped(name, s.error);
+        }
       }
     }
   }
 
-  skip(name: StepName): void {
+  skip(name: StepId): void {
     const s = this.stepStatus(name);
     if (s.state === 'pending') s.state = 'skipped';
   }
@@ -290,13 +547,14 @@ export class ReleaseRun {
     return this.resolved?.steps[name] ?? DEFAULT_STEP_OPTIONS[name];
   }
 
-  private activityOptions(name: StepName, o: StepOptions): ActivityOptions {
+  private activityOptions(name: StepId, o: StepOptions): ActivityOptions {
     const { service, version } = this.status.request;
+    const title = this.status.steps.find((x) => x.name === name)?.title ?? STEP_TITLES[stepKind(name)];
     return {
       startToCloseTimeout: o.startToCloseTimeout,
       ...(o.heartbeatTimeout !== undefined ? { heartbeatTimeout: o.heartbeatTimeout } : {}),
       retry: { ...o.retry, nonRetryableErrorTypes: [...NON_RETRYABLE] },
-      summary: `${STEP_TITLES[name]} — ${service} ${version}`,
+      summary: `${title} — ${service} ${version}`,
     };
   }
 
@@ -329,12 +587,13 @@ export class ReleaseRun {
 
   // ---- operator decisions after a step used up its retries ----
 
-  private async awaitDecision(step: StepName, error: string, retriesExhausted: boolean): Promise<Decision> {
+  private async awaitDecision(step: StepId, error: string, retriesExhausted: boolean, skippable = false): Promise<Decision> {
     const timeout = this.input.config.timeouts.decision;
     const openedAt = new Date();
     this.status.pendingDecision = {
       id: `${step}#${this.decisionsTaken + 1}`,
       step,
+      ...(skippable ? { allowed: ['retry', 'abort', 'skip'] as Decision[] } : {}),
       error,
       openedAt: openedAt.toISOString(),
       deadline: new Date(openedAt.getTime() + durationMs(timeout)).toISOString(),
@@ -342,16 +601,18 @@ export class ReleaseRun {
     const previousStage = this.status.stage;
     this.setStage('awaiting-decision');
     const { service, version } = this.status.request;
-    this.status.message = `${STEP_TITLES[step]} failed${retriesExhausted ? ' after its retries' : ''}: ${error}. Fix the cause, then ` +
-      `\`gantry decide retry ${service} ${version} --as <name>\` or \`… decide abort …\`.`;
+    const title = this.stepStatus(step).title;
+    this.status.message = `${title} failed${retriesExhausted ? ' after its retries' : ''}: ${error}. Fix the cause, then ` +
+      `\`gantry decide retry ${service} ${version} --as <name>\` or \`… decide abort …\`` +
+      (skippable ? `, or pass it by with \`… decide skip … --reason "…"\` (the config marks it skippable).` : '.');
     setCurrentDetails(`**Needs a decision**: ${this.status.message}`);
     this.decision = undefined;
     const got = await condition(() => this.decision !== undefined, timeout);
     const taken: TakenDecision = got && this.decision
       ? this.decision
       : { decision: 'abort', actor: { principal: 'gantry', verified: false }, reason: `no decision within ${String(timeout)}` };
-    countDecision(step, taken.decision, got ? 'operator' : 'timeout', this.status.request.service);
-    if (!got) this.ledger.event({ kind: 'timeout', name: 'decide', actor: 'gantry', verdict: 'recorded', detail: `${STEP_TITLES[step]}: ${taken.reason}; aborted` });
+    countDecision(stepKind(step), taken.decision, got ? 'operator' : 'timeout', this.status.request.service);
+    if (!got) this.ledger.event({ kind: 'timeout', name: 'decide', actor: 'gantry', verdict: 'recorded', detail: `${title}: ${taken.reason}; aborted` });
     this.status.decisions.push({
       step,
       decision: taken.decision,
@@ -384,6 +645,8 @@ export class ReleaseRun {
     this.status.endedAt = new Date().toISOString();
     for (const s of this.status.steps) if (s.state === 'pending') s.state = 'skipped';
     if (this.status.gate.state === 'not_open') this.status.gate.state = 'closed';
+    // Whatever ended the release, every lane it held or waited for passes on.
+    for (const name of Object.keys(this.status.lanes ?? {})) this.releaseLane(name);
     this.status.stage = 'done';
     this.index([{ key: SA_STAGE, value: 'done' }, { key: SA_OUTCOME, value: outcome }]);
     setCurrentDetails(`**${outcome}**: ${message}`);
@@ -415,7 +678,7 @@ export class ReleaseRun {
     if (this.legacy || !this.resolved || outcome === 'planned' || this.stepStatus('announce').state === 'succeeded') return;
     if (!patched(PATCHES.recordEveryEnding)) return;
     const input = this.resolved;
-    const out = (step: StepName) => this.stepStatus(step).outputs;
+    const out = (step: StepId) => this.stepStatus(step).outputs;
     const recorded: RecordEndRequest['outcome'] = outcome === 'succeeded' ? 'released' : outcome;
     const opts = this.stepOptions('announce');
     const activities = proxyActivities<ReleaseActivities>({ ...this.activityOptions('announce', opts), summary: `Record the ending — ${input.service} ${input.version}` });
@@ -450,7 +713,7 @@ export class ReleaseRun {
     } else if (err instanceof StepFailed) {
       outcome = err.outcome;
       const prodChanged = this.stepStatus('deployProduction').state !== 'pending';
-      message = `${STEP_TITLES[err.stepName]} failed: ${err.message}` +
+      message = `${this.stepStatus(err.stepName).title} failed: ${err.message}` +
         (outcome === 'aborted' ? ' The release was aborted by decision.' : '') +
         (prodChanged ? ' Production may have changed: check `gantry status`.' : ' Nothing was deployed to production.') +
         (err.stepName === 'resolve' ? ' Fix the worker\'s release config and start the release again.' : ' Fix the cause and start the release again.');
@@ -491,7 +754,7 @@ export class ReleaseRun {
     return out;
   }
 
-  stepStatus(name: StepName): StepStatus {
+  stepStatus(name: StepId): StepStatus {
     const s = this.status.steps.find((x) => x.name === name);
     if (!s) throw new Error(`unknown step ${name}`);
     return s;

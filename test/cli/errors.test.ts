@@ -156,7 +156,7 @@ describe('a cluster without gantry\'s search attributes', () => {
 
     const setup = await cli(['setup']);
     expect(setup.code, show(setup)).toBe(0);
-    for (const name of ['GantryService', 'GantryVersion', 'GantryStage', 'GantryOutcome']) {
+    for (const name of ['GantryService', 'GantryVersion', 'GantryStage', 'GantryOutcome', 'GantryEnvironment']) {
       expect(setup.stdout).toContain(`+ registered ${name} (Keyword) in namespace default`);
     }
     const again = await cli(['setup']);

@@ -24,8 +24,8 @@ describe('release config', () => {
     const config = parseConfig(SAMPLE_CONFIG_YAML, 'sample.yaml');
     const svc = config.services.hello!;
     expect(svc.build).toEqual({ kind: 'docker', dockerfile: 'Dockerfile', context: '.', args: {} });
-    expect(svc.environments.staging.checks[0]!.expect.status).toBe(200);
-    expect(svc.environments.production.deploy.kind).toBe('ssh');
+    expect(svc.environments.staging!.checks[0]!.expect.status).toBe(200);
+    expect(svc.environments.production!.deploy.kind).toBe('ssh');
     expect(svc.repo.changelog).toBe('CHANGELOG.md');
   });
 
@@ -73,7 +73,7 @@ describe('ssh hosts: pinned host keys', () => {
     expect(SAMPLE_CONFIG_YAML).toMatch(HOSTS);
     return SAMPLE_CONFIG_YAML.replace(HOSTS, `hosts: [${host}]`);
   };
-  const hostOf = (yaml: string) => (parseConfig(yaml, 'gantry.yaml').services.hello!.environments.production.deploy as SshDeploy).hosts[0]!;
+  const hostOf = (yaml: string) => (parseConfig(yaml, 'gantry.yaml').services.hello!.environments.production!.deploy as SshDeploy).hosts[0]!;
 
   it('refuses a host without a pin and says how to get its key', () => {
     const problems = problemsOf(withHost('{ host: web1.acme.dev, port: 2200, user: deploy }'));
@@ -117,7 +117,7 @@ describe('ssh hosts: pinned host keys', () => {
 });
 
 describe('ssh cliEnv and port mappings', () => {
-  const deployOf = (yaml: string) => parseConfig(yaml, 'gantry.yaml').services.hello!.environments.production.deploy as SshDeploy;
+  const deployOf = (yaml: string) => parseConfig(yaml, 'gantry.yaml').services.hello!.environments.production!.deploy as SshDeploy;
   const withCliEnv = (env: string) => SAMPLE_CONFIG_YAML.replace('privateKey: { file: /etc/gantry/deploy_key }', `privateKey: { file: /etc/gantry/deploy_key }\n          cliEnv: ${env}`);
   const withPorts = (ports: string[]) => SAMPLE_CONFIG_YAML.replace('ports: ["18082:80"]', `ports: ${JSON.stringify(ports)}`);
 

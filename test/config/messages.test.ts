@@ -29,7 +29,7 @@ describe('approval payloads as they arrive from the Web UI or the CLI', () => {
   it('checks decisions the same way', () => {
     expect(parseDecision({ decision: 'retry', operator: 'carol' })).toEqual({ ok: true, value: { decision: 'retry', operator: 'carol' } });
     const r = parseDecision({ decision: 'again', operator: 'carol' });
-    expect(r.ok ? '' : r.problem).toContain('"decision" must be "retry" or "abort" (got "again")');
+    expect(r.ok ? '' : r.problem).toContain('"decision" must be "retry", "abort" or "skip" (got "again")');
     const r2 = parseDecision({ decision: 'abort' });
     expect(r2.ok ? '' : r2.problem).toContain('"operator" is missing');
   });

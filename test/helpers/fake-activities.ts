@@ -4,7 +4,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { GantryErrorType, nonRetryable, retryable } from '../../src/shared/errors';
-import type { ReleaseActivities } from '../../src/activities/types';
+import type { FreezeCheckResult, GovernanceActivities, ReleaseActivities } from '../../src/activities/types';
+import type { NoticeRequest } from '../../src/shared/notices';
 
 type StepKey = keyof ReleaseActivities;
 
@@ -20,10 +21,21 @@ export interface FakeBehaviour {
    * they finish, so "while the step runs" does not depend on the machine's speed.
    */
   holdUntil?: Partial<Record<'build' | 'deploy' | 'deploy:production', Promise<unknown>>>;
+  /**
+   * The freeze check's answer (default: nothing frozen). Workflow tests on the time-skipping server use this
+   * double; the real check (registry and deny windows) is tested on real servers in freezes.test.ts.
+   */
+  freeze?: (req: { service: string; environment: string; nowMs: number }) => Omit<FreezeCheckResult, 'attempt'>;
+  /** Real governance activities to use instead of the doubles (e.g. the real notify against the lab's receiver). */
+  governance?: Partial<GovernanceActivities>;
 }
 
-export interface FakeActivities extends Omit<ReleaseActivities, 'resolvePlan'> {
+export interface FakeActivities extends Omit<ReleaseActivities, 'resolvePlan'>, GovernanceActivities {
   calls: string[];
+  /** Notices asked for, in order. */
+  notices: NoticeRequest[];
+  /** Freeze checks made (environment and workflow time). */
+  freezeChecks: Array<{ environment: string; nowMs: number }>;
   /** The end-of-release records asked for (recordEnd), by outcome: kept apart from `calls`, which lists the steps. */
   recorded: string[];
   /** When absent, the test harness answers with the test's input. */
@@ -56,6 +68,8 @@ async function held(until: Promise<unknown> | undefined): Promise<void> {
 export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
   const calls: string[] = [];
   const recorded: string[] = [];
+  const notices: NoticeRequest[] = [];
+  const freezeChecks: Array<{ environment: string; nowMs: number }> = [];
   const maybeFail = (key: string, step: StepKey): void => {
     const mode = b.fail?.[key as StepKey] ?? (key !== step ? b.fail?.[step] : undefined);
     if (mode === 'fatal') throw nonRetryable(GantryErrorType.CheckFailed, `${key} failed for good (fake)`, { attempt: attempt() });
@@ -119,5 +133,28 @@ export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
       return { attempt: attempt(), webhookSent: false, auditLogged: false };
     },
   };
-  return Object.assign(acts, { calls, recorded });
+  // Lanes on the time-skipping server: granted at once. A real lane runs a watching activity for as long as a
+  // release holds it, and a running activity stops the test server from skipping time; lanes are tested on the
+  // dev server with the real lane workflow (lanes.test.ts, governance.test.ts).
+  const governance: GovernanceActivities = {
+    async laneEnqueue(req) {
+      const at = new Date().toISOString();
+      const entry = { workflowId: req.workflowId, runId: req.runId, version: req.version, since: at };
+      return { attempt: attempt(), service: req.service, environment: req.environment, holder: { ...entry, heldSince: at }, queue: [], position: 0, updatedAt: at };
+    },
+    async checkFreeze(req) {
+      freezeChecks.push({ environment: req.environment, nowMs: req.nowMs });
+      return { attempt: attempt(), ...(b.freeze?.(req) ?? { frozen: false, freezes: [] }) };
+    },
+    async notify(req) {
+      notices.push(req);
+      return { attempt: attempt(), sent: false, detail: 'recorded by the test double' };
+    },
+    ...b.governance,
+  };
+  if (b.governance?.notify) {
+    const real = b.governance.notify;
+    governance.notify = async (req) => { notices.push(req); return real(req); };
+  }
+  return Object.assign(acts, governance, { calls, recorded, notices, freezeChecks });
 }

@@ -41,8 +41,8 @@ describe('the lab config', () => {
     const { lab, service } = ctx;
     expect(service.repo.url).toBe(lab.repo.url);
     expect(service.image.registry).toBe(`127.0.0.1:${lab.registry.port}`);
-    expect(service.environments.staging.deploy).toMatchObject({ kind: 'docker', socketPath: lab.engine.socketPath, ports: [`127.0.0.1:${lab.staging.port}:80`] });
-    expect(service.environments.production.deploy).toMatchObject({
+    expect(service.environments.staging!.deploy).toMatchObject({ kind: 'docker', socketPath: lab.engine.socketPath, ports: [`127.0.0.1:${lab.staging.port}:80`] });
+    expect(service.environments.production!.deploy).toMatchObject({
       kind: 'ssh',
       hosts: [{ host: '127.0.0.1', port: lab.ssh.port, user: lab.ssh.user }],
       privateKey: { file: lab.ssh.privateKeyFile },
@@ -50,7 +50,7 @@ describe('the lab config', () => {
       cliEnv: { DOCKER_HOST: `unix://${lab.engine.socketPath}` },
     });
     for (const env of ['staging', 'production'] as const) {
-      expect(service.environments[env].checks.map((c) => [c.name, c.expect.json])).toEqual([
+      expect(service.environments[env]!.checks.map((c) => [c.name, c.expect.json])).toEqual([
         ['health', undefined],
         ['version', { path: 'version', equals: '{version}' }],
       ]);

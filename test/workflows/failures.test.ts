@@ -138,7 +138,7 @@ describe('a step that used up its retries', () => {
       const s = await waitForStatus(handle, (x) => x.gate.refused.length === 2, 'the refused decisions to be recorded');
       expect(s.gate.refused[0]).toMatchObject({ name: 'decide', via: 'signal', why: 'no decision is pending: decide applies only after a step used up its retries' });
       expect(s.gate.refused[1]!.name).toBe('decide');
-      expect(s.gate.refused[1]!.why).toMatch(/^malformed decide: "decision" must be "retry" or "abort" \(got "maybe"\)/);
+      expect(s.gate.refused[1]!.why).toMatch(/^malformed decide: "decision" must be "retry", "abort" or "skip" \(got "maybe"\)/);
       expect(s.decisions).toEqual([]);
       await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
       expect((await handle.result()).outcome).toBe('succeeded');

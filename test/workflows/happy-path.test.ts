@@ -112,10 +112,11 @@ describe('handler metadata', () => {
       const signals = Object.fromEntries(meta.definition.signalDefinitions.map((d) => [d.name, d.description]));
       const updates = Object.fromEntries(meta.definition.updateDefinitions.map((d) => [d.name, d.description]));
       const queries = Object.fromEntries(meta.definition.queryDefinitions.map((d) => [d.name, d.description]));
-      expect(Object.keys(signals).sort()).toEqual(['approve', 'cancel', 'decide', 'reject']);
-      expect(signals.approve).toMatch(/Approve the production deploy.*"approver"/);
+      expect(Object.keys(signals).sort()).toEqual(['approve', 'cancel', 'decide', 'gantry-lane-changed', 'reject']);
+      expect(signals['gantry-lane-changed']).toMatch(/^Internal, sent by the lane workflow.*grants nothing/);
+      expect(signals.approve).toMatch(/Approve at the open gate.*"approver"/);
       expect(signals.reject).toMatch(/Reject the release/);
-      expect(signals.decide).toMatch(/"decision": "retry" \| "abort"/);
+      expect(signals.decide).toMatch(/"decision": "retry" \| "abort" \| "skip"/);
       expect(Object.keys(updates).sort()).toEqual(['approve', 'cancel', 'decide', 'reject']);
       expect(signals.cancel).toMatch(/Cancel the release/);
       expect(updates.approve).toBe(signals.approve);

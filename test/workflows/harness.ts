@@ -83,14 +83,22 @@ export async function withRelease<T>(
     // The worker's resolve step, doubled: it answers with the test's input, as the real one reads it from config.
     activities: { ...fake, resolvePlan: fake.resolvePlan ?? (async () => ({ attempt: 1, input })) },
   });
-  return worker.runUntil(async () => {
-    const handle = await env.client.workflow.start(releaseWorkflow, {
-      taskQueue,
-      workflowId: releaseWorkflowId(input.service, input.version),
-      args: [(start ?? startRequestFor(input)) as StartRequest],
+  let started: ReleaseHandle | undefined;
+  try {
+    return await worker.runUntil(async () => {
+      const handle = await env.client.workflow.start(releaseWorkflow, {
+        taskQueue,
+        workflowId: releaseWorkflowId(input.service, input.version),
+        args: [(start ?? startRequestFor(input)) as StartRequest],
+      });
+      started = handle;
+      return body({ handle, input });
     });
-    return body({ handle, input });
-  });
+  } finally {
+    // A release the test left running would keep an activity or task pending once this worker is gone, and the
+    // time-skipping server skips time only when nothing is pending: end it so later tests in the file can skip.
+    if (started) await started.terminate('test finished').catch(() => undefined);
+  }
 }
 
 /** Poll the status query until `ok` holds (real time: polling does not unlock time skipping). */

@@ -71,7 +71,7 @@ describe('a start request', () => {
   it('with unknown fields is refused, naming them and the fields it takes', async () => {
     const input = testInput();
     await expectStartRefused({ service: 'hello', version: input.version, requestedBy: 'tester', approvers: ['mallory'], required: 0 },
-      'the start request has unknown field(s) approvers, required; it takes service, version, requestedBy, dryRun, signed, localConfigSha256', input);
+      'the start request has unknown field(s) approvers, required; it takes service, version, requestedBy, dryRun, signed, localConfigSha256, hotfix', input);
   });
 
   it('with a version that is not semver is refused', async () => {

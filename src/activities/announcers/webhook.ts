@@ -61,7 +61,9 @@ export function webhookMessage(req: AnnounceRequest): { text: string; blocks: un
     ? `${release.service} ${release.version} is released: production (${hosts}) runs ${shortDigest(req.digest)} and answers its health checks.`
     : `${release.service} ${release.version} was rolled back: production health failed${req.reason ? ` (${req.reason})` : ''}, ` +
       `so ${hosts} run${req.hosts.length === 1 ? 's' : ''} the previous image again. Next: fix the problem and release a new version.`;
-  const text = `${released ? '✅' : '↩️'} ${summary} Commit ${req.commit.slice(0, 12)}, tag ${req.tag}, approved by ${approvers}.`;
+  const governance = (req.governance ?? []).map((g) => clip(g, 500));
+  const text = `${released ? '✅' : '↩️'} ${summary} Commit ${req.commit.slice(0, 12)}, tag ${req.tag}, approved by ${approvers}.` +
+    (governance.length ? ` ⚠️ ${governance.join(' ')}` : '');
   const field = (label: string, value: string) => ({ type: 'mrkdwn', text: clip(`*${label}*\n${esc(value)}`, 2000) });
   const blocks: unknown[] = [
     { type: 'header', text: { type: 'plain_text', text: clip(`${released ? '✅' : '↩️'} ${release.service} ${release.version} ${released ? 'released' : 'rolled back'}`, 150), emoji: true } },
@@ -79,6 +81,7 @@ export function webhookMessage(req: AnnounceRequest): { text: string; blocks: un
         field('Durations', durationLine),
       ],
     },
+    ...(governance.length ? [{ type: 'section', text: { type: 'mrkdwn', text: clip(`*⚠️ Governance*\n${governance.map((g) => `• ${esc(g)}`).join('\n')}`, 3000) } }] : []),
     {
       type: 'context',
       elements: [
@@ -102,6 +105,8 @@ export interface WebhookEvent {
   totalMs: number;
   reason?: string;
   ciRunUrl?: string;
+  /** A hotfix, a freeze passed by break-glass, a skipped step: in words. */
+  governance?: string[];
   at: string;
 }
 
@@ -120,6 +125,7 @@ export function webhookEvent(req: AnnounceRequest, ctx: Pick<AnnounceContext, 'r
     totalMs: Object.values(req.durations).reduce((a, b) => a + b, 0),
     ...(req.reason ? { reason: req.reason } : {}),
     ...(req.ciRunUrl ? { ciRunUrl: req.ciRunUrl } : {}),
+    ...(req.governance?.length ? { governance: req.governance } : {}),
     at: ctx.now().toISOString(),
   };
 }
