@@ -2,9 +2,11 @@
 import { Command } from 'commander';
 import { buildVote, vote } from '../client/actions';
 import { addReleaseArguments, addressOf, addSigningOptions, out, signingOptions, timeoutMs, withClient, type SigningFlags } from './common';
+import { UsageError } from '../client/errors';
 
 interface VoteOptions extends SigningFlags {
   as: string;
+  breakGlass?: boolean;
   reason?: string;
   id?: string;
   timeout: string;
@@ -27,12 +29,14 @@ function voteCommand(kind: 'approve' | 'reject'): Command {
     .option('--reason <text>', kind === 'approve' ? 'why (recorded with the vote)' : 'why it is rejected (recorded and announced)')
     .option('--timeout <seconds>', 'how long to wait for a worker to take the vote', '30')
     .option('--json', 'print the gate\'s answer as JSON');
+  if (kind === 'approve') cmd.option('--break-glass', 'an extra approval that lets the release through a freeze (members of the service\'s breakGlass group; needs --reason; recorded and announced)');
   addSigningOptions(cmd, kind)
     .action(async (service: string | undefined, version: string | undefined, opts: VoteOptions, c: Command) => {
       const addr = addressOf(service, version, opts);
       const waitMs = timeoutMs(opts.timeout);
+      if (opts.breakGlass && !opts.reason?.trim()) throw new UsageError('--break-glass needs --reason "…": a break-glass approval is recorded and announced with its reason.');
       await withClient(c, async (gc) => {
-        const message = await buildVote(gc, addr, kind, { as: opts.as, ...(opts.reason ? { reason: opts.reason } : {}) }, signingOptions(opts), waitMs);
+        const message = await buildVote(gc, addr, kind, { as: opts.as, ...(opts.reason ? { reason: opts.reason } : {}), ...(opts.breakGlass ? { breakGlass: true } : {}) }, signingOptions(opts), waitMs);
         if (opts.print) {
           out.print(JSON.stringify(message));
           return;

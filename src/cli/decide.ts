@@ -17,10 +17,10 @@ export function decideCommand(): Command {
     .summary('retry or abort a release waiting for a decision')
     .description(
       'When a step fails after all its retries, the release waits for an operator: `retry` runs the step again ' +
-        '(fix the cause first), `abort` ends the release. Refused when no decision is pending or you are not one of the ' +
+        '(fix the cause first), `abort` ends the release, `skip` passes a step the config marks skippable (smoke, announce) and goes on. Refused when no decision is pending or you are not one of the ' +
         'service\'s operators. In signed mode the decision names the pending step and is signed with your SSH key.',
     )
-    .addArgument(new Argument('<decision>', 'what to do').choices(['retry', 'abort']));
+    .addArgument(new Argument('<decision>', 'what to do (skip: only steps the config marks skippable, e.g. announce)').choices(['retry', 'abort', 'skip']));
   addReleaseArguments(cmd)
     .requiredOption('--as <name>', 'your name, as in the worker\'s allowedSigners; recorded with the decision')
     .option('--reason <text>', 'why, recorded with the decision')

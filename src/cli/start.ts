@@ -9,6 +9,7 @@ import { planRelease } from '../shared/plan';
 import { addSigningOptions, err, out, setExitCode, signingOptions, webUrlFor, withClient, type SigningFlags } from './common';
 import { ExitCode } from './exit-codes';
 import { followAndExit } from './following';
+import { UsageError } from '../client/errors';
 
 interface StartOptions extends SigningFlags {
   config?: string;
@@ -22,6 +23,7 @@ interface StartOptions extends SigningFlags {
   stopAtGate?: boolean;
   json?: boolean;
   unsigned?: boolean;
+  hotfix?: boolean;
 }
 
 function defaultUser(): string {
@@ -52,7 +54,8 @@ export function startCommand(): Command {
     .option('-f, --follow', 'same as --wait')
     .option('--approve-as <name>', 'approve as <name> as soon as the gate opens (signed with --key; for non-interactive runs; implies --wait)')
     .option('--approve-key <file>', 'the key --approve-as signs with (default: --key)')
-    .option('--reason <text>', 'reason recorded with --approve-as')
+    .option('--reason <text>', 'reason recorded with --approve-as, or why a --hotfix skips the environments before production')
+    .option('--hotfix', 'skip the environments before production (where the service\'s config allows hotfixes; needs --reason, passes the hotfix gate rule)')
     .option('--stop-at-gate', 'with --wait: return (exit 0) once the gate is open instead of waiting for the end')
     .option('--json', 'print the plan (--dry-run) or the started release as JSON');
   addSigningOptions(cmd, 'start');
@@ -72,7 +75,12 @@ export function startCommand(): Command {
     }
     const local = copy?.loaded;
     const signing = signingOptions(opts);
-    const request = await buildStartRequest(req, { signing, requireSignature: false, ...(local ? { local } : {}) });
+    if (opts.hotfix && !opts.reason?.trim()) {
+      throw new UsageError('--hotfix needs --reason "…": the reason is shown at the gate, kept in the record and announced.');
+    }
+    const request = await buildStartRequest(req, {
+      signing, requireSignature: false, ...(local ? { local } : {}), ...(opts.hotfix ? { hotfix: { reason: opts.reason!.trim() } } : {}),
+    });
     if (opts.unsigned) delete request.signed;
     if (!request.signed && !opts.unsigned) {
       err.print(err.style.warn('gantry: no SSH key to sign with; the start goes unsigned and is accepted only where approvals.identity is declared ' +

@@ -84,6 +84,8 @@ export async function releaseForSigning(gc: GantryClient, addr: ReleaseAddress, 
 export interface Who {
   as: string;
   reason?: string;
+  /** An approval through a freeze (break-glass group). */
+  breakGlass?: boolean;
 }
 
 /** The message a vote sends (signed or declared, as the release requires); `--print` shows it instead. */

@@ -79,9 +79,12 @@ export async function cancelMessage(status: ReleaseStatus | undefined, workflowI
  * worker's), so it signs whenever it has a key; without one the start goes unsigned, which only a service in
  * declared mode accepts.
  */
-export async function startStatement(service: string, version: string, principal: string, opts: SigningOptions & { required: boolean }): Promise<SignedStatement | undefined> {
+export async function startStatement(service: string, version: string, principal: string, opts: SigningOptions & { required: boolean; hotfix?: { reason: string } }): Promise<SignedStatement | undefined> {
   try {
-    return await sign({ action: 'start', workflow: releaseWorkflowId(service, version), service, version, principal, expires: expiry(opts) }, opts);
+    return await sign({
+      action: 'start', workflow: releaseWorkflowId(service, version), service, version,
+      ...(opts.hotfix ? { decision: 'hotfix' } : {}), principal, expires: expiry(opts), ...(opts.hotfix ? { reason: opts.hotfix.reason } : {}),
+    }, opts);
   } catch (err) {
     if (err instanceof SigningError && !opts.required) return undefined;
     throw err;

@@ -135,7 +135,24 @@ export function formatStatus(addr: ReleaseAddress, snap: ReleaseSnapshot, opts: 
   lines.push(`  config     ${s.input?.configSource ?? 'not resolved yet'}${s.requester.verified ? ` · started by ${s.requester.principal} (signed, key ${s.requester.fingerprint ?? '?'})` : ''}`);
   if (s.configNote) lines.push(st.warn(`  note       ${s.configNote}`));
   if (opts.webUrl) lines.push(`  web ui     ${opts.webUrl}`);
-  lines.push(`  stage      ${s.stage}`);
+  lines.push(`  stage      ${s.stage}${s.environment ? ` · environment ${s.environment}` : ''}`);
+  if (s.environments?.length) lines.push(`  path       ${s.environments.map((e) => `${e.name}${e.gated ? ' (gated)' : ''}: ${e.state}`).join(' → ')}`);
+  if (s.hotfix) lines.push(st.warn(`  hotfix     skips ${s.hotfix.skipped.join(', ') || 'nothing'}: ${s.hotfix.reason}`));
+  for (const [env, lane] of Object.entries(s.lanes ?? {})) {
+    if (lane.state === 'waiting') {
+      lines.push(st.warn(`  lane       waiting for the ${env} lane since ${formatTime(lane.since)}` +
+        (lane.holder ? `: held by ${lane.holder.version} since ${formatTime(lane.holder.heldSince)}${lane.position ? `, this release is number ${lane.position} in line` : ''}` : '')));
+    } else if (lane.state === 'held') {
+      lines.push(`  lane       holds the ${env} lane since ${formatTime(lane.since)}`);
+    }
+  }
+  const fz = s.gate.freeze;
+  if (fz?.frozen && s.gate.state === 'open') {
+    for (const f of fz.freezes) {
+      lines.push(st.warn(`  frozen     ${f.kind === 'window' ? `deny window ${f.id}` : `by ${f.by ?? '?'}${f.since ? ` since ${formatTime(f.since)}` : ''}`}: ${f.reason}` +
+        `${f.until ? ` (until ${formatTime(f.until)})` : f.kind === 'manual' ? ' (until unfrozen)' : ''}`));
+    }
+  }
   lines.push('');
   lines.push(`  ${s.message}`);
   lines.push('');
@@ -151,6 +168,7 @@ export function formatStatus(addr: ReleaseAddress, snap: ReleaseSnapshot, opts: 
     lines.push(`  error: ${p.error}`);
     lines.push(`  retry: gantry decide retry ${s.request.service} ${s.request.version} --as <name> [--reason "…"]`);
     lines.push(`  abort: gantry decide abort ${s.request.service} ${s.request.version} --as <name> [--reason "…"]`);
+    if (p.allowed?.includes('skip')) lines.push(`  skip:  gantry decide skip ${s.request.service} ${s.request.version} --as <name> --reason "…"`);
   }
   if (s.decisions.length > 0) {
     lines.push('');
@@ -173,12 +191,20 @@ export function formatStatus(addr: ReleaseAddress, snap: ReleaseSnapshot, opts: 
 function formatGate(s: ReleaseStatus, st: Style): string[] {
   const g = s.gate;
   const lines: string[] = [];
-  const head = `${st.bold('Approval gate:')} ${g.state.replace('_', ' ')}, ${g.approvals.length} of ${g.required} approval(s); approvers ${g.approvers.join(', ')} (${g.identity})`;
+  for (const p of g.passed ?? []) {
+    lines.push(`${st.bold(`Gate ${p.environment}:`)} ${p.state.replace('_', ' ')} by ${p.approvals.map((v) => v.approver).join(', ') || '—'}${p.closedAt ? ` at ${formatTime(p.closedAt)}` : ''}`);
+  }
+  const head = `${st.bold(g.environment ? `Approval gate (${g.environment}):` : 'Approval gate:')} ${g.state.replace('_', ' ')}, ${g.approvals.length} of ${g.required} approval(s); approvers ${g.approvers.join(', ')} (${g.identity})`;
   lines.push(head);
+  if (g.rule) lines.push(`  rule: ${g.rule}`);
   if (g.state === 'open' && g.needs) lines.push(`  it ${g.needs}${g.digest ? `; approving image ${g.digest}` : ''}`);
   if (g.openedAt) lines.push(`  opened ${formatTime(g.openedAt)}${g.closedAt ? ` · closed ${formatTime(g.closedAt)}` : g.deadline ? ` · times out ${formatTime(g.deadline)}` : ''}`);
   for (const v of g.approvals) {
-    lines.push(`  ${st.ok('✓')} approved by ${v.approver}${v.verified ? ` (signed, key ${v.fingerprint ?? '?'})` : ' (declared)'} at ${formatTime(v.at)} via ${v.via}${v.reason ? `: ${v.reason}` : ''}`);
+    lines.push(`  ${st.ok('✓')} approved by ${v.approver}${v.verified ? ` (signed, key ${v.fingerprint ?? '?'})` : ' (declared)'} at ${formatTime(v.at)} via ${v.via}${v.reason ? `: ${v.reason}` : ''}` +
+      (v.changedToRejectAt ? ` — changed into a rejection at ${formatTime(v.changedToRejectAt)}` : ''));
+  }
+  for (const v of g.breakGlass ?? []) {
+    lines.push(`  ${st.warn('⚠')} break-glass by ${v.approver}${v.verified ? ` (signed, key ${v.fingerprint ?? '?'})` : ' (declared)'} at ${formatTime(v.at)}: ${v.reason ?? ''}`);
   }
   if (g.rejection) {
     const r = g.rejection;

@@ -94,14 +94,17 @@ export function localPlanInput(loaded: LoadedConfig, req: ReleaseRequest): Relea
 }
 
 /** The start request the workflow receives: nothing but the request, signed when a key is at hand. */
-export async function buildStartRequest(req: ReleaseRequest, opts: { signing: SigningOptions; requireSignature: boolean; local?: LoadedConfig }): Promise<StartRequest> {
-  const signed = await startStatement(req.service, req.version, req.requestedBy, { ...opts.signing, required: opts.requireSignature });
+export async function buildStartRequest(req: ReleaseRequest, opts: { signing: SigningOptions; requireSignature: boolean; local?: LoadedConfig; hotfix?: { reason: string } }): Promise<StartRequest> {
+  const signed = await startStatement(req.service, req.version, req.requestedBy, {
+    ...opts.signing, required: opts.requireSignature, ...(opts.hotfix ? { hotfix: opts.hotfix } : {}),
+  });
   return {
     service: req.service,
     version: req.version,
     requestedBy: req.requestedBy,
     ...(signed ? { signed } : {}),
     ...(opts.local ? { localConfigSha256: opts.local.sha256 } : {}),
+    ...(opts.hotfix ? { hotfix: opts.hotfix } : {}),
   };
 }
 

@@ -453,7 +453,8 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
       env: { [WEBHOOK_ENV]: hook.url },
       docker,
       stop: async (stopOpts = {}) => {
-        await removeContainers(state.containers ?? [], docker);
+        // With each container, the ones the deployer keeps beside it during a swap (src/activities/deployer.ts).
+        await removeContainers((state.containers ?? []).flatMap((c) => [c, `${c}-gantry-previous`, `${c}-gantry-failed`]), docker);
         if (stopOpts.removeImages) await removeRegistryImages(docker, partial.registry.host);
         await hook.close();
         for (const d of [...daemons].reverse()) await d.stop();
