@@ -7,11 +7,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { approveUpdate, rejectUpdate, statusQuery } from '../../src/shared/release';
+import { approveUpdate, decideUpdate, rejectUpdate, statusQuery } from '../../src/shared/release';
 import { ReleaseEndType } from '../../src/shared/errors';
-import { fakeActivities } from '../helpers/fake-activities';
+import type { AnnounceRequest } from '../../src/activities/types';
+import { fakeActivities, type FakeActivities } from '../helpers/fake-activities';
+import { startRequestFor } from '../helpers/fixtures';
 import { timeSkippingEnv } from '../helpers/servers';
-import { stepById } from '../helpers/governance';
+import { RECORDED_NOTICES, stepById } from '../helpers/governance';
 import {
   BEFORE_GATE, bundleReleaseWorkflow, expectFailure, expectUpdateRefused, gateOpen, latch, stepOf, testInput, waitForStatus, withRelease,
 } from './harness';
@@ -178,5 +180,169 @@ describe('environments in the config\'s order', () => {
       expect(fake.calls).toEqual(['preflight', 'tag', 'build', 'deploy:staging', 'smoke', 'deploy:qa', 'smoke', ...AFTER_GATE]);
       expect(result.environments!.map((e) => `${e.name}:${e.state}`)).toEqual(['staging:passed', 'qa:passed', 'production:active']);
     });
+  });
+});
+
+/** The fake's announce, wrapped to keep what each call asked for (its governance notes among them). */
+function recordAnnounce(fake: FakeActivities): AnnounceRequest[] {
+  const asked: AnnounceRequest[] = [];
+  const announce = fake.announce;
+  fake.announce = async (req) => {
+    asked.push(req);
+    return announce(req);
+  };
+  return asked;
+}
+
+describe('freezes and break-glass', () => {
+  const incident = { kind: 'manual' as const, id: 'frz-1', scope: 'hello in production', by: 'alice', reason: 'incident 42', since: '2026-01-01T00:00:00.000Z' };
+
+  it('holds an approved gate while frozen, says who froze it, why and how to break glass; a break-glass vote with a reason from sre passes it', async () => {
+    const fake = fakeActivities({
+      freeze: (req) => (req.environment === 'production' ? { frozen: true, freezes: [incident] } : { frozen: false, freezes: [] }),
+    });
+    const announced = recordAnnounce(fake);
+    const input = testInput();
+    input.config.breakGlass = { group: 'sre', required: 1 };
+    input.config.notices = RECORDED_NOTICES;
+    input.groups = { sre: ['carol', 'dave'] };
+    const { version } = input;
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const open = await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the freeze');
+      expect(open.gate.freeze).toMatchObject({ frozen: true, freezes: [incident] });
+      expect(open.message).toContain('Note: frozen by alice since 2026-01-01T00:00:00.000Z: incident 42 (until unfrozen); even once approved it waits');
+
+      const approved = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      const frozenMessage = 'Approved, but hello production is frozen: frozen by alice since 2026-01-01T00:00:00.000Z: incident 42 (until unfrozen). ' +
+        'The release waits at the gate. It passes when the freeze ends, or with 1 break-glass approval from sre (carol, dave): ' +
+        `\`gantry approve hello ${version} --as <name> --break-glass --reason "…"\` (recorded and announced).`;
+      // The approval completed the quorum: its answer waited for the freeze check, and says the release waits.
+      expect(approved).toMatchObject({ gate: 'open', approvals: 1, required: 1, message: frozenMessage });
+      const held = await handle.query(statusQuery);
+      expect(held.gate).toMatchObject({ state: 'open', quorum: true });
+      expect(held.message).toBe(frozenMessage);
+      expect(fake.calls).toEqual(BEFORE_GATE);
+
+      const outsider = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [{ approver: 'bob', breakGlass: true, reason: 'need it out' }] }));
+      expect(outsider).toBe('bob is not in the break-glass group sre (carol, dave)');
+      const noReason = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [{ approver: 'dave', breakGlass: true }] }));
+      expect(noReason).toBe('a break-glass approval needs a reason (--reason "…"): it is recorded and announced');
+      const again = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice', breakGlass: true, reason: 'twice' }] }));
+      expect(again).toBe('alice is not in the break-glass group sre (carol, dave)');
+      expect((await handle.query(statusQuery)).gate.state).toBe('open');
+
+      const glass = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'dave', breakGlass: true, reason: 'the fix for incident 42 itself' }] });
+      expect(glass).toMatchObject({ gate: 'approved', message: 'Approved: production deploy starts now.' });
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(result.gate.breakGlass).toEqual([expect.objectContaining({ approver: 'dave', reason: 'the fix for incident 42 itself' })]);
+      expect(result.gate.approvals.map((v) => v.approver)).toEqual(['alice']);
+      expect(fake.calls).toEqual([...BEFORE_GATE, ...AFTER_GATE]);
+
+      expect(fake.notices.map((n) => n.kind)).toEqual(['gate-opened', 'break-glass']);
+      const notice = fake.notices[1]!.summary;
+      expect(notice.breakGlass).toEqual({ by: 'dave', reason: 'the fix for incident 42 itself' });
+      expect(notice.freeze).toContain('frozen by alice');
+      expect(announced).toHaveLength(1);
+      expect(announced[0]!.governance).toEqual(['Break-glass at the production gate by dave: the fix for incident 42 itself.']);
+      expect(result.ledger!.entries.some((e) => e.name === 'break-glass' && e.detail === 'passed the freeze: the fix for incident 42 itself')).toBe(true);
+    });
+  });
+});
+
+describe('decide skip', () => {
+  it('skips an announcement that failed for good where the config marks announce skippable: the release succeeds, the skip on the record', async () => {
+    const fake = fakeActivities({ fail: { announce: 'fatal' } });
+    const input = testInput();
+    input.config.steps.announce = { ...input.config.steps.announce, skippable: true };
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      await waitForStatus(handle, gateOpen, 'the production gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      const pending = await waitForStatus(handle, (s) => s.pendingDecision !== undefined, 'the announcement to wait for a decision');
+      expect(pending.pendingDecision).toMatchObject({ step: 'announce', allowed: ['retry', 'abort', 'skip'] });
+      expect(pending.message).toContain('or pass it by with `… decide skip … --reason "…"` (the config marks it skippable).');
+      const answer = await handle.executeUpdate(decideUpdate, { args: [{ decision: 'skip', operator: 'dave', reason: 'chat is down; announced by hand' }] });
+      expect(answer).toBe('Skipping Announce the release; the release goes on.');
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(result.message).toContain('The announcement was skipped by decision');
+      const announce = stepOf(result, 'announce');
+      expect(announce.state).toBe('skipped');
+      expect(announce.error).toBe('announce failed for good (fake) (skipped by decision of dave: chat is down; announced by hand)');
+      expect(result.decisions).toEqual([expect.objectContaining({ step: 'announce', decision: 'skip', operator: 'dave', reason: 'chat is down; announced by hand' })]);
+      expect(fake.calls).toEqual([...BEFORE_GATE, 'deploy:production', 'health', 'announce:released']);
+    });
+  });
+
+  it('refuses a skip, with the reason, where the step is not skippable; retry and abort stay possible', async () => {
+    const fake = fakeActivities({ fail: { announce: 'fatal' } });
+    await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
+      await waitForStatus(handle, gateOpen, 'the production gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      const pending = await waitForStatus(handle, (s) => s.pendingDecision !== undefined, 'the announcement to wait for a decision');
+      expect(pending.pendingDecision!.allowed).toBeUndefined();
+      expect(pending.message).not.toContain('decide skip');
+      const why = await expectUpdateRefused(handle.executeUpdate(decideUpdate, { args: [{ decision: 'skip', operator: 'dave', reason: 'please' }] }));
+      expect(why).toBe('Announce the release cannot be skipped (only steps the config marks skippable: steps.<step>.skippable: true, for smoke and announce); decide retry or abort');
+      expect((await handle.query(statusQuery)).pendingDecision).toBeDefined();
+      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'abort', operator: 'dave' }] });
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(result.message).toContain('The announcement was abandoned by decision');
+      expect(stepOf(result, 'announce').state).toBe('failed');
+      expect(result.decisions.map((d) => d.decision)).toEqual(['abort']);
+    });
+  });
+});
+
+describe('hotfixes', () => {
+  it('skips the environments before production and takes the hotfix rule at the gate: only carol may approve', async () => {
+    const fake = fakeActivities();
+    const announced = recordAnnounce(fake);
+    const input = testInput();
+    input.config.hotfix = { allowed: true, gate: { required: 1, approvers: ['carol'], from: {}, reasonRequired: false } };
+    input.config.notices = RECORDED_NOTICES;
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const open = await waitForStatus(handle, gateOpen, 'the production gate to open');
+      expect(open.hotfix).toEqual({ reason: 'CVE-2026-1', skipped: ['staging'] });
+      expect(fake.calls).toEqual(['preflight', 'tag', 'build']);
+      for (const id of ['deployStaging', 'smoke'] as const) {
+        expect(stepOf(open, id)).toMatchObject({ state: 'skipped', error: 'skipped by the hotfix: CVE-2026-1' });
+      }
+      expect(open.environments!.map((e) => `${e.name}:${e.state}`)).toEqual(['staging:skipped', 'production:active']);
+      expect(open.message).toContain('HOTFIX (skips staging): CVE-2026-1.');
+      expect(open.gate.approvers).toEqual(['carol']);
+      expect(open.gate.rule).toBe('1 approval from carol, not the requester; one rejection vetoes');
+
+      const why = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] }));
+      expect(why).toBe('alice is not an approver for hello; approvers are carol');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'carol' }] });
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(fake.calls).toEqual(['preflight', 'tag', 'build', ...AFTER_GATE]);
+
+      const kinds = fake.notices.map((n) => n.kind);
+      expect(kinds).toEqual(['hotfix', 'gate-opened']);
+      expect(fake.notices[0]!.summary).toMatchObject({ environment: 'production', hotfix: { reason: 'CVE-2026-1', skipped: ['staging'] } });
+      expect(announced[0]!.governance).toEqual(['Hotfix by tester: skipped staging (CVE-2026-1).']);
+      expect(result.ledger!.entries.find((e) => e.kind === 'start')).toMatchObject({ verdict: 'accepted', detail: 'hotfix, skipping staging: CVE-2026-1' });
+    }, { ...startRequestFor(input), hotfix: { reason: 'CVE-2026-1' } });
+  });
+
+  it('refuses a hotfix start for a service whose config does not allow hotfixes, before preflight', async () => {
+    const fake = fakeActivities();
+    const input = testInput();
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const failure = await expectFailure(handle);
+      expect(failure.type).toBe(ReleaseEndType.Failed);
+      expect(failure.message).toContain('Start refused: hello does not allow hotfixes');
+      expect(failure.message).toContain('Nothing was changed.');
+      const status = await handle.query(statusQuery);
+      expect(status.outcome).toBe('failed');
+      expect(status.hotfix).toBeUndefined();
+      expect(stepOf(status, 'preflight').state).toBe('skipped');
+      expect(fake.calls).toEqual([]);
+      expect(fake.notices).toEqual([]);
+    }, { ...startRequestFor(input), hotfix: { reason: 'CVE-2026-1' } });
   });
 });
