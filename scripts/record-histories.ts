@@ -32,6 +32,7 @@ import {
   releaseWorkflowId,
   startSearchAttributes,
   type ReleaseInput,
+  type StartRequest,
 } from '../src/shared/release';
 import { STEP_NAMES } from '../src/shared/steps';
 import { WORKFLOWS_PATH } from '../src/worker';
@@ -62,6 +63,8 @@ interface Scenario {
   signed?: boolean;
   behaviour: (flags: Flags) => FakeBehaviour;
   input?: (input: ReleaseInput) => void;
+  /** Fields the start request carries besides the usual (a hotfix). */
+  start?: Partial<StartRequest>;
   drive: (handle: ReleaseHandle, flags: Flags, people: People) => Promise<void>;
   expectStatus: string;
 }
@@ -254,6 +257,61 @@ SCENARIOS.push(
     },
     expectStatus: 'FAILED',
   },
+  {
+    name: 'governed-environments',
+    version: '3.0.0',
+    description: 'governance: staging → qa → production in order; qa gated (erin), production by group rule (sre 1, product 1, ' +
+      'with reasons): carol by signal, erin by update; announce fails for good and is skipped by decision',
+    behaviour: () => ({ fail: { announce: 'fatal' } }),
+    input: (input) => {
+      const c = input.config;
+      input.groups = { sre: ['carol', 'dave'], product: ['erin'] };
+      c.approvals.identity = 'declared';
+      const staging = c.environments.staging!;
+      const production = c.environments.production!;
+      c.environments = {
+        staging,
+        qa: { ...structuredClone(staging), gate: { approvers: ['erin'], required: 1, from: {}, reasonRequired: false } },
+        production: { ...production, gate: { approvers: [], required: 2, from: { sre: 1, product: 1 }, reasonRequired: true } },
+      };
+      c.steps.announce = { ...c.steps.announce, skippable: true };
+    },
+    drive: async (handle) => {
+      await waitForStatus(handle, (s) => s.gate.state === 'open' && s.gate.environment === 'qa', 'the qa gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'erin' }] });
+      await waitForStatus(handle, (s) => s.gate.state === 'open' && s.gate.environment === 'production', 'the production gate to open');
+      await handle.signal(approveSignal, { approver: 'carol', reason: 'qa is green' });
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'erin', reason: 'product signs off' }] });
+      await waitForStatus(handle, (s) => s.pendingDecision?.step === 'announce', 'the announce decision');
+      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'skip', operator: 'dave', reason: 'chat is down' }] });
+      await handle.result();
+    },
+    expectStatus: 'COMPLETED',
+  },
+  {
+    name: 'governed-hotfix-break-glass',
+    version: '3.0.1',
+    description: 'governance: a hotfix skips staging; production frozen (manual freeze); approved by the hotfix rule; break-glass by dave; released',
+    start: { hotfix: { reason: 'CVE-2026-1' } },
+    behaviour: () => ({
+      freeze: () => ({ frozen: true, freezes: [{ kind: 'manual', id: 'f1', scope: 'hello/production', by: 'alice', reason: 'incident 42', since: new Date().toISOString() }] }),
+    }),
+    input: (input) => {
+      const c = input.config;
+      input.groups = { sre: ['carol', 'dave'] };
+      c.approvals.identity = 'declared';
+      c.hotfix = { allowed: true, gate: { approvers: [], required: 1, from: { sre: 1 }, reasonRequired: false } };
+      c.breakGlass = { group: 'sre', required: 1 };
+    },
+    drive: async (handle) => {
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'carol' }] });
+      await waitForStatus(handle, (s) => s.gate.freeze?.frozen === true && s.gate.quorum === true, 'the freeze to hold the approved gate');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'dave', breakGlass: true, reason: 'the fix for incident 42' }] });
+      await handle.result();
+    },
+    expectStatus: 'COMPLETED',
+  },
 );
 
 function previousManifest(): RecordedHistory[] {
@@ -301,7 +359,7 @@ async function main(only: string[]): Promise<void> {
         const handle = await env.client.workflow.start(releaseWorkflow, {
           taskQueue,
           workflowId,
-          args: [startRequestFor(input, signed ? { signed } : {})],
+          args: [startRequestFor(input, { ...(signed ? { signed } : {}), ...scenario.start })],
           // As `gantry start` does: with these present the workflow keeps GantryStage current.
           typedSearchAttributes: startSearchAttributes(input),
           staticSummary: `Release ${input.service} ${input.version} (recorded scenario ${scenario.name})`,
@@ -332,7 +390,7 @@ async function main(only: string[]): Promise<void> {
 
 if (require.main === module) {
   main(process.argv.slice(2)).catch((err: unknown) => {
-    process.stderr.write(`record-histories: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`record-histories: ${err instanceof Error ? `${err.message}${err.cause instanceof Error ? `: ${err.cause.message}` : ""}` : String(err)}\n`);
     process.exit(1);
   });
 }

@@ -390,7 +390,7 @@ export class ReleaseMessages {
     if (!who.ok) return who;
     // A signed vote names the gate's environment; one that names none was signed for the last gate (production).
     const env = rules?.environment;
-    if (run.governed && env !== undefined && (who.value.environment ?? (rules?.final ? env : undefined)) !== env) {
+    if (run.governed && who.value.signed && env !== undefined && (who.value.environment ?? (rules?.final ? env : undefined)) !== env) {
       return { ok: false, problem: `the signed ${kind} is for the ${who.value.environment ?? 'production'} gate, but the gate open now is ${env}'s; sign a new one (\`gantry ${kind}\` names the open gate)` };
     }
     if (who.value.breakGlass && !run.governed) return { ok: false, problem: 'this release predates break-glass approvals' };
