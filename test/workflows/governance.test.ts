@@ -4,16 +4,24 @@
  * with break-glass, deny windows passing with workflow time, `decide skip`, hotfixes, and notices sent by the
  * real notify activity to the lab's webhook receiver.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as pause } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { approveUpdate, decideUpdate, rejectUpdate, statusQuery } from '../../src/shared/release';
 import { ReleaseEndType } from '../../src/shared/errors';
 import type { AnnounceRequest } from '../../src/activities/types';
+import { createFreezeActivities } from '../../src/activities/freezes';
+import { createNotify, type NoticeBody } from '../../src/activities/notify';
+import { startWebhookReceiver, type WebhookReceiver } from '../../src/lab/webhook';
+import { FREEZE_RECHECK_MS } from '../../src/workflows/run';
 import { fakeActivities, type FakeActivities } from '../helpers/fake-activities';
 import { startRequestFor } from '../helpers/fixtures';
 import { timeSkippingEnv } from '../helpers/servers';
-import { RECORDED_NOTICES, stepById } from '../helpers/governance';
+import { configSourceWith, RECORDED_NOTICES, serviceConfigOf, stepById } from '../helpers/governance';
 import {
   BEFORE_GATE, bundleReleaseWorkflow, expectFailure, expectUpdateRefused, gateOpen, latch, stepOf, testInput, waitForStatus, withRelease,
 } from './harness';
@@ -29,6 +37,7 @@ afterAll(async () => {
   await env?.teardown();
 });
 
+const HOUR = 3600 * 1000;
 const AFTER_GATE = ['deploy:production', 'health', 'announce:released'];
 
 /** A test input whose production gate has this rule (and these groups in the plan, as resolve would put them). */
@@ -346,3 +355,160 @@ describe('hotfixes', () => {
     }, { ...startRequestFor(input), hotfix: { reason: 'CVE-2026-1' } });
   });
 });
+
+describe('deny windows, with workflow time', () => {
+  it('holds an approved release in a deny window (the real checkFreeze over the worker\'s config) and deploys once the window ends', async () => {
+    // The window opens at the server's current minute (the time-skipping server's clock, which earlier tests moved on).
+    const now = new Date(await env.currentTimeMs());
+    const opened = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate(), now.getUTCHours(), now.getUTCMinutes());
+    const windowEnd = opened + 2 * HOUR;
+    const config = configSourceWith([
+      `denyWindows: [{ name: maintenance, cron: "${now.getUTCMinutes()} ${now.getUTCHours()} * * *", duration: 2h, reason: database maintenance }]`,
+    ]);
+    const real = createFreezeActivities({ config });
+    const checks: number[] = [];
+    const fake = fakeActivities({
+      governance: {
+        checkFreeze: async (req) => {
+          checks.push(req.nowMs);
+          return real.checkFreeze(req);
+        },
+      },
+    });
+    const input = testInput();
+    input.config.denyWindows = serviceConfigOf(config).denyWindows;
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const open = await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the window');
+      const until = new Date(windowEnd).toISOString();
+      expect(open.gate.freeze).toMatchObject({
+        frozen: true, until, freezes: [{ kind: 'window', id: 'maintenance', reason: 'database maintenance', since: new Date(opened).toISOString(), until }],
+      });
+      const approved = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      expect(approved.gate).toBe('open');
+      expect(approved.message).toBe(`Approved, but hello production is frozen: deny window maintenance (database maintenance) until ${until}. ` +
+        'The release waits at the gate. It passes when the freeze ends (the service has no break-glass group).');
+      const held = await handle.query(statusQuery);
+      expect(held.gate).toMatchObject({ state: 'open', quorum: true });
+      expect(fake.calls).toEqual(BEFORE_GATE);
+
+      // Awaiting the result lets the server skip the two hours; the gate checks again and passes.
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(fake.calls).toEqual([...BEFORE_GATE, ...AFTER_GATE]);
+      expect(result.gate.freeze).toMatchObject({ frozen: false, freezes: [] });
+      expect(checks.length).toBeGreaterThanOrEqual(3);
+      expect(checks[0]!).toBeLessThan(windowEnd);
+      const last = checks[checks.length - 1]!;
+      expect(last).toBeGreaterThanOrEqual(windowEnd);
+      expect(last - windowEnd).toBeLessThan(FREEZE_RECHECK_MS);
+      for (let i = 1; i < checks.length; i += 1) expect(checks[i]!).toBeGreaterThanOrEqual(checks[i - 1]!);
+      expect(Date.parse(stepOf(result, 'deployProduction').startedAt!)).toBeGreaterThanOrEqual(windowEnd);
+    });
+  });
+});
+
+describe('notices to the approvers\' channel (the real notify, the lab\'s webhook receiver)', () => {
+  let dir: string;
+  let lab: WebhookReceiver;
+  const TOKEN = 'T0GOV/B0HOOK/s3cr3tgovernancepath';
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-governance-'));
+    lab = await startWebhookReceiver({ file: path.join(dir, 'requests.jsonl'), token: TOKEN });
+  });
+  afterAll(async () => {
+    await lab?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('tells the channel the gate opened (with everything an approver needs), reminds it before the timeout, then says it timed out', async () => {
+    const config = configSourceWith(['notices: { webhook: { env: GANTRY_TEST_NOTICE_URL }, reminderBefore: 1h, webUi: "http://127.0.0.1:8233" }']);
+    const fake = fakeActivities({ governance: createNotify({ config, env: { GANTRY_TEST_NOTICE_URL: lab.url } }) });
+    const input = testInput({ approval: '3h' });
+    input.config.notices = serviceConfigOf(config).notices;
+    const { version } = input;
+    const before = lab.count();
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      await waitForStatus(handle, gateOpen, 'the production gate to open');
+      const runId = (await handle.describe()).runId;
+      const workflowId = handle.workflowId;
+      const arrived = await until(() => lab.requests().slice(before), (r) => r.length >= 1, 'the gate-opened notice to arrive');
+      expect(arrived).toHaveLength(1);
+      const opened = arrived[0]!.body as NoticeBody;
+      expect(opened).toMatchObject({
+        schema: 'gantry.notice/v1', kind: 'gate-opened',
+        idempotencyKey: `${workflowId}/${runId}/gate-opened/production`,
+        release: { service: 'hello', version, environment: 'production', workflowId, runId },
+      });
+      const approve = `gantry approve hello ${version} --as <name>`;
+      // Slack mrkdwn: < and > are entities in the message's text and blocks.
+      const approveMrkdwn = approve.replace(/</g, '&lt;').replace(/>/g, '&gt;');
+      const webUi = `http://127.0.0.1:8233/namespaces/default/workflows/${encodeURIComponent(workflowId)}/${runId}/history`;
+      expect(opened.text).toContain(`hello ${version} waits for approval to production: needs 1 more approval from alice, bob or carol`);
+      expect(opened.text).toContain(`Approve: ${approveMrkdwn}`);
+      const facts = fieldsOf(opened);
+      expect(facts).toMatchObject({
+        Service: 'hello',
+        Version: `${version} (v${version})`,
+        Environment: 'production',
+        'Requested by': 'tester',
+        Needs: 'needs 1 more approval from alice, bob or carol',
+        Commit: 'a'.repeat(12),
+        Digest: `sha256:${'b'.repeat(64)}`,
+        Smoke: 'health: 200 OK; version: 200 OK',
+      });
+      const blocks = JSON.stringify(opened.blocks);
+      expect(blocks).toContain(`\`${approveMrkdwn}\``);
+      expect(blocks).toContain(`"url":"${webUi}"`);
+
+      // The Web UI's current details say the same, with the approve command.
+      const meta = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+      expect(meta.currentDetails).toContain(`\`${approve}\``);
+      expect(meta.currentDetails).toContain('waits for approval to production');
+      expect(meta.currentDetails).toContain(webUi);
+
+      // No one approves: awaiting the result lets the server skip the 3 hours.
+      const failure = await expectFailure(handle);
+      expect(failure.type).toBe(ReleaseEndType.Aborted);
+      expect(failure.message).toContain('No decision at the approval gate within 3h; nothing was deployed to production');
+      const status = await handle.query(statusQuery);
+      expect(status.outcome).toBe('aborted');
+      expect(status.gate.state).toBe('timed_out');
+      expect(fake.calls).toEqual(BEFORE_GATE);
+
+      const all = lab.requests().slice(before).map((r) => r.body as NoticeBody);
+      expect(all.map((b) => b.kind)).toEqual(['gate-opened', 'gate-reminder', 'gate-timed-out']);
+      expect(fake.notices.map((n) => n.kind)).toEqual(['gate-opened', 'gate-reminder', 'gate-timed-out']);
+      const reminder = all[1]!;
+      expect(reminder.text).toContain(`Reminder: hello ${version} still waits for approval to production and times out at ${status.gate.deadline}`);
+      expect(reminder.text).toContain(approveMrkdwn);
+      expect(all[2]!.text).toContain(`gantry start hello ${version}`);
+      expect(all[2]!.text).toContain('nothing was deployed to production and the release ended aborted');
+      // The webhook URL is the secret: never in the release's status.
+      expect(JSON.stringify(status)).not.toContain('s3cr3tgovernancepath');
+    });
+  });
+});
+
+/** The facts of a notice (its section fields), label → text. */
+function fieldsOf(body: NoticeBody): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const b of body.blocks as Array<{ fields?: Array<{ text: string }> }>) {
+    for (const f of b.fields ?? []) {
+      const m = /^\*([^*]+)\*\n([\s\S]*)$/.exec(f.text);
+      if (m) out[m[1]!] = m[2]!;
+    }
+  }
+  return out;
+}
+
+/** Poll `get` in real time until `ok` holds. */
+async function until<T>(get: () => T, ok: (v: T) => boolean, what: string, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = get();
+    if (ok(v)) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(v).slice(0, 500)}`);
+    await pause(50);
+  }
+}
