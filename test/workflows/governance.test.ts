@@ -512,3 +512,96 @@ async function until<T>(get: () => T, ok: (v: T) => boolean, what: string, timeo
     await pause(50);
   }
 }
+
+describe('a gate before production', () => {
+  it('opens qa\'s own gate with its rule; a declared approval there passes it, and production\'s gate opens afresh', async () => {
+    const fake = fakeActivities();
+    const announced = recordAnnounce(fake);
+    const input = testInput();
+    const { staging, production } = input.config.environments;
+    input.config.environments = {
+      staging: staging!,
+      qa: { ...structuredClone(staging!), gate: { required: 1, approvers: ['erin'], from: {}, reasonRequired: false } },
+      production: production!,
+    };
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const qa = await waitForStatus(handle, gateOpen, 'the qa gate to open');
+      expect(qa.gate).toMatchObject({ environment: 'qa', approvers: ['erin'], rule: '1 approval from erin, not the requester; one rejection vetoes' });
+      expect(qa.message).toContain('Waiting at the qa approval gate: it needs 1 more approval from erin before qa.');
+      expect(fake.calls).toEqual(BEFORE_GATE);
+      const refused = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] }));
+      expect(refused).toBe('alice is not an approver for hello qa; approvers are erin');
+      const answer = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'erin', reason: 'qa sign-off' }] });
+      expect(answer).toMatchObject({ gate: 'approved', message: 'Approved: qa deploy starts now.' });
+
+      const prod = await waitForStatus(handle, (s) => gateOpen(s) && s.gate.environment === 'production', 'the production gate to open');
+      expect(prod.gate.approvals).toEqual([]);
+      expect(prod.gate.approvers).toEqual(['alice', 'bob', 'carol']);
+      expect(prod.gate.passed).toEqual([expect.objectContaining({ environment: 'qa', state: 'approved', approvals: [expect.objectContaining({ approver: 'erin' })] })]);
+      expect(fake.calls).toEqual([...BEFORE_GATE, 'deploy:qa', 'smoke']);
+      const notYet = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [{ approver: 'erin' }] }));
+      expect(notYet).toBe('erin is not an approver for hello; approvers are alice, bob, carol');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'bob' }] });
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(fake.calls).toEqual([...BEFORE_GATE, 'deploy:qa', 'smoke', ...AFTER_GATE]);
+      expect(announced[0]!.approvers).toEqual(['bob']);
+    });
+  });
+});
+
+describe('decide skip before production', () => {
+  it('skips qa\'s failing smoke check where smoke is skippable; the gate opens, and the announcement says what was skipped', async () => {
+    let deployedQa = false;
+    const fake = fakeActivities({ failWhile: { smoke: () => deployedQa } });
+    const deploy = fake.deploy;
+    fake.deploy = async (req) => {
+      if (req.environment === 'qa') deployedQa = true;
+      return deploy(req);
+    };
+    const announced = recordAnnounce(fake);
+    const input = testInput();
+    const { staging, production } = input.config.environments;
+    input.config.environments = { staging: staging!, qa: structuredClone(staging!), production: production! };
+    input.config.steps.smoke = { ...input.config.steps.smoke, skippable: true };
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const pending = await waitForStatus(handle, (s) => s.pendingDecision !== undefined, 'qa\'s smoke check to wait for a decision');
+      expect(pending.pendingDecision).toMatchObject({ step: 'smoke:qa', allowed: ['retry', 'abort', 'skip'] });
+      expect(pending.message).toMatch(/^Smoke-check qa failed after its retries: smoke unavailable \(fake\)/);
+      expect(stepById(pending, 'smoke').state).toBe('succeeded');
+      const answer = await handle.executeUpdate(decideUpdate, { args: [{ decision: 'skip', operator: 'dave', reason: 'qa checker is flaky' }] });
+      expect(answer).toBe('Skipping Smoke-check qa; the release goes on.');
+
+      const open = await waitForStatus(handle, gateOpen, 'the production gate to open');
+      expect(stepById(open, 'smoke:qa').state).toBe('skipped');
+      expect(stepById(open, 'smoke:qa').error).toContain('(skipped by decision of dave: qa checker is flaky)');
+      expect(open.environments!.map((e) => `${e.name}:${e.state}`)).toEqual(['staging:passed', 'qa:passed', 'production:active']);
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(fake.calls.filter((c) => c.startsWith('deploy:'))).toEqual(['deploy:staging', 'deploy:qa', 'deploy:production']);
+      expect(result.decisions).toEqual([expect.objectContaining({ step: 'smoke:qa', decision: 'skip', operator: 'dave' })]);
+      expect(announced[0]!.governance).toEqual(['Smoke-check qa was skipped by decision of dave: qa checker is flaky.']);
+    });
+  });
+});
+
+describe('a rejection while frozen', () => {
+  it('ends the release rejected when someone rejects a gate that had its approvals but was frozen', async () => {
+    const fake = fakeActivities({ freeze: () => ({ frozen: true, freezes: [{ kind: 'manual', id: 'frz-9', scope: 'hello', by: 'alice', reason: 'quarter close' }] }) });
+    await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
+      await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the freeze');
+      const approved = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      expect(approved.gate).toBe('open');
+      expect(approved.message).toContain('It passes when the freeze ends (the service has no break-glass group).');
+      const glass = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [{ approver: 'carol', breakGlass: true, reason: 'urgent' }] }));
+      expect(glass).toBe('hello has no break-glass group, so nothing passes a freeze; wait for the freeze to end, or add breakGlass: { group: … } to the worker\'s config');
+      await handle.executeUpdate(rejectUpdate, { args: [{ approver: 'alice', reason: 'wait for the quarter close after all' }] });
+      const failure = await expectFailure(handle);
+      expect(failure.type).toBe(ReleaseEndType.Rejected);
+      const status = await handle.query(statusQuery);
+      expect(status.gate.approvals[0]!.changedToRejectAt).toBeDefined();
+      expect(fake.calls).toEqual(BEFORE_GATE);
+    });
+  });
+});
