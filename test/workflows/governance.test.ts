@@ -11,7 +11,9 @@ import { setTimeout as pause } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { approveUpdate, decideUpdate, rejectUpdate, statusQuery } from '../../src/shared/release';
+import type { PrincipalKey } from '../../src/shared/gate';
+import { approveUpdate, decideUpdate, rejectUpdate, releaseWorkflowId, statusQuery } from '../../src/shared/release';
+import type { Statement } from '../../src/shared/statement';
 import { ReleaseEndType } from '../../src/shared/errors';
 import type { AnnounceRequest } from '../../src/activities/types';
 import { createFreezeActivities } from '../../src/activities/freezes';
@@ -21,9 +23,9 @@ import { FREEZE_RECHECK_MS } from '../../src/workflows/run';
 import { fakeActivities, type FakeActivities } from '../helpers/fake-activities';
 import { startRequestFor } from '../helpers/fixtures';
 import { timeSkippingEnv } from '../helpers/servers';
-import { configSourceWith, RECORDED_NOTICES, serviceConfigOf, stepById } from '../helpers/governance';
+import { allowedKeys, configSourceWith, keyedPerson, RECORDED_NOTICES, serviceConfigOf, signedBy, stepById, type KeyedPerson } from '../helpers/governance';
 import {
-  BEFORE_GATE, bundleReleaseWorkflow, expectFailure, expectUpdateRefused, gateOpen, latch, stepOf, testInput, waitForStatus, withRelease,
+  BEFORE_GATE, bundleReleaseWorkflow, expectFailure, expectUpdateRefused, gateOpen, latch, stepOf, testInput, waitForStatus, withRelease, type ReleaseHandle,
 } from './harness';
 
 let env: TestWorkflowEnvironment;
@@ -603,5 +605,115 @@ describe('a rejection while frozen', () => {
       expect(status.gate.approvals[0]!.changedToRejectAt).toBeDefined();
       expect(fake.calls).toEqual(BEFORE_GATE);
     });
+  });
+});
+
+describe('signed votes under governance (real ssh keys)', () => {
+  let keysDir: string;
+  let alice: KeyedPerson;
+  let carol: KeyedPerson;
+  let dave: KeyedPerson;
+  let erin: KeyedPerson;
+  let keys: PrincipalKey[];
+  const DIGEST = `sha256:${'b'.repeat(64)}`;
+
+  beforeAll(async () => {
+    keysDir = mkdtempSync(path.join(os.tmpdir(), 'gantry-governance-keys-'));
+    [alice, carol, dave, erin] = await Promise.all(['alice', 'carol', 'dave', 'erin'].map((n) => keyedPerson(keysDir, n))) as [KeyedPerson, KeyedPerson, KeyedPerson, KeyedPerson];
+    // carol's key is listed for erin too: one key, two names, as an allowed_signers file may say.
+    keys = allowedKeys([`alice ${alice.line}`, `carol,erin ${carol.line}`, `erin ${erin.line}`, `dave ${dave.line}`].join('\n'));
+  });
+  afterAll(() => {
+    if (keysDir) rmSync(keysDir, { recursive: true, force: true });
+  });
+
+  /** Fifteen minutes from workflow time (the server's clock, which earlier tests moved on), as `gantry` signs. */
+  const expiresSoon = async () => new Date((await env.currentTimeMs()) + 15 * 60_000).toISOString();
+
+  /** A signed-mode input started by dave (the only operator), with all four people's keys in the plan. */
+  function signedGovernedInput() {
+    const input = testInput({ signedWith: keys, operators: ['dave'], requestedBy: 'dave' });
+    input.keys = keys;
+    return input;
+  }
+
+  async function signedStartOf(input: ReturnType<typeof testInput>) {
+    return startRequestFor(input, {
+      requestedBy: 'dave',
+      signed: await signedBy(dave.signer, {
+        action: 'start', workflow: releaseWorkflowId(input.service, input.version), service: input.service, version: input.version,
+        principal: 'dave', expires: await expiresSoon(),
+      }),
+    });
+  }
+
+  async function signedVote(who: KeyedPerson, handle: ReleaseHandle, over: Partial<Statement> = {}, as = who.name) {
+    return signedBy(who.signer, {
+      action: 'approve', workflow: handle.workflowId, run: (await handle.describe()).runId, digest: DIGEST, principal: as,
+      expires: await expiresSoon(), ...over,
+    });
+  }
+
+  it('holds a signed vote to the gate it names (qa\'s, not production\'s), and counts a group quorum by distinct keys', async () => {
+    const fake = fakeActivities();
+    const input = signedGovernedInput();
+    const { staging, production } = input.config.environments;
+    input.config.environments = {
+      staging: staging!,
+      qa: { ...structuredClone(staging!), gate: { required: 1, approvers: ['alice'], from: {}, reasonRequired: false } },
+      production: { ...production!, gate: { required: 2, from: { sre: 1, product: 1 }, approvers: [], reasonRequired: false } },
+    };
+    input.groups = { sre: ['carol'], product: ['erin'] };
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      await waitForStatus(handle, (s) => gateOpen(s) && s.gate.environment === 'qa', 'the qa gate to open');
+      const unnamed = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [await signedVote(alice, handle)] }));
+      expect(unnamed).toBe('the signed approve is for the production gate, but the gate open now is qa\'s; sign a new one (`gantry approve` names the open gate)');
+      const forProduction = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [await signedVote(alice, handle, { environment: 'production' })] }));
+      expect(forProduction).toContain('the signed approve is for the production gate, but the gate open now is qa\'s');
+      const qa = await handle.executeUpdate(approveUpdate, { args: [await signedVote(alice, handle, { environment: 'qa' })] });
+      expect(qa).toMatchObject({ gate: 'approved', message: 'Approved: qa deploy starts now.' });
+
+      await waitForStatus(handle, (s) => gateOpen(s) && s.gate.environment === 'production', 'the production gate to open');
+      const forQa = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [await signedVote(carol, handle, { environment: 'qa' })] }));
+      expect(forQa).toBe('the signed approve is for the qa gate, but the gate open now is production\'s; sign a new one (`gantry approve` names the open gate)');
+      await handle.executeUpdate(approveUpdate, { args: [await signedVote(carol, handle, { environment: 'production' })] });
+      const after = await handle.query(statusQuery);
+      expect(after.gate.needs).toBe('needs 1 more from product (erin) (signed)');
+      // erin signing with the key carol already approved with: one person, two names; it does not count.
+      const sameKey = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [await signedVote(carol, handle, {}, 'erin')] }));
+      expect(sameKey).toBe(`key ${carol.fingerprint} already approved as carol; the quorum counts distinct keys, not names`);
+      const done = await handle.executeUpdate(approveUpdate, { args: [await signedVote(erin, handle)] });
+      expect(done.gate).toBe('approved');
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(result.gate.approvals.map((v) => [v.approver, v.verified, v.fingerprint])).toEqual([
+        ['carol', true, carol.fingerprint], ['erin', true, erin.fingerprint],
+      ]);
+      expect(result.gate.passed).toEqual([expect.objectContaining({ environment: 'qa', state: 'approved', approvals: [expect.objectContaining({ approver: 'alice', verified: true })] })]);
+      expect(fake.calls).toEqual([...BEFORE_GATE, 'deploy:qa', 'smoke', ...AFTER_GATE]);
+    }, await signedStartOf(input));
+  });
+
+  it('takes a signed break-glass (decision break-glass, with a reason) through a freeze, and refuses one without a reason', async () => {
+    const fake = fakeActivities({ freeze: () => ({ frozen: true, freezes: [{ kind: 'manual', id: 'frz-2', scope: 'hello', by: 'erin', reason: 'incident 43' }] }) });
+    const announced = recordAnnounce(fake);
+    const input = signedGovernedInput();
+    input.config.breakGlass = { group: 'sre', required: 1 };
+    input.groups = { sre: ['carol', 'erin'] };
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the freeze');
+      const approved = await handle.executeUpdate(approveUpdate, { args: [await signedVote(alice, handle)] });
+      expect(approved.gate).toBe('open');
+      expect(approved.message).toContain('1 break-glass approval from sre (carol, erin)');
+      const bare = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [await signedVote(erin, handle, { decision: 'break-glass' })] }));
+      expect(bare).toBe('a break-glass approval needs a reason (--reason "…"): it is recorded and announced');
+      const glass = await handle.executeUpdate(approveUpdate, { args: [await signedVote(erin, handle, { decision: 'break-glass', reason: 'the incident 43 fix' })] });
+      expect(glass.gate).toBe('approved');
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(result.gate.breakGlass).toEqual([expect.objectContaining({ approver: 'erin', verified: true, fingerprint: erin.fingerprint, reason: 'the incident 43 fix' })]);
+      expect(result.gate.breakGlass![0]!.statement).toContain('decision: break-glass');
+      expect(announced[0]!.governance).toEqual(['Break-glass at the production gate by erin: the incident 43 fix.']);
+    }, await signedStartOf(input));
   });
 });
