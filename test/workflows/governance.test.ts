@@ -717,3 +717,56 @@ describe('signed votes under governance (real ssh keys)', () => {
     }, await signedStartOf(input));
   });
 });
+
+describe('freezes that end, and freezes that outlast the gate', () => {
+  it('passes an approved gate by itself when a manual freeze reaches its until (no break-glass needed)', async () => {
+    const start = await env.currentTimeMs();
+    const until = new Date(start + HOUR).toISOString();
+    const fake = fakeActivities({
+      freeze: (req) => (req.nowMs < Date.parse(until)
+        ? { frozen: true, freezes: [{ kind: 'manual', id: 'frz-3', scope: 'hello', by: 'alice', reason: 'backup running', until }], until }
+        : { frozen: false, freezes: [] }),
+    });
+    await withRelease(env, bundle, fake, testInput({ approval: '3h' }), async ({ handle }) => {
+      await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the freeze');
+      const approved = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      expect(approved.message).toContain(`frozen by alice: backup running (until ${until})`);
+      const result = await handle.result();
+      expect(result.outcome).toBe('succeeded');
+      expect(Date.parse(stepOf(result, 'deployProduction').startedAt!)).toBeGreaterThanOrEqual(Date.parse(until));
+      // Woken by the freeze's end, not by the next 30 s recheck: the check that passed came just after its until.
+      const last = fake.freezeChecks[fake.freezeChecks.length - 1]!;
+      expect(last.nowMs).toBeGreaterThan(Date.parse(until));
+      expect(last.nowMs - Date.parse(until)).toBeLessThan(1000);
+      expect(result.gate.breakGlass).toBeUndefined();
+    });
+  });
+
+  it('aborts a release whose gate had its approvals but stayed frozen until the approval timeout, saying so', async () => {
+    const fake = fakeActivities({ freeze: () => ({ frozen: true, freezes: [{ kind: 'manual', id: 'frz-4', scope: 'hello', by: 'bob', reason: 'audit week' }] }) });
+    await withRelease(env, bundle, fake, testInput({ approval: '2h' }), async ({ handle }) => {
+      await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the freeze');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'carol' }] });
+      const failure = await expectFailure(handle);
+      expect(failure.type).toBe(ReleaseEndType.Aborted);
+      expect(failure.message).toBe('No decision at the approval gate within 2h; nothing was deployed to production. ' +
+        'It had its approvals but stayed frozen (frozen by bob: audit week (until unfrozen)). Start the release again when approvers are available.');
+      expect(fake.calls).toEqual(BEFORE_GATE);
+    });
+  });
+});
+
+describe('a group rule nobody can meet', () => {
+  it('says so in needs when the requester is the only member of a group the rule needs', async () => {
+    const fake = fakeActivities();
+    const input = testInput({ requestedBy: 'erin' });
+    input.config.environments.production!.gate = { required: 2, from: { sre: 1, product: 1 }, approvers: [], reasonRequired: false };
+    input.groups = { sre: ['carol', 'dave'], product: ['erin'] };
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const open = await waitForStatus(handle, gateOpen, 'the production gate to open');
+      expect(open.gate.needs).toMatch(/^needs 2 more approvals, but nobody in product can still vote \(each approver votes once, the requester may not/);
+      const why = await expectUpdateRefused(handle.executeUpdate(approveUpdate, { args: [{ approver: 'erin' }] }));
+      expect(why).toContain('erin requested this release and may not approve it (four-eyes rule)');
+    });
+  });
+});
