@@ -194,7 +194,8 @@ function formatGate(s: ReleaseStatus, st: Style): string[] {
   for (const p of g.passed ?? []) {
     lines.push(`${st.bold(`Gate ${p.environment}:`)} ${p.state.replace('_', ' ')} by ${p.approvals.map((v) => v.approver).join(', ') || '—'}${p.closedAt ? ` at ${formatTime(p.closedAt)}` : ''}`);
   }
-  const head = `${st.bold(g.environment ? `Approval gate (${g.environment}):` : 'Approval gate:')} ${g.state.replace('_', ' ')}, ${g.approvals.length} of ${g.required} approval(s); approvers ${g.approvers.join(', ')} (${g.identity})`;
+  const last = s.environments?.[s.environments.length - 1]?.name;
+  const head = `${st.bold(g.environment && g.environment !== last ? `Approval gate (${g.environment}):` : 'Approval gate:')} ${g.state.replace('_', ' ')}, ${g.approvals.length} of ${g.required} approval(s); approvers ${g.approvers.join(', ')} (${g.identity})`;
   lines.push(head);
   if (g.rule) lines.push(`  rule: ${g.rule}`);
   if (g.state === 'open' && g.needs) lines.push(`  it ${g.needs}${g.digest ? `; approving image ${g.digest}` : ''}`);

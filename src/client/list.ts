@@ -14,7 +14,7 @@ import { ServerUnreachableError } from '../connection';
 import { PLAIN, type Style } from './style';
 
 export const STAGES = [
-  'planning', 'preflight', 'tag', 'build', 'deploy-staging', 'smoke', 'awaiting-approval', 'deploy-production',
+  'planning', 'preflight', 'tag', 'build', 'deploy-staging', 'smoke', 'waiting-for-lane', 'awaiting-approval', 'deploy-production',
   'health', 'rollback', 'announce', 'awaiting-decision', 'done',
 ] as const;
 export const OUTCOMES = ['succeeded', 'rolled_back', 'rejected', 'aborted', 'cancelled', 'failed'] as const;

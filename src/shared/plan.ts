@@ -5,7 +5,7 @@
 import type { DeployTarget, EnvironmentConfig } from '../config/schema';
 import { releaseWorkflowId, type ReleaseInput, type ReleasePlan } from './release';
 import { stepTitle, type StepId } from './steps';
-import { describeRule, gateRulesFor } from './gate';
+import { describeNeeds, describeRule, gateRulesFor } from './gate';
 import { environmentsOf, type EnvironmentStep } from './environments';
 
 export function tagName(version: string): string {
@@ -46,7 +46,7 @@ export function planRelease(input: ReleaseInput): ReleasePlan {
   const production = envs[envs.length - 1]!;
   const gateWords = (env: EnvironmentStep) => {
     const rules = gateRulesFor(input, env.name);
-    return `once the ${env.name} gate has ${describeRule(rules)} (gate times out after ${String(config.timeouts.approval)})`;
+    return `once the ${env.final ? '' : `${env.name} `}gate ${describeNeeds([], rules)} (rule: ${describeRule(rules)}; gate times out after ${String(config.timeouts.approval)})`;
   };
   const lane = (env: EnvironmentStep) => `waits for the ${env.name} lane (one release at a time), `;
   const detail: Partial<Record<StepId, string>> = {

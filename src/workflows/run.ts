@@ -647,6 +647,8 @@ export class ReleaseRun {
     if (this.status.gate.state === 'not_open') this.status.gate.state = 'closed';
     // Whatever ended the release, every lane it held or waited for passes on.
     for (const name of Object.keys(this.status.lanes ?? {})) this.releaseLane(name);
+    const current = this.status.environments?.find((e) => e.state === 'active');
+    if (current) current.state = outcome === 'succeeded' ? 'passed' : 'failed';
     this.status.stage = 'done';
     this.index([{ key: SA_STAGE, value: 'done' }, { key: SA_OUTCOME, value: outcome }]);
     setCurrentDetails(`**${outcome}**: ${message}`);

@@ -111,7 +111,7 @@ describe('bad input exits 2 and says what to type instead', () => {
 
     const decision = await cli(['decide', 'maybe', 'hello', '1.0.0', '--as', 'x']);
     expect(decision.code, show(decision)).toBe(2);
-    expect(decision.stderr).toContain("'maybe' is invalid for argument 'decision'. Allowed choices are retry, abort.");
+    expect(decision.stderr).toContain("'maybe' is invalid for argument 'decision'. Allowed choices are retry, abort, skip.");
 
     const stage = await cli(['list', '--stage', 'waiting']);
     expect(stage.code, show(stage)).toBe(2);

@@ -12,11 +12,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { createReleaseWorker } from '../../src/worker';
 import type { ReleaseActivities } from '../../src/activities/types';
 import { createResolve, fileConfigSource } from '../../src/activities/resolve';
 import { guardActivities } from '../../src/activities/guard';
+import { createLaneActivities } from '../../src/activities/lanes';
+import { createFreezeActivities } from '../../src/activities/freezes';
+import type { NoticeRequest } from '../../src/shared/notices';
 import { fakeActivities, type FakeActivities, type FakeBehaviour } from '../helpers/fake-activities';
 import { SAMPLE_CONFIG_YAML } from '../helpers/fixtures';
 
@@ -105,6 +109,16 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
   }
 }
 
+/**
+ * End every release still running on the server: releases of one service share their environments' lanes, so one
+ * a test left at its gate would hold the next test's release in the lane's queue. Terminated, it passes the lane on.
+ */
+export async function endOpenReleases(client: Client): Promise<void> {
+  for await (const wf of client.workflow.list({ query: 'WorkflowType = "releaseWorkflow" AND ExecutionStatus = "Running"' })) {
+    await client.workflow.getHandle(wf.workflowId, wf.runId).terminate('the test that started it has finished').catch(() => undefined);
+  }
+}
+
 export interface Routes {
   /** The worker's release config (file or directory) the resolve step reads for a release of this version. */
   config: (version: string) => string;
@@ -135,19 +149,27 @@ export function routedActivities(routes: Routes): Routed {
       const f = fakeActivities(routes.behaviour?.(version) ?? {});
       fakes.set(version, f);
       const source = fileConfigSource(routes.config(version));
-      g = guardActivities({ ...f, ...createResolve({ config: source }) }, source);
+      g = { ...f, ...guardActivities({ ...f, ...createResolve({ config: source }) }, source) };
       guarded.set(version, g);
     }
     return g;
   };
   const steps: Exclude<keyof ReleaseActivities, 'resolvePlan'>[] = ['preflight', 'tag', 'build', 'deploy', 'smoke', 'health', 'rollback', 'announce', 'recordEnd'];
+  // Lanes and freezes are real (the lane and registry workflows run on this worker too); freezes and deny windows
+  // read the config of the release asking, the newest one resolved for anything else.
+  let latest = '0.0.0';
+  const governanceSource = { get path() { return routes.config(latest); }, load: () => fileConfigSource(routes.config(latest)).load() };
   const activities = {
-    resolvePlan: (req) => {
+    ...createLaneActivities(),
+    ...createFreezeActivities({ config: governanceSource }),
+    notify: (req: NoticeRequest) => (pick(req.summary.version) as unknown as FakeActivities).notify(req),
+    resolvePlan: (req: Parameters<ReleaseActivities['resolvePlan']>[0]) => {
       resolved.push(`${req.service} ${req.version}`);
+      latest = req.version;
       return pick(req.version).resolvePlan(req);
     },
     ...Object.fromEntries(steps.map((k) => [k, (req: { release: { version: string } }) => (pick(req.release.version)[k] as (r: unknown) => Promise<unknown>)(req)])),
-  } as ReleaseActivities;
+  } as unknown as ReleaseActivities;
   return { activities, fakes, resolved };
 }
 

@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import type { GateStatus, ReleaseStatus, StepStatus } from '../../src/shared/release';
@@ -14,7 +14,7 @@ import { fitWidth, LiveBlock, liveLines, liveTerminal, visible, SPINNER, type Li
 import { styleFor } from '../../src/client/style';
 import { devServerEnv, requireBinary, TEMPORAL_CLI } from '../helpers/servers';
 import {
-  BIN, gantry, removeTempDirs, requireBuild, routedActivities, show, startWorker, tempDir, waitFor, writeConfig,
+  BIN, endOpenReleases, gantry, removeTempDirs, requireBuild, routedActivities, show, startWorker, tempDir, waitFor, writeConfig,
   type CliResult,
 } from './harness';
 
@@ -218,6 +218,9 @@ describe('following a release with the built CLI', () => {
     ({ worker, running: workerRunning } = await startWorker(env, routed.activities));
     temporalEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default' };
   }, 120_000);
+
+  // Releases of hello share its lanes: one a test left running would hold the next test's release in the queue.
+  afterEach(() => endOpenReleases(env!.client));
 
   afterAll(async () => {
     finishProduction();

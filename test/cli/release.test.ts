@@ -7,7 +7,7 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Context } from '@temporalio/activity';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
@@ -16,7 +16,7 @@ import { retryable } from '../../src/shared/errors';
 import { devServerEnv, requireBinary, TEMPORAL_CLI } from '../helpers/servers';
 import { sampleInput } from '../helpers/fixtures';
 import {
-  BIN, gantry, removeTempDirs, requireBuild, routedActivities, show, sshKeygen, startWorker, tempDir, waitFor, writeConfig,
+  BIN, endOpenReleases, gantry, removeTempDirs, requireBuild, routedActivities, show, sshKeygen, startWorker, tempDir, waitFor, writeConfig,
   type CliResult, type Person, type Routed,
 } from './harness';
 
@@ -79,6 +79,9 @@ beforeAll(async () => {
   ({ worker, running: workerRunning } = await startWorker(env, activities));
   temporalEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default' };
 });
+
+// Releases of hello share its lanes: one a test left running would hold the next test's release in the queue.
+afterEach(() => endOpenReleases(env.client));
 
 afterAll(async () => {
   worker?.shutdown();

@@ -386,19 +386,21 @@ describe('gantry report and the release-history export, on a real dev server', (
     temporalEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default' };
     since = new Date(Date.now() - 60_000).toISOString();
 
-    // Start every release with the CLI; each stops at its gate.
-    const started = await Promise.all(PLAN.map((p) => cli(['start', p.service, p.version, '--config', p.service === 'world' ? worldConfig : helloConfig,
-      '--requested-by', p.requestedBy])));
-    for (const r of started) expect(r.code, show(r)).toBe(0);
+    // Start every release with the CLI, one after the other: the first of a service stops at its gate, the others
+    // queue for the production lane in PLAN's order (one release at a time per service and environment).
     const stageOf = async (service: string, version: string) => {
       const s = await env.client.workflow.getHandle(id(service, version)).query(statusQuery);
       return s.stage;
     };
     for (const p of PLAN) {
-      await waitFor(`${p.service} ${p.version} at its gate`, async () => (await stageOf(p.service, p.version)) === 'awaiting-approval', 60_000);
+      const r = await cli(['start', p.service, p.version, '--config', p.service === 'world' ? worldConfig : helloConfig, '--requested-by', p.requestedBy]);
+      expect(r.code, show(r)).toBe(0);
+      await waitFor(`${p.service} ${p.version} at its gate or in its lane's queue`,
+        async () => ['awaiting-approval', 'waiting-for-lane'].includes(await stageOf(p.service, p.version)), 60_000);
     }
     // Through the gate one at a time, so production changes in PLAN's order.
     for (const p of PLAN) {
+      await waitFor(`${p.service} ${p.version} at its gate`, async () => (await stageOf(p.service, p.version)) === 'awaiting-approval', 60_000);
       if (p.ends === 'rejected') await ok(['reject', p.service, p.version, '--as', 'bob', '--reason', 'not this week']);
       else await ok(['approve', p.service, p.version, '--as', 'alice']);
       const outcome = await waitFor(`${p.service} ${p.version} to end`, async () => {

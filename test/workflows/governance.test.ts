@@ -189,7 +189,7 @@ describe('environments in the config\'s order', () => {
       const result = await handle.result();
       expect(result.outcome).toBe('succeeded');
       expect(fake.calls).toEqual(['preflight', 'tag', 'build', 'deploy:staging', 'smoke', 'deploy:qa', 'smoke', ...AFTER_GATE]);
-      expect(result.environments!.map((e) => `${e.name}:${e.state}`)).toEqual(['staging:passed', 'qa:passed', 'production:active']);
+      expect(result.environments!.map((e) => `${e.name}:${e.state}`)).toEqual(['staging:passed', 'qa:passed', 'production:passed']);
     });
   });
 });
