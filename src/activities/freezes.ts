@@ -22,19 +22,13 @@ import {
 import { windowsAt, type DenyWindowSpec } from '../shared/windows';
 import { currentAttempt } from './heartbeat';
 import type { ConfigSource } from './resolve';
+import type { GateFreeze } from '../shared/release';
 
-/** A reason a release may not change an environment now: a person's freeze, or a deny window. */
-export interface ActiveFreeze {
-  kind: 'manual' | 'window';
-  /** The freeze's id (`frz-3`) or the window's name. */
-  id: string;
-  /** What it covers, in words: `hello in production`, `every service`, `window weekend`. */
-  scope: string;
-  by?: string;
-  reason: string;
-  since?: string;
-  until?: string;
-}
+/**
+ * A reason a release may not change an environment now: a person's freeze (id `frz-3`, who, since, until) or a
+ * deny window (its name); `scope` says what it covers in words. The shape the gate shows (GateFreeze).
+ */
+export type ActiveFreeze = GateFreeze;
 
 export interface CheckFreezeRequest {
   service: string;

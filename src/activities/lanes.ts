@@ -18,15 +18,10 @@ import {
   type ReleaseLaneState,
 } from '../shared/lanes';
 import { currentAttempt } from './heartbeat';
+import type { LaneRequest } from './types';
 
-export interface LaneEnqueueRequest {
-  service: string;
-  environment: string;
-  workflowId: string;
-  runId: string;
-  version: string;
-  requestedBy?: string;
-}
+/** A release asks for one environment's lane: the contract the release workflow calls (src/activities/types.ts). */
+export type LaneEnqueueRequest = LaneRequest;
 
 export interface LaneActivities {
   laneEnqueue(req: LaneEnqueueRequest): Promise<LaneView & { attempt: number }>;

@@ -4,6 +4,7 @@
  * every approve/reject/decide that arrived (signal or update) with who sent it and when, whether the release
  * took or refused it, cancellation, the rollback, and how it ended.
  */
+import { laneChangedSignal } from '../shared/lanes';
 import { parseStatement } from '../shared/statement';
 import { displayText } from '../shared/text';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
@@ -170,6 +171,11 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
         kind: 'signal', at, name: a.signalName ?? '?', verdict: 'unknown', ...payloadFields(payload),
         ...(a.identity ? { identity: a.identity } : {}),
       };
+      // The lane's hint to the release is not a message anyone sent it, and the ledger does not count it.
+      if (a.signalName === laneChangedSignal.name) {
+        out.push({ ...entry, verdict: 'accepted', detail: 'the lane changed; the release asked it again' });
+        continue;
+      }
       signals.push({ entry, index: i });
       messages.push(entry);
       out.push(entry);

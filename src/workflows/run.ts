@@ -120,8 +120,8 @@ export class ReleaseRun {
   /** Set by the lane's change signal: ask the lane again. */
   laneHint = false;
   private readonly envIndexed: boolean;
-  private readonly governance: GovernanceActivities;
-  private readonly notices: GovernanceActivities;
+  private readonly governanceOptions: ActivityOptions;
+  private readonly noticeOptions: ActivityOptions;
   private readonly lanesHeld = new Set<string>();
   private noticesInFlight = 0;
 
@@ -155,12 +155,8 @@ export class ReleaseRun {
     this.envIndexed = this.indexed && workflowInfo().typedSearchAttributes.get(SA_ENVIRONMENT) !== undefined;
     // Lanes and freeze checks retry for as long as it takes (the gate and the lane wait anyway); notices give up
     // after a few attempts, and nothing waits for them.
-    this.governance = proxyActivities<GovernanceActivities>({
-      startToCloseTimeout: '30s', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
-    });
-    this.notices = proxyActivities<GovernanceActivities>({
-      startToCloseTimeout: '30s', retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
-    });
+    this.governanceOptions = { startToCloseTimeout: '30s', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' } };
+    this.noticeOptions = { startToCloseTimeout: '30s', retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 } };
     this.index(startSearchAttributes(req));
     // Releases recorded before this change honoured Temporal's cancellation directly; keep that for them. Now a
     // cancellation must be a verified decision in signed mode, so Temporal's request is judged in messages.ts.
@@ -254,7 +250,7 @@ export class ReleaseRun {
     const previousStage = this.status.stage;
     for (;;) {
       this.laneHint = false;
-      const view = await this.governance.laneEnqueue({ service, environment: env.name, workflowId: info.workflowId, runId: info.runId, version, requestedBy });
+      const view = await this.governanceActivities(`Ask for the ${env.name} lane — ${service} ${version}`).laneEnqueue({ service, environment: env.name, workflowId: info.workflowId, runId: info.runId, version, requestedBy });
       if (view.holder?.runId === info.runId) {
         lanes[env.name] = { state: 'held', since: new Date().toISOString() };
         this.lanesHeld.add(env.name);
@@ -329,7 +325,8 @@ export class ReleaseRun {
   /** Which freezes hold this environment's gate now (workflow time, so deny windows follow the workflow's clock). */
   async checkFreeze(env: EnvironmentStep): Promise<FreezeCheckResult> {
     try {
-      return await this.governance.checkFreeze({ service: this.status.request.service, environment: env.name, nowMs: Date.now() });
+      const { service, version } = this.status.request;
+      return await this.governanceActivities(`Check the freezes on ${env.name} — ${service} ${version}`).checkFreeze({ service, environment: env.name, nowMs: Date.now() });
     } catch (err) {
       if (isCancellation(err)) throw err;
       // Fail closed: a gate that cannot tell whether it is frozen stays shut, and says why.
@@ -338,12 +335,18 @@ export class ReleaseRun {
     }
   }
 
+  /** The governance activities, with a summary for the Web UI and `gantry history`. */
+  private governanceActivities(summary: string): GovernanceActivities {
+    return proxyActivities<GovernanceActivities>({ ...this.governanceOptions, summary });
+  }
+
   /** Send a notice to the approvers' channel, when configured. Never waits, never fails the release. */
   notify(kind: NoticeKind, summary: GateSummary): void {
     if (!this.governed || !this.resolved?.config.notices) return;
     const info = workflowInfo();
     this.noticesInFlight += 1;
-    void this.notices.notify({ kind, workflowId: info.workflowId, runId: info.runId, summary }).catch(() => undefined)
+    void proxyActivities<GovernanceActivities>({ ...this.noticeOptions, summary: `Notify the approvers (${kind}) — ${summary.service} ${summary.version}` })
+      .notify({ kind, workflowId: info.workflowId, runId: info.runId, summary }).catch(() => undefined)
       .finally(() => { this.noticesInFlight -= 1; });
   }
 

@@ -219,10 +219,13 @@ describe('gantry drives a release through the gate on a real dev server', () => 
     // The refused votes went through updates, which leave nothing in the history; none shows up as taken.
     expect(h).not.toContain('by mallory');
 
-    const json = JSON.parse((await ok(['history', 'hello', '1.0.0', '--json'])).stdout) as { entries: { kind: string; who?: string; verdict?: string; activity?: string }[] };
+    const json = JSON.parse((await ok(['history', 'hello', '1.0.0', '--json'])).stdout) as { entries: { kind: string; name?: string; who?: string; verdict?: string; activity?: string }[] };
+    // Each environment's lane is asked for before it changes; the gate checks the freezes when it opens and again once approved.
     expect(json.entries.filter((e) => e.kind === 'step').map((e) => e.activity)).toEqual(
-      ['resolvePlan', 'preflight', 'tag', 'build', 'deploy', 'smoke', 'deploy', 'health', 'announce']);
-    expect(json.entries.filter((e) => e.kind === 'signal' || e.kind === 'update').map((e) => `${e.kind}:${e.who}:${e.verdict}`))
+      ['resolvePlan', 'preflight', 'tag', 'build', 'laneEnqueue', 'deploy', 'smoke', 'laneEnqueue', 'checkFreeze', 'checkFreeze', 'deploy', 'health', 'announce']);
+    // The lane's own hints are shown, but are nobody's message and never match a vote.
+    expect(json.entries.filter((e) => e.name === 'gantry-lane-changed').every((e) => e.who === undefined)).toBe(true);
+    expect(json.entries.filter((e) => (e.kind === 'signal' || e.kind === 'update') && e.name !== 'gantry-lane-changed').map((e) => `${e.kind}:${e.who}:${e.verdict}`))
       .toEqual(['signal:alice:accepted', 'update:bob:accepted']);
 
     // A succeeded release cannot be started again.
@@ -254,7 +257,7 @@ describe('gantry drives a release through the gate on a real dev server', () => 
 
     // Rejected at the gate; a release that ended unsuccessfully can be started again.
     const rejected = await ok(['reject', 'hello', '1.1.0', '--as', 'carol', '--reason', 'changelog is wrong']);
-    expect(rejected.stdout).toContain('Rejected by carol: the release stops.');
+    expect(rejected.stdout).toContain('Rejected by carol: the release stops; nothing was deployed to production.');
     expect((await untilOutcome('1.1.0')).outcome).toBe('rejected');
     const closed = await cli(['approve', 'hello', '1.1.0', '--as', 'alice']);
     expect(closed.code, show(closed)).toBe(6);
@@ -477,19 +480,22 @@ describe('the worker owns the release config', () => {
     expect(second.code, show(second)).toBe(0);
     // The operator's ./gantry.yaml is now the old file: the start says so, and runs on the worker's.
     expect(second.stdout).toMatch(/note {5}The operator's local config \(sha256 [0-9a-f]{16}\) differs from the worker's \([0-9a-f]{16}\); the release runs on the worker's\./);
-    const after = await untilStage('21.1.0', 'awaiting-approval');
-    expect(after.gate).toMatchObject({ approvers: ['dave', 'erin'], required: 2 });
-    expect(after.input?.configSha256).not.toBe(before.input?.configSha256);
+    // 21.0.0 holds hello's production lane at its gate: 21.1.0 waits for it, on its own resolved plan.
+    const queued = await untilStage('21.1.0', 'waiting-for-lane');
+    expect(queued.gate).toMatchObject({ approvers: ['dave', 'erin'], required: 2 });
+    expect(queued.input?.configSha256).not.toBe(before.input?.configSha256);
+    expect((await ok(['status', 'hello', '21.1.0'])).stdout).toMatch(/lane {7}waiting for the production lane since .*: held by 21\.0\.0 since /);
+    // The release already running keeps the plan it resolved.
+    expect((await statusOf('21.0.0')).gate.approvers).toEqual(['alice', 'bob', 'carol']);
+    await ok(['approve', 'hello', '21.0.0', '--as', 'alice']);
+    expect((await untilOutcome('21.0.0')).outcome).toBe('succeeded');
+    await untilStage('21.1.0', 'awaiting-approval');
     const status = (await ok(['status', 'hello', '21.1.0'])).stdout;
     expect(status).toContain('Approval gate: open, 0 of 2 approval(s); approvers dave, erin (declared)');
     expect(status).toContain('differs from the worker\'s');
     const alice = await cli(['approve', 'hello', '21.1.0', '--as', 'alice']);
     expect(alice.code, show(alice)).toBe(6);
     expect(alice.stderr).toContain('alice is not an approver for hello; approvers are dave, erin');
-    // The release already running keeps the plan it resolved.
-    expect((await statusOf('21.0.0')).gate.approvers).toEqual(['alice', 'bob', 'carol']);
-    await ok(['approve', 'hello', '21.0.0', '--as', 'alice']);
-    expect((await untilOutcome('21.0.0')).outcome).toBe('succeeded');
 
     // Now the file becomes invalid: the next release fails at its resolve step with the schema's message.
     writeConfig(path.dirname(live), 'gantry.yaml', [['approval: 72h', 'approval: soon']]);
