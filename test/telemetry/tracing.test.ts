@@ -101,7 +101,12 @@ describe('a worker started with --otel', () => {
     expect(root.parentSpanId, 'the release starts its own trace').toBeUndefined();
 
     const spans = spansOf(workflowId);
-    const run = spans.filter((s) => s.name.startsWith('RunActivity:'));
+    // The governance activities (each environment's lane, the gate's freeze checks) are in the same trace.
+    const GOVERNANCE = ['RunActivity:laneEnqueue', 'RunActivity:checkFreeze'];
+    const governance = spans.filter((s) => GOVERNANCE.includes(s.name));
+    expect(governance.map((s) => s.name).sort()).toEqual(['RunActivity:checkFreeze', 'RunActivity:checkFreeze', 'RunActivity:laneEnqueue', 'RunActivity:laneEnqueue']);
+    for (const s of governance) expect(s.spanContext().traceId, s.name).toBe(traceId);
+    const run = spans.filter((s) => s.name.startsWith('RunActivity:') && !GOVERNANCE.includes(s.name));
     expect(run.map((s) => s.name).sort()).toEqual([
       'RunActivity:announce', 'RunActivity:build', 'RunActivity:deploy', 'RunActivity:deploy', 'RunActivity:health',
       'RunActivity:preflight', 'RunActivity:resolvePlan', 'RunActivity:smoke', 'RunActivity:tag',
@@ -122,7 +127,7 @@ describe('a worker started with --otel', () => {
     }
 
     // Inside each step, currentTraceId() is the release's trace id; outside any step there is none.
-    expect(Object.keys(seen).sort()).toEqual(['announce', 'build', 'deploy', 'health', 'preflight', 'resolvePlan', 'smoke', 'tag']);
+    expect(Object.keys(seen).sort()).toEqual(['announce', 'build', 'checkFreeze', 'deploy', 'health', 'laneEnqueue', 'preflight', 'resolvePlan', 'smoke', 'tag']);
     for (const [name, ids] of Object.entries(seen)) expect(ids.every((id) => id === traceId), `${name}: ${ids.join(', ')}`).toBe(true);
     expect(currentTraceId()).toBeUndefined();
   });
