@@ -238,7 +238,7 @@ export interface LedgerEntry {
    * request; 0 for the release's own events.
    */
   seq: number;
-  kind: 'signal' | 'update' | 'cancel-request' | 'start' | 'timeout' | 'outcome';
+  kind: 'signal' | 'update' | 'cancel-request' | 'start' | 'timeout' | 'break-glass' | 'outcome';
   /** The signal or update name as it arrived (cut for display), or the event's name. */
   name: string;
   /** Who it came from: verified principal, declared name, or the name it claimed (refused). */

@@ -205,7 +205,7 @@ export class ReleaseMessages {
     this.openGate(env, rules, digest);
     const gate = run.status.gate;
     const timeout = run.input.config.timeouts.approval;
-    const { service, version } = run.status.request;
+    const { service } = run.status.request;
     run.status.message = this.waitingMessage(env, rules);
     const details = () => {
       const text = run.governed ? gateSummaryMarkdown('gate-opened', { ...run.summaryBase(env, rules), ...this.freezeWords() }) : `**Awaiting approval** of ${imageRef} (${digest}): ${run.status.message}`;
@@ -233,7 +233,8 @@ export class ReleaseMessages {
       await condition(() => gate.state !== 'open', timeout);
     } else for (;;) {
       if (gate.state !== 'open') break;
-      if (gate.quorum && seen !== this.votesApplied || gate.quorum && Date.now() >= recheckAt) {
+      // Once the votes are in, the freezes are checked after each new vote and whenever a freeze may have ended.
+      if (gate.quorum && (seen !== this.votesApplied || Date.now() >= recheckAt)) {
         seen = this.votesApplied;
         const f = await run.checkFreeze(env);
         this.noteFreeze(f);
@@ -242,7 +243,7 @@ export class ReleaseMessages {
         if (breakGlassMet(gate.breakGlass, rules)) {
           gate.state = 'approved';
           const bg = gate.breakGlass!;
-          run.ledger.event({ kind: 'timeout', name: 'break-glass', actor: bg.map((v) => v.approver).join(', '), verdict: 'recorded', detail: `passed the freeze: ${bg.map((v) => v.reason).join('; ')}` });
+          run.ledger.event({ kind: 'break-glass', name: 'break-glass', actor: bg.map((v) => v.approver).join(', '), verdict: 'recorded', detail: `passed the freeze: ${bg.map((v) => v.reason).join('; ')}` });
           run.notify('break-glass', { ...run.summaryBase(env, rules), breakGlass: { by: bg.map((v) => v.approver).join(', '), reason: bg.map((v) => v.reason ?? '').join('; ') }, ...this.freezeWords() });
           break;
         }
@@ -250,8 +251,6 @@ export class ReleaseMessages {
         run.status.message = this.frozenMessage(env, rules);
         this.freezeChecksDone += 1;
         details();
-      } else if (!gate.quorum) {
-        seen = this.votesApplied;
       }
       const wakeAt = Math.min(deadlineMs, reminderAt, gate.quorum ? recheckAt : Infinity);
       const votes = this.votesApplied;
@@ -279,7 +278,6 @@ export class ReleaseMessages {
       throw new ReleaseStopped('rejected', `Rejected by ${r?.approver ?? '?'}${r?.reason ? `: ${r.reason}` : ''}; nothing was deployed to ${env.final ? 'production' : env.name}.`);
     }
     setCurrentDetails(`Approved by ${this.approvers().join(', ')}${gate.breakGlass?.length ? ` (break-glass by ${gate.breakGlass.map((v) => v.approver).join(', ')})` : ''}`);
-    void service; void version;
   }
 
   /** Reset the gate for this environment (an earlier gate goes on the record in `passed`) and open it. */
@@ -429,7 +427,7 @@ export class ReleaseMessages {
       }
     }
     gate.needs = describeNeeds(gate.approvals, rules, run.status.requester);
-    const target = rules.final === false && rules.environment ? rules.environment : 'production';
+    const target = this.target();
     const message = v.breakGlass
       ? `Break-glass approval by ${vote.approver} recorded (${gate.breakGlass!.length} of ${rules.breakGlass?.required ?? 1}); it lets the release through a freeze once the gate has its approvals.`
       : gate.state === 'rejected' ? `Rejected by ${vote.approver}: the release stops; nothing was deployed to ${target}.`
@@ -437,6 +435,12 @@ export class ReleaseMessages {
           : gate.quorum ? `Approval by ${vote.approver} recorded: the gate has the approvals it needs; the ${target} deploy starts once no freeze holds it.`
             : `Approval by ${vote.approver} recorded: ${gate.approvals.length} of ${gate.required}; waiting for more (the gate ${gate.needs}).`;
     return { gate: gate.state, approvals: gate.approvals.length, required: gate.required, message };
+  }
+
+  /** What the open gate lets change: its environment, or production. */
+  private target(): string {
+    const r = this.rules;
+    return r?.final === false && r.environment ? r.environment : 'production';
   }
 
   /**
@@ -449,7 +453,7 @@ export class ReleaseMessages {
     const checks = this.freezeChecksDone;
     // Not cancellable: in signed mode Temporal's own cancellation request is ignored, and must not fail the answer.
     await CancellationScope.nonCancellable(() => condition(() => gate.state !== 'open' || this.freezeChecksDone > checks));
-    const target = this.rules?.final === false && this.rules.environment ? this.rules.environment : 'production';
+    const target = this.target();
     const state = gate.state as GateState;
     const message = state === 'approved' ? `Approved: ${target} deploy starts now.`
       : state === 'open' ? this.run.status.message : `The gate closed: ${state.replace('_', ' ')}.`;

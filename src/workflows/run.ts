@@ -22,10 +22,10 @@ import {
 import { RetryState, type ActivityOptions, type SearchAttributeUpdatePair } from '@temporalio/common';
 import type { AnnouncedAction, DeployResult, FreezeCheckResult, GovernanceActivities, RecordEndRequest, ReleaseActivities } from '../activities/types';
 import { NON_RETRYABLE, ReleaseEndType } from '../shared/errors';
-import { describeNeeds, describeRule, gateRulesFor, gateRulesView, operatorRefusal, verifyStatement, type Actor, type GateRules } from '../shared/gate';
+import { approveCommand, describeNeeds, describeRule, gateRulesFor, gateRulesView, operatorRefusal, verifyStatement, type Actor, type GateRules } from '../shared/gate';
 import { environmentsOf, type EnvironmentStep } from '../shared/environments';
 import { laneChangedSignal, laneLeaveSignal, laneWorkflowId } from '../shared/lanes';
-import type { GateSummary, NoticeKind } from '../shared/notices';
+import { webUiLink, type GateSummary, type NoticeKind } from '../shared/notices';
 import { durationMs } from '../shared/duration';
 import {
   parseStartRequest,
@@ -122,8 +122,8 @@ export class ReleaseRun {
   private readonly envIndexed: boolean;
   private readonly governanceOptions: ActivityOptions;
   private readonly noticeOptions: ActivityOptions;
-  private readonly lanesHeld = new Set<string>();
-  private noticesInFlight = 0;
+  /** Notices and lane hints sent but not yet landed: the release gives them a moment before it ends. */
+  private inFlight = 0;
 
   constructor(arg: unknown) {
     this.arg = arg;
@@ -253,7 +253,6 @@ export class ReleaseRun {
       const view = await this.governanceActivities(`Ask for the ${env.name} lane — ${service} ${version}`).laneEnqueue({ service, environment: env.name, workflowId: info.workflowId, runId: info.runId, version, requestedBy });
       if (view.holder?.runId === info.runId) {
         lanes[env.name] = { state: 'held', since: new Date().toISOString() };
-        this.lanesHeld.add(env.name);
         if (this.status.stage === 'waiting-for-lane') this.setStage(previousStage);
         return;
       }
@@ -305,12 +304,11 @@ export class ReleaseRun {
     const lane = this.status.lanes?.[name];
     if (!lane || lane.state === 'released') return;
     this.status.lanes![name] = { state: 'released', since: new Date().toISOString() };
-    if (!this.lanesHeld.delete(name) && lane.state !== 'waiting') return;
     const info = workflowInfo();
-    this.noticesInFlight += 1;
+    this.inFlight += 1;
     void CancellationScope.nonCancellable(() => getExternalWorkflowHandle(laneWorkflowId(this.status.request.service, name))
       .signal(laneLeaveSignal, { workflowId: info.workflowId, runId: info.runId })).catch(() => undefined)
-      .finally(() => { this.noticesInFlight -= 1; });
+      .finally(() => { this.inFlight -= 1; });
   }
 
   /** Install the lane's change signal (a hint with no payload: never throws, whoever sends it). */
@@ -344,10 +342,10 @@ export class ReleaseRun {
   notify(kind: NoticeKind, summary: GateSummary): void {
     if (!this.governed || !this.resolved?.config.notices) return;
     const info = workflowInfo();
-    this.noticesInFlight += 1;
+    this.inFlight += 1;
     void proxyActivities<GovernanceActivities>({ ...this.noticeOptions, summary: `Notify the approvers (${kind}) — ${summary.service} ${summary.version}` })
       .notify({ kind, workflowId: info.workflowId, runId: info.runId, summary }).catch(() => undefined)
-      .finally(() => { this.noticesInFlight -= 1; });
+      .finally(() => { this.inFlight -= 1; });
   }
 
   /** The facts every notice and the gate's current details start from. */
@@ -362,12 +360,12 @@ export class ReleaseRun {
     return {
       service, version, environment: env.name, requester: this.status.requester.principal,
       needs: g.needs ?? describeNeeds([], r, this.status.requester), rule: describeRule(r),
-      approveCommand: `gantry approve ${service} ${version} --as <name>${r.identity === 'signed' ? ' [--key ~/.ssh/id_ed25519]' : ''}`,
+      approveCommand: approveCommand(service, version, r),
       ...(out('tag').tag ? { tag: out('tag').tag } : {}), ...(out('tag').commit ? { commit: out('tag').commit } : {}),
       ...(out('build').digest ? { digest: out('build').digest } : {}), ...(out('build').imageRef ? { imageRef: out('build').imageRef } : {}),
       ...(out('build').ciRunUrl ? { buildRunUrl: out('build').ciRunUrl } : {}),
       ...(checked ? { smoke: checked } : {}),
-      ...(notices?.webUi ? { webUiUrl: `${notices.webUi.replace(/\/+$/, '')}/namespaces/${info.namespace}/workflows/${encodeURIComponent(info.workflowId)}/${info.runId}/history` } : {}),
+      ...(notices?.webUi ? { webUiUrl: webUiLink(notices.webUi, info.namespace, info.workflowId, info.runId) } : {}),
       ...(g.deadline ? { deadline: g.deadline } : {}),
       ...(this.status.hotfix ? { hotfix: this.status.hotfix } : {}),
     };
@@ -383,7 +381,7 @@ export class ReleaseRun {
       try {
         return await body();
       } finally {
-        if (this.noticesInFlight > 0) await CancellationScope.nonCancellable(() => condition(() => this.noticesInFlight === 0, '10s'));
+        if (this.inFlight > 0) await CancellationScope.nonCancellable(() => condition(() => this.inFlight === 0, '10s'));
       }
     });
   }
