@@ -219,7 +219,7 @@ describe('freezes and break-glass', () => {
     input.groups = { sre: ['carol', 'dave'] };
     const { version } = input;
     await withRelease(env, bundle, fake, input, async ({ handle }) => {
-      const open = await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the freeze');
+      const open = await waitForStatus(handle, gateOpen, 'the gate to open and show the freeze');
       expect(open.gate.freeze).toMatchObject({ frozen: true, freezes: [incident] });
       expect(open.message).toContain('Note: frozen by alice since 2026-01-01T00:00:00.000Z: incident 42 (until unfrozen); even once approved it waits');
 
@@ -380,7 +380,7 @@ describe('deny windows, with workflow time', () => {
     const input = testInput();
     input.config.denyWindows = serviceConfigOf(config).denyWindows;
     await withRelease(env, bundle, fake, input, async ({ handle }) => {
-      const open = await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the window');
+      const open = await waitForStatus(handle, gateOpen, 'the gate to open and show the window');
       const until = new Date(windowEnd).toISOString();
       expect(open.gate.freeze).toMatchObject({
         frozen: true, until, freezes: [{ kind: 'window', id: 'maintenance', reason: 'database maintenance', since: new Date(opened).toISOString(), until }],
@@ -592,7 +592,7 @@ describe('a rejection while frozen', () => {
   it('ends the release rejected when someone rejects a gate that had its approvals but was frozen', async () => {
     const fake = fakeActivities({ freeze: () => ({ frozen: true, freezes: [{ kind: 'manual', id: 'frz-9', scope: 'hello', by: 'alice', reason: 'quarter close' }] }) });
     await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
-      await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the freeze');
+      await waitForStatus(handle, gateOpen, 'the gate to open and show the freeze');
       const approved = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
       expect(approved.gate).toBe('open');
       expect(approved.message).toContain('It passes when the freeze ends (the service has no break-glass group).');
@@ -701,7 +701,7 @@ describe('signed votes under governance (real ssh keys)', () => {
     input.config.breakGlass = { group: 'sre', required: 1 };
     input.groups = { sre: ['carol', 'erin'] };
     await withRelease(env, bundle, fake, input, async ({ handle }) => {
-      await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the freeze');
+      await waitForStatus(handle, gateOpen, 'the gate to open and show the freeze');
       const approved = await handle.executeUpdate(approveUpdate, { args: [await signedVote(alice, handle)] });
       expect(approved.gate).toBe('open');
       expect(approved.message).toContain('1 break-glass approval from sre (carol, erin)');
@@ -728,7 +728,7 @@ describe('freezes that end, and freezes that outlast the gate', () => {
         : { frozen: false, freezes: [] }),
     });
     await withRelease(env, bundle, fake, testInput({ approval: '3h' }), async ({ handle }) => {
-      await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the freeze');
+      await waitForStatus(handle, gateOpen, 'the gate to open and show the freeze');
       const approved = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
       expect(approved.message).toContain(`frozen by alice: backup running (until ${until})`);
       const result = await handle.result();
@@ -745,7 +745,7 @@ describe('freezes that end, and freezes that outlast the gate', () => {
   it('aborts a release whose gate had its approvals but stayed frozen until the approval timeout, saying so', async () => {
     const fake = fakeActivities({ freeze: () => ({ frozen: true, freezes: [{ kind: 'manual', id: 'frz-4', scope: 'hello', by: 'bob', reason: 'audit week' }] }) });
     await withRelease(env, bundle, fake, testInput({ approval: '2h' }), async ({ handle }) => {
-      await waitForStatus(handle, (s) => gateOpen(s) && s.gate.freeze !== undefined, 'the gate to open and show the freeze');
+      await waitForStatus(handle, gateOpen, 'the gate to open and show the freeze');
       await handle.executeUpdate(approveUpdate, { args: [{ approver: 'carol' }] });
       const failure = await expectFailure(handle);
       expect(failure.type).toBe(ReleaseEndType.Aborted);

@@ -121,7 +121,13 @@ export async function waitForStatus(
   }
 }
 
-export const gateOpen = (s: ReleaseStatus): boolean => s.gate.state === 'open';
+/**
+ * The gate is open and, on the governed path, its first freeze check has answered. Acting before that answer
+ * (a cancel in particular) races the check's activity: the time-skipping test server then refuses the workflow
+ * task that cancels a scheduled, not yet started activity and leaves it started forever (temporalio/sdk-java#3088,
+ * temporalio/sdk-typescript#1058). A real server handles that race; test/cli/ covers it on dev servers.
+ */
+export const gateOpen = (s: ReleaseStatus): boolean => s.gate.state === 'open' && (s.environments === undefined || s.gate.freeze !== undefined);
 
 /** Await the workflow's failure and return its cause (an ApplicationFailure for gantry's end types). */
 export async function expectFailure(handle: ReleaseHandle): Promise<ApplicationFailure> {
