@@ -2,12 +2,13 @@
  * `npm run bench [-- <part>] [options]`: gantry's benchmarks (docs/performance.md). Not tests: nothing here
  * asserts a time; each part prints its figures next to its target.
  *
- *   npm run bench                          the quick parts: overhead, floor, latency, scale (--n 200), script (--pairs 3)
+ *   npm run bench                          the quick parts: overhead, floor, latency, scale (--n 200), script (--pairs 3), swap (--runs 3)
  *   npm run bench -- overhead [--runs 30] [--warmup 5] [--target 1.15] [--strict] [--verbose]
  *   npm run bench -- floor [--runs 10]     the server's own cost per activity, per server and worker setting
  *   npm run bench -- latency [--runs 7]    what the user waits for: approval, status, CLI start-up, worker cold start
  *   npm run bench -- scale [--n 200] [--max-cached-workflows 500] [--concurrency 50]
  *   npm run bench -- script [--pairs 3] [--target 1.25]   the lab release: gantry against bench/release-script.sh
+ *   npm run bench -- swap [--runs 3]       on the lab: the gap in service during a swap, and the restore time (target ≤ 10 s)
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
@@ -17,6 +18,7 @@ import { latencyBench } from './latency';
 import { overheadBench } from './release-overhead';
 import { scaleBench } from './scale';
 import { scriptBench } from './script';
+import { swapBench } from './swap-restore';
 
 const write = (line: string): void => void process.stdout.write(`${line}\n`);
 
@@ -86,6 +88,11 @@ program.command('script')
   .option('--lab-dir <dir>', 'where the fresh labs live (default .gantry/bench-lab)')
   .action((o: { pairs: number; target: number; labDir?: string }) => run([['script', () => scriptBench({ ...o, write })]]));
 
+program.command('swap')
+  .description('on the lab: the gap in service while production is swapped to a new version, and the restore time from its first failing check (target ≤ 10 s)')
+  .option('--runs <n>', 'swaps and restores', int(1), 3)
+  .action((o: { runs: number }) => run([['swap', () => swapBench({ ...o, write })]]));
+
 program.command('all', { isDefault: true })
   .description('the quick parts, one after the other')
   .action(() => run([
@@ -94,6 +101,7 @@ program.command('all', { isDefault: true })
     ['latency', () => latencyBench({ runs: 5, write })],
     ['scale', () => scaleBench({ n: 200, maxCachedWorkflows: DEFAULT_MAX_CACHED_WORKFLOWS, concurrency: 50, write })],
     ['script', () => scriptBench({ pairs: 3, target: 1.25, write })],
+    ['swap', () => swapBench({ runs: 3, write })],
   ]));
 
 program.parseAsync().then(
