@@ -25,7 +25,7 @@ import {
   StreamError,
 } from './docker';
 import { Git, gitFailure, withTempDir } from './git';
-import { beat, cancellation, currentAttempt, withHeartbeat } from './heartbeat';
+import { beat, cancellation, currentAttempt, heartbeating, withHeartbeat } from './heartbeat';
 import { describeSecretRef, resolveSecret } from './secrets';
 import type { BuildRequest, BuildResult } from './types';
 
@@ -48,7 +48,7 @@ export interface BuildProgress {
 export function createBuildDocker(deps: BuildDockerDeps): (req: BuildRequest) => Promise<BuildResult> {
   const engine = deps.engine ?? defaultEngine;
 
-  return async function buildDocker(req: BuildRequest): Promise<BuildResult> {
+  return heartbeating(async function buildDocker(req: BuildRequest): Promise<BuildResult> {
     if (req.build.kind !== 'docker') {
       throw nonRetryable(GantryErrorType.ConfigInvalid, `The docker build step was handed a ${req.build.kind} build; this is a gantry wiring bug, report it.`);
     }
@@ -173,7 +173,7 @@ export function createBuildDocker(deps: BuildDockerDeps): (req: BuildRequest) =>
       }
       return result(digest, true);
     }, deps.workDir);
-  };
+  });
 }
 
 function engineFailure(err: unknown, what: string, socketPath: string | undefined): Error {

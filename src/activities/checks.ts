@@ -12,7 +12,7 @@
 import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
 import type { HttpCheck } from '../config/schema';
 import type { CheckOutcome, VerifyRequest, VerifyResult } from './types';
-import { beat, cancellation, currentAttempt, keepBeating, pause } from './heartbeat';
+import { beat, cancellation, currentAttempt, heartbeating, keepBeating, pause } from './heartbeat';
 
 /** Consecutive wrong answers from one check that end the checks early, when the request does not say. */
 export const DEFAULT_FAILURE_LIMIT = 3;
@@ -194,7 +194,7 @@ export interface ChecksDeps {
 
 export function createChecks(deps: ChecksDeps = {}) {
   return {
-    smoke: (req: VerifyRequest): Promise<VerifyResult> => runChecks(req, deps.options),
-    health: (req: VerifyRequest): Promise<VerifyResult> => runChecks(req, deps.options),
+    smoke: heartbeating((req: VerifyRequest): Promise<VerifyResult> => runChecks(req, deps.options)),
+    health: heartbeating((req: VerifyRequest): Promise<VerifyResult> => runChecks(req, deps.options)),
   };
 }

@@ -13,7 +13,7 @@ import { GantryErrorType, nonRetryable } from '../shared/errors';
 import { createDockerDeployer, type DockerDeployDeps } from './deploy-docker';
 import { createSshDeployer, type SshDeployDeps } from './deploy-ssh';
 import { deployerFor, type Deployers } from './deployer';
-import { currentAttempt } from './heartbeat';
+import { currentAttempt, heartbeating } from './heartbeat';
 import type { DeployRequest, DeployResult } from './types';
 
 export type { Deployer, Deployers, Restored, RestoreRequest } from './deployer';
@@ -30,11 +30,11 @@ export function createDeployers(deps: { env: NodeJS.ProcessEnv; docker?: Omit<Do
 /** The deploy activity. Give it `deployers` (shared with rollback) or just `env` to make them. */
 export function createDeploy(deps: { deployers: Deployers } | { env: NodeJS.ProcessEnv }): (req: DeployRequest) => Promise<DeployResult> {
   const deployers = 'deployers' in deps ? deps.deployers : createDeployers({ env: deps.env });
-  return async function deploy(req: DeployRequest): Promise<DeployResult> {
+  return heartbeating(async function deploy(req: DeployRequest): Promise<DeployResult> {
     if (!/@sha256:[a-f0-9]{64}$/.test(req.imageRef)) {
       throw nonRetryable(GantryErrorType.ConfigInvalid, `Deploys pull by digest, but "${req.imageRef}" is not a {registry}/{image}@sha256:… reference; this comes from the build step, report it.`);
     }
     const targets = await deployerFor(deployers, req.target).deploy(req);
     return { attempt: currentAttempt(), environment: req.environment, targets };
-  };
+  });
 }

@@ -15,7 +15,7 @@ import { type GithubClient, type GithubClientTuning, githubClientFor, repoName }
 import { githubFailure, isGithubHttpError, isRateLimited, rateLimitWaitMs } from '../github/errors';
 import { ArtifactContentError, digestFromArtifactZip } from '../github/artifact';
 import { RegistryError, registryDigest } from '../github/registry';
-import { activityContext, beat, cancellation, currentAttempt, pause } from './heartbeat';
+import { activityContext, beat, cancellation, currentAttempt, HEARTBEAT_EVERY_MS, heartbeating, pause } from './heartbeat';
 
 type ActionsBuild = Extract<BuildConfig, { kind: 'github-actions' }>;
 
@@ -27,7 +27,7 @@ export interface GithubBuildDeps {
   runAppearTimeoutMs?: number;
   /** Polling starts at `build.pollInterval` and backs off (×1.5) up to this. @default 4 × pollInterval */
   maxPollIntervalMs?: number;
-  /** Longest silence between heartbeats while waiting. @default 10000 */
+  /** Longest silence between heartbeats while waiting. @default HEARTBEAT_EVERY_MS (2000) */
   heartbeatEveryMs?: number;
   /** Longest wait for a GitHub rate limit to lift before the step fails (retryably). @default 900000 */
   maxRateLimitPauseMs?: number;
@@ -56,7 +56,7 @@ interface Run {
 const workflowPath = (file: string) => (file.includes('/') ? file : `.github/workflows/${file}`);
 
 export function createGithubActionsBuild(deps: GithubBuildDeps) {
-  const heartbeatEveryMs = deps.heartbeatEveryMs ?? 10_000;
+  const heartbeatEveryMs = deps.heartbeatEveryMs ?? HEARTBEAT_EVERY_MS;
 
   /** Sleep `ms`, heartbeating at least every `heartbeatEveryMs`; ends early when the activity is cancelled. */
   async function wait(ms: number, progress: BuildProgress): Promise<void> {
@@ -70,7 +70,7 @@ export function createGithubActionsBuild(deps: GithubBuildDeps) {
     beat({ ...progress });
   }
 
-  return async function build(req: BuildRequest): Promise<BuildResult> {
+  return heartbeating(async function build(req: BuildRequest): Promise<BuildResult> {
     if (req.build.kind !== 'github-actions') {
       throw nonRetryable(GantryErrorType.ConfigInvalid, `The GitHub Actions build was asked to run a "${req.build.kind}" build; set build.kind: github-actions or use the ${req.build.kind} build.`);
     }
@@ -158,7 +158,7 @@ export function createGithubActionsBuild(deps: GithubBuildDeps) {
       ciRunId: run.id,
       ciRunUrl: run.html_url,
     };
-  };
+  });
 }
 
 type Call = <T>(doing: string, progress: BuildProgress, fn: () => Promise<T>, on404?: () => Error) => Promise<T>;

@@ -24,7 +24,7 @@ import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
 import type { PreflightRequest, PreflightResult } from './types';
 import { classifyEngineText, defaultEngine, engineAddress, engineErrorText, engineUnavailable, followStream, statusCode, StreamError, type EngineFactory } from './docker';
 import { Git, displayUrl, gitFailure, withTempDir, type RemoteTag } from './git';
-import { activityContext, beat, cancellation, currentAttempt, withHeartbeat } from './heartbeat';
+import { activityContext, beat, cancellation, currentAttempt, heartbeating, withHeartbeat } from './heartbeat';
 import { expandReleasePath } from './paths';
 import { describeSecretRef, redactOutput, resolveSecret } from './secrets';
 
@@ -104,7 +104,7 @@ async function committerTime(git: Git, checkout: string, commit: string): Promis
 
 export function createPreflight(deps: PreflightDeps) {
   return {
-    preflight: async (req: PreflightRequest): Promise<PreflightResult> => {
+    preflight: heartbeating(async (req: PreflightRequest): Promise<PreflightResult> => {
       const { release, repo } = req;
       const version = release.version;
       const tagName = `v${version}`;
@@ -280,7 +280,7 @@ export function createPreflight(deps: PreflightDeps) {
           add('tests', true, `\`${shown}\` passed in ${took} (it ran ${where}). ${kept}${leftover}`);
         }
       }
-    },
+    }),
   };
 }
 

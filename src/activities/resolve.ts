@@ -8,7 +8,7 @@ import { ConfigError, loadConfig, type LoadedConfig } from '../config/load';
 import { buildReleaseInput } from '../config/input';
 import { GantryErrorType, nonRetryable } from '../shared/errors';
 import { releaseWorkflowId, SEMVER, SERVICE_NAME } from '../shared/release';
-import { currentAttempt } from './heartbeat';
+import { currentAttempt, heartbeating } from './heartbeat';
 import type { ResolveRequest, ResolveResult } from './types';
 
 /** Where the worker's release config lives; `load()` reads and validates it anew on every call. */
@@ -24,7 +24,7 @@ export function fileConfigSource(file: string): ConfigSource {
 
 export function createResolve(deps: { config: ConfigSource }) {
   return {
-    resolvePlan: async (req: ResolveRequest): Promise<ResolveResult> => {
+    resolvePlan: heartbeating(async (req: ResolveRequest): Promise<ResolveResult> => {
       // Names are checked again here: the workflow checked them, but the worker trusts only itself.
       if (!SERVICE_NAME.test(req.service)) throw nonRetryable(GantryErrorType.ConfigInvalid, `"${req.service.slice(0, 64)}" is not a service name.`);
       if (!SEMVER.test(req.version)) throw nonRetryable(GantryErrorType.ConfigInvalid, `"${req.version.slice(0, 64)}" is not a semantic version.`);
@@ -53,6 +53,6 @@ export function createResolve(deps: { config: ConfigSource }) {
         service: req.service, version: req.version, requestedBy: req.requestedBy, dryRun: req.dryRun,
       });
       return { attempt: currentAttempt(), input };
-    },
+    }),
   };
 }

@@ -14,7 +14,7 @@ import { GantryErrorType, nonRetryable } from '../shared/errors';
 import type { HttpCheck } from '../config/schema';
 import { deployerFor } from './deploy';
 import type { Deployers, Restored } from './deployer';
-import { beat, currentAttempt } from './heartbeat';
+import { beat, currentAttempt, heartbeating } from './heartbeat';
 import type { RollbackRequest, RollbackResult, VerifyRequest, VerifyResult } from './types';
 
 export interface RollbackDeps {
@@ -24,7 +24,7 @@ export interface RollbackDeps {
 }
 
 export function createRollback(deps: RollbackDeps): (req: RollbackRequest) => Promise<RollbackResult> {
-  return async function rollback(req: RollbackRequest): Promise<RollbackResult> {
+  return heartbeating(async function rollback(req: RollbackRequest): Promise<RollbackResult> {
     const deployer = deployerFor(deps.deployers, req.target);
     const todo = req.deployed.filter((t) => t.changed || t.previousImage !== t.image);
     const restored: Restored[] = [];
@@ -79,7 +79,7 @@ export function createRollback(deps: RollbackDeps): (req: RollbackRequest) => Pr
         `then \`gantry decide retry ${req.release.service} ${req.release.version}\` to check again; or deploy a known-good version by hand and \`gantry decide abort ${req.release.service} ${req.release.version}\`.`, result);
     }
     return { attempt: currentAttempt(), restored: result, healthy: true };
-  };
+  });
 }
 
 function unhealthy(message: string, restored: { target: string; image: string | null }[]): ApplicationFailure {

@@ -6,7 +6,7 @@
 import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
 import type { TagRequest, TagResult } from './types';
 import { Git, GitError, displayUrl, gitFailure, withTempDir, type RemoteTag } from './git';
-import { currentAttempt, withHeartbeat } from './heartbeat';
+import { currentAttempt, heartbeating, withHeartbeat } from './heartbeat';
 import { describeSecretRef, resolveSecret } from './secrets';
 
 export interface TagDeps {
@@ -22,7 +22,7 @@ export interface TagDeps {
 
 export function createTag(deps: TagDeps) {
   return {
-    tag: async (req: TagRequest): Promise<TagResult> => {
+    tag: heartbeating(async (req: TagRequest): Promise<TagResult> => {
       const { release, repo, commit } = req;
       const tag = `v${release.version}`;
       const url = displayUrl(repo.url);
@@ -88,6 +88,6 @@ export function createTag(deps: TagDeps) {
       }
       if (after.commit !== commit) throw conflict(after);
       return { attempt: currentAttempt(), tag, commit, created };
-    },
+    }),
   };
 }

@@ -74,7 +74,7 @@ export interface StepOptions {
   };
 }
 
-const retry = (maximumAttempts: number, initialInterval: Duration = '2s', maximumInterval: Duration = '1m') => ({
+const retry = (maximumAttempts: number, initialInterval: Duration, maximumInterval: Duration = '1m') => ({
   maximumAttempts,
   initialInterval,
   backoffCoefficient: 2,
@@ -82,23 +82,29 @@ const retry = (maximumAttempts: number, initialInterval: Duration = '2s', maximu
 });
 
 /**
- * Defaults: fast, idempotent steps retry a few times; long steps heartbeat so a lost worker is noticed within
- * the heartbeat timeout rather than at the end of the start-to-close timeout. The steps around production
- * (deploys, smoke, health, rollback) heartbeat every 2 s, also while a pull or a remote script runs, with a 10 s
- * timeout: on a SIGKILLed worker the step resumes on another within about 15 s. Build and preflight allow 30 s:
- * a GitHub Actions build heartbeats every 10 s while it waits for the run.
+ * Defaults. Every step but announce (whose per-channel activities set their own) heartbeats at least every 2 s
+ * (src/activities/heartbeat.ts: also inside a silent wait: a clone, a pull, a remote script, an HTTP request, a
+ * GitHub Actions run), with a 10 s heartbeat timeout and a 1 s first retry. So a step on a SIGKILLed worker is
+ * noticed within 10 s of its last heartbeat and its next attempt starts on another worker about a second later:
+ * within 15 s of the kill (test/e2e/crash-matrix.test.ts measures it per step). The heartbeat timeout measures
+ * whether the worker is alive, not how long the work takes; that is the start-to-close timeout's job.
+ *
+ * Build retries up to 8 times (1 s doubling to 1 m): a registry or engine that does not answer for up to about
+ * two minutes is ridden out, and a retry reuses what an earlier attempt pushed.
  */
+const ALIVE = '10s';
+
 export const DEFAULT_STEP_OPTIONS: Record<StepName, StepOptions> = {
   // Reads the worker's config: quick, and a bad config is not fixed by retrying (non-retryable ConfigInvalid).
-  resolve: { startToCloseTimeout: '1m', retry: retry(3, '1s', '10s') },
-  preflight: { startToCloseTimeout: '10m', heartbeatTimeout: '30s', retry: retry(3) },
-  tag: { startToCloseTimeout: '2m', retry: retry(5) },
-  build: { startToCloseTimeout: '45m', heartbeatTimeout: '30s', retry: retry(3, '10s', '2m') },
-  deployStaging: { startToCloseTimeout: '15m', heartbeatTimeout: '10s', retry: retry(3, '1s') },
-  smoke: { startToCloseTimeout: '10m', heartbeatTimeout: '10s', retry: retry(2) },
-  deployProduction: { startToCloseTimeout: '30m', heartbeatTimeout: '10s', retry: retry(3, '1s') },
-  health: { startToCloseTimeout: '10m', heartbeatTimeout: '10s', retry: retry(2, '1s') },
-  rollback: { startToCloseTimeout: '30m', heartbeatTimeout: '10s', retry: retry(5, '1s') },
+  resolve: { startToCloseTimeout: '1m', heartbeatTimeout: ALIVE, retry: retry(3, '1s', '10s') },
+  preflight: { startToCloseTimeout: '10m', heartbeatTimeout: ALIVE, retry: retry(3, '1s') },
+  tag: { startToCloseTimeout: '2m', heartbeatTimeout: ALIVE, retry: retry(5, '1s') },
+  build: { startToCloseTimeout: '45m', heartbeatTimeout: ALIVE, retry: retry(8, '1s', '1m') },
+  deployStaging: { startToCloseTimeout: '15m', heartbeatTimeout: ALIVE, retry: retry(3, '1s') },
+  smoke: { startToCloseTimeout: '10m', heartbeatTimeout: ALIVE, retry: retry(2, '1s') },
+  deployProduction: { startToCloseTimeout: '30m', heartbeatTimeout: ALIVE, retry: retry(3, '1s') },
+  health: { startToCloseTimeout: '10m', heartbeatTimeout: ALIVE, retry: retry(2, '1s') },
+  rollback: { startToCloseTimeout: '30m', heartbeatTimeout: ALIVE, retry: retry(5, '1s') },
   announce: { startToCloseTimeout: '5m', retry: retry(5, '5s', '2m') },
 };
 
