@@ -9,7 +9,7 @@ bash scripts/install-deps.sh
 bash scripts/provision.sh --browser
 bash scripts/lab/provision.sh
 eval "$(bash scripts/provision.sh --print-env 2>/dev/null)"
-export GANTRY_TEMPORAL_CLI GANTRY_TEST_SERVER
+export GANTRY_TEMPORAL_CLI GANTRY_TEST_SERVER GANTRY_TEMPORAL_SERVER GANTRY_TEMPORAL_SQL_TOOL GANTRY_TEMPORAL_SCHEMA_DIR GANTRY_PG_BIN
 
 npm run --silent build
 npm run --silent typecheck
