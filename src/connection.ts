@@ -6,9 +6,8 @@
  */
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
 import type { ConnectionOptions } from '@temporalio/client';
-import type { NativeConnectionOptions } from '@temporalio/worker';
+import type { NativeConnection, NativeConnectionOptions } from '@temporalio/worker';
 
 export interface TemporalSettings {
   address: string;
@@ -56,8 +55,10 @@ export async function connectClient(settings: TemporalSettings): Promise<Connect
 }
 
 export async function connectWorker(settings: TemporalSettings): Promise<NativeConnection> {
+  // Loaded here, not at the top: the CLI's commands share this module and never need the worker's native code.
+  const { NativeConnection: Native } = await import('@temporalio/worker');
   try {
-    return await NativeConnection.connect(settings.native);
+    return await Native.connect(settings.native);
   } catch (err) {
     throw new ServerUnreachableError(settings.address, err);
   }

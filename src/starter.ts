@@ -4,28 +4,61 @@
  * Each command lives in src/cli/ as a thin adapter over src/client/.
  */
 import { Command } from 'commander';
-import { approveCommand, rejectCommand } from './cli/approve';
-import { auditCommand } from './cli/audit';
-import { cancelCommand } from './cli/cancel';
 import { addGlobalOptions, err } from './cli/common';
-import { decideCommand } from './cli/decide';
-import { devCommand } from './cli/dev';
 import { report } from './cli/errors';
 import { EXIT_CODE_HELP } from './cli/exit-codes';
-import { freezeCommand, freezesCommand, unfreezeCommand } from './cli/freeze';
-import { historyCommand } from './cli/history';
-import { lanesCommand } from './cli/lanes';
-import { listCommand } from './cli/list';
-import { reportCommand } from './cli/report';
-import { setupCommand } from './cli/setup';
-import { startCommand } from './cli/start';
-import { statusCommand } from './cli/status';
-import { verifyCommand } from './cli/verify';
-import { workerCommand } from './cli/worker';
 
 const { version } = require('../../package.json') as { version: string };
 
-export function buildProgram(): Command {
+/**
+ * Each command, loaded only when asked for: a command's module pulls in what it needs (the Temporal client, the
+ * worker and every step, the lab…), and loading all of them took most of the CLI's start-up (docs/performance.md).
+ */
+const COMMANDS: Record<string, () => Command[]> = {
+  start: () => [(require('./cli/start') as typeof import('./cli/start')).startCommand()],
+  status: () => [(require('./cli/status') as typeof import('./cli/status')).statusCommand()],
+  list: () => [(require('./cli/list') as typeof import('./cli/list')).listCommand()],
+  report: () => [(require('./cli/report') as typeof import('./cli/report')).reportCommand()],
+  history: () => [(require('./cli/history') as typeof import('./cli/history')).historyCommand()],
+  approve: () => [(require('./cli/approve') as typeof import('./cli/approve')).approveCommand()],
+  reject: () => [(require('./cli/approve') as typeof import('./cli/approve')).rejectCommand()],
+  decide: () => [(require('./cli/decide') as typeof import('./cli/decide')).decideCommand()],
+  cancel: () => [(require('./cli/cancel') as typeof import('./cli/cancel')).cancelCommand()],
+  lanes: () => [(require('./cli/lanes') as typeof import('./cli/lanes')).lanesCommand()],
+  freeze: () => [(require('./cli/freeze') as typeof import('./cli/freeze')).freezeCommand()],
+  unfreeze: () => [(require('./cli/freeze') as typeof import('./cli/freeze')).unfreezeCommand()],
+  freezes: () => [(require('./cli/freeze') as typeof import('./cli/freeze')).freezesCommand()],
+  worker: () => [(require('./cli/worker') as typeof import('./cli/worker')).workerCommand()],
+  dev: () => [(require('./cli/dev') as typeof import('./cli/dev')).devCommand()],
+  setup: () => [(require('./cli/setup') as typeof import('./cli/setup')).setupCommand()],
+  audit: () => [(require('./cli/audit') as typeof import('./cli/audit')).auditCommand()],
+  verify: () => [(require('./cli/verify') as typeof import('./cli/verify')).verifyCommand()],
+};
+
+/** Global options that take a value (the token after them is not the command). */
+const VALUE_OPTIONS = new Set(['--address', '--namespace', '--ui-url']);
+
+/**
+ * The commands to register for these arguments: the one named, or all of them when none is (`gantry`, `gantry
+ * help …`, a mistyped name, so that help lists every command and commander can suggest the right one).
+ */
+export function commandsFor(argv: string[]): Command[] {
+  const args = argv.slice(2);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') break;
+    if (a.startsWith('-')) {
+      if (VALUE_OPTIONS.has(a)) i += 1;
+      continue;
+    }
+    const load = Object.hasOwn(COMMANDS, a) ? COMMANDS[a] : undefined;
+    if (load) return load();
+    break;
+  }
+  return Object.values(COMMANDS).flatMap((load) => load());
+}
+
+export function buildProgram(argv: string[] = []): Command {
   const program = new Command('gantry')
     .description('Durable releases on Temporal: preflight → tag → build → staging + smoke → approval → production + health → announce.')
     .version(version, '-V, --version')
@@ -34,10 +67,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .addHelpText('after', `\nA release is addressed as <service> <version> (or --id <workflow-id>).\n\n${EXIT_CODE_HELP}\n\nDocs: docs/cli.md`);
   addGlobalOptions(program);
-  for (const cmd of [
-    startCommand(), statusCommand(), listCommand(), reportCommand(), historyCommand(), approveCommand(), rejectCommand(), decideCommand(),
-    cancelCommand(), lanesCommand(), freezeCommand(), unfreezeCommand(), freezesCommand(), workerCommand(), devCommand(), setupCommand(), auditCommand(), verifyCommand(),
-  ]) {
+  for (const cmd of commandsFor(argv)) {
     program.addCommand(cmd.exitOverride().showHelpAfterError(`(run \`gantry ${cmd.name()} --help\` for its options)`)
       .configureOutput({ outputError: (str, write) => write(err.style.bad(str)) }));
   }
@@ -46,7 +76,7 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[] = process.argv): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv);
+    await buildProgram(argv).parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     const { code, message } = report(e);

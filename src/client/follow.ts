@@ -33,6 +33,7 @@ export interface FollowOptions {
   signing?: SigningOptions;
   /** Return once the gate is open (after printing how to approve) instead of waiting for the end. */
   stopAtGate?: boolean;
+  /** How often the status is read while the release runs; its end is noticed at once whatever this is. @default 500 */
   intervalMs?: number;
   /** Aborted on Ctrl-C: following stops, the release does not. */
   signal?: AbortSignal;
@@ -123,8 +124,14 @@ interface LiveSink {
 async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOptions, live: LiveSink | undefined): Promise<FollowResult> {
   const st = opts.style ?? PLAIN;
   const say = opts.print;
-  const interval = opts.intervalMs ?? 1000;
+  const interval = opts.intervalMs ?? 500;
   const handle = gc.client.workflow.getHandle(addr.workflowId);
+  // The server's long poll for the release's end wakes the loop the moment it closes, so a follower exits with the
+  // release instead of up to one interval later. Aborted when following stops.
+  const stopWatching = new AbortController();
+  let endSeen = false;
+  const ended = gc.client.withAbortSignal(stopWatching.signal, () => handle.result()).then(() => undefined, () => undefined)
+    .finally(() => { endSeen = true; });
   let prev: ReleaseStatus | undefined;
   let progress: ActivityProgress | undefined;
   let waitingForWorkerSaid = false;
@@ -132,131 +139,137 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
   let approvalSent = false;
   let decisionShown = false;
 
-  for (;;) {
-    if (opts.signal?.aborted) return { kind: 'interrupted' };
-    let s: ReleaseStatus | undefined;
-    try {
-      s = await queryStatus(gc, handle, 10_000);
-    } catch (err) {
-      if (err instanceof ReleaseNotFoundError || err instanceof ServerUnreachableError) throw err;
-      const d = await describeRelease(gc, addr.workflowId);
-      if (d.status.name !== 'RUNNING') {
-        if (d.status.name === 'COMPLETED') {
-          const result = (await handle.result()) as ReleaseStatus;
-          if (result.outcome) return { kind: 'ended', outcome: result.outcome, status: result };
-        }
-        return { kind: 'closed', description: d };
-      }
-      if (!waitingForWorkerSaid) {
-        say(st.warn(`No worker is answering for ${addr.label} yet; waiting. Start one with \`gantry worker\` (or \`gantry dev\`).`));
-        waitingForWorkerSaid = true;
-      }
-    }
-
-    if (s) {
-      const t = st.dim(`[${formatTime(new Date()).slice(11, 19)}]`);
-      // Steps that ended since the last look, then the stage now, then the step that runs in it.
-      const running: string[] = [];
-      for (const step of s.steps) {
-        const before = prev?.steps.find((x) => x.name === step.name);
-        const changed = !before || before.state !== step.state || before.runs !== step.runs;
-        if (!changed) continue;
-        if (step.state === 'running') {
-          running.push(`  ${st.info('▶')} ${step.title}${step.runs > 1 ? ` (run ${step.runs})` : ''}…`);
-          progress = undefined;
-        } else if (live) {
-          // The live block shows how the step ended.
-        } else if (step.state === 'succeeded') {
-          const out = formatOutputs(step.outputs);
-          say(`  ${st.ok('✓')} ${step.title} (${plural(step.attempts, 'attempt')}, ${formatDuration(durationBetween(step.startedAt, step.endedAt))})${out ? `: ${st.dim(out)}` : ''}`);
-        } else if (step.state === 'failed') {
-          say(`  ${st.bad('✗')} ${step.title} failed after ${plural(step.attempts, 'attempt')}: ${step.error ?? 'no message'}`);
-        } else if (step.state === 'skipped' && before && before.state !== 'pending') {
-          say(`  - ${step.title} skipped${step.error ? `: ${step.error}` : ''}`);
-        }
-      }
-
-      if (!live) {
-        if (!prev || prev.stage !== s.stage) say(`${t} stage: ${st.bold(s.stage)}`);
-        for (const line of running) say(line);
-      }
-
-      // Retries and heartbeat progress of the step that is running now.
-      const current = s.steps.find((x) => x.state === 'running');
-      if (current) {
+  try {
+    for (;;) {
+      if (opts.signal?.aborted) return { kind: 'interrupted' };
+      let s: ReleaseStatus | undefined;
+      try {
+        s = await queryStatus(gc, handle, 10_000);
+      } catch (err) {
+        if (err instanceof ReleaseNotFoundError || err instanceof ServerUnreachableError) throw err;
         const d = await describeRelease(gc, addr.workflowId);
-        const p = heartbeatText(d, activityTypeOf(current.name));
-        if (p) {
-          if (!live && p.attempt > 1 && p.attempt !== progress?.attempt) {
-            say(`    ${st.warn(`attempt ${p.attempt}`)}${p.failure ? `, after: ${p.failure}` : ''}`);
+        if (d.status.name !== 'RUNNING') {
+          if (d.status.name === 'COMPLETED') {
+            const result = (await handle.result()) as ReleaseStatus;
+            if (result.outcome) return { kind: 'ended', outcome: result.outcome, status: result };
           }
-          if (!live && p.heartbeat && p.heartbeat !== progress?.heartbeat) say(`    ${st.dim(p.heartbeat)}`);
-          progress = p;
+          return { kind: 'closed', description: d };
+        }
+        if (!waitingForWorkerSaid) {
+          say(st.warn(`No worker is answering for ${addr.label} yet; waiting. Start one with \`gantry worker\` (or \`gantry dev\`).`));
+          waitingForWorkerSaid = true;
         }
       }
-      live?.show(s, current ? progress : undefined);
 
-      const g = s.gate;
-      if (g.state === 'open' && !gateShown) {
-        gateShown = true;
-        say('');
-        say(st.bold(`Waiting at the approval gate: it ${g.needs ?? `needs ${g.required} approval(s)`}; approvers ${g.approvers.join(', ')}${g.deadline ? ` (times out ${formatTime(g.deadline)})` : ''}.`));
-        if (g.digest) say(`  Image:    ${g.digest}`);
-        const [svc, ver] = [s.request.service, s.request.version];
-        say(`  Approve:  ${approveCommand(svc, ver, g)}`);
-        say(`  Reject:   gantry reject ${addr.args} --as <name> --reason "<why>"`);
-        if (opts.webUrl) say(`  Web UI:   ${opts.webUrl}  (More actions → Send a signal). ${webUiInstruction(svc, ver, g)}.`);
-        say('');
-        if (opts.stopAtGate && !opts.approveAs) return { kind: 'gate', status: s };
-      }
-      if (g.state === 'open' && opts.approveAs && !approvalSent) {
-        approvalSent = true;
-        const who = { as: opts.approveAs, ...(opts.approveReason ? { reason: opts.approveReason } : {}) };
-        const answer = await vote(gc, addr, 'approve', await buildVote(gc, addr, 'approve', who, opts.signing ?? {}));
-        say(`  ${st.ok('✓')} approved as ${opts.approveAs}: ${answer.message}`);
-        if (opts.stopAtGate) return { kind: 'gate', status: s };
-      }
-      for (const v of g.approvals.slice(prev?.gate.approvals.length ?? 0)) {
-        if (v.approver === opts.approveAs && v.via === 'update') continue;
-        say(`  ${st.ok('✓')} approved by ${v.approver} via ${v.via}${v.reason ? `: ${v.reason}` : ''} (${g.approvals.length} of ${g.required})`);
-      }
-      if (g.rejection && !prev?.gate.rejection) say(`  ${st.bad('✗')} rejected by ${g.rejection.approver}${g.rejection.reason ? `: ${g.rejection.reason}` : ''}`);
-      for (const r of g.refused.slice(prev?.gate.refused.length ?? 0)) {
-        say(`  ${st.warn('!')} refused ${r.name}${r.approver ? ` by ${r.approver}` : ''} (${r.via}): ${r.why}`);
+      if (s) {
+        const t = st.dim(`[${formatTime(new Date()).slice(11, 19)}]`);
+        // Steps that ended since the last look, then the stage now, then the step that runs in it.
+        const running: string[] = [];
+        for (const step of s.steps) {
+          const before = prev?.steps.find((x) => x.name === step.name);
+          const changed = !before || before.state !== step.state || before.runs !== step.runs;
+          if (!changed) continue;
+          if (step.state === 'running') {
+            running.push(`  ${st.info('▶')} ${step.title}${step.runs > 1 ? ` (run ${step.runs})` : ''}…`);
+            progress = undefined;
+          } else if (live) {
+            // The live block shows how the step ended.
+          } else if (step.state === 'succeeded') {
+            const out = formatOutputs(step.outputs);
+            say(`  ${st.ok('✓')} ${step.title} (${plural(step.attempts, 'attempt')}, ${formatDuration(durationBetween(step.startedAt, step.endedAt))})${out ? `: ${st.dim(out)}` : ''}`);
+          } else if (step.state === 'failed') {
+            say(`  ${st.bad('✗')} ${step.title} failed after ${plural(step.attempts, 'attempt')}: ${step.error ?? 'no message'}`);
+          } else if (step.state === 'skipped' && before && before.state !== 'pending') {
+            say(`  - ${step.title} skipped${step.error ? `: ${step.error}` : ''}`);
+          }
+        }
+
+        if (!live) {
+          if (!prev || prev.stage !== s.stage) say(`${t} stage: ${st.bold(s.stage)}`);
+          for (const line of running) say(line);
+        }
+
+        // Retries and heartbeat progress of the step that is running now.
+        const current = s.steps.find((x) => x.state === 'running');
+        if (current) {
+          const d = await describeRelease(gc, addr.workflowId);
+          const p = heartbeatText(d, activityTypeOf(current.name));
+          if (p) {
+            if (!live && p.attempt > 1 && p.attempt !== progress?.attempt) {
+              say(`    ${st.warn(`attempt ${p.attempt}`)}${p.failure ? `, after: ${p.failure}` : ''}`);
+            }
+            if (!live && p.heartbeat && p.heartbeat !== progress?.heartbeat) say(`    ${st.dim(p.heartbeat)}`);
+            progress = p;
+          }
+        }
+        live?.show(s, current ? progress : undefined);
+
+        const g = s.gate;
+        if (g.state === 'open' && !gateShown) {
+          gateShown = true;
+          say('');
+          say(st.bold(`Waiting at the approval gate: it ${g.needs ?? `needs ${g.required} approval(s)`}; approvers ${g.approvers.join(', ')}${g.deadline ? ` (times out ${formatTime(g.deadline)})` : ''}.`));
+          if (g.digest) say(`  Image:    ${g.digest}`);
+          const [svc, ver] = [s.request.service, s.request.version];
+          say(`  Approve:  ${approveCommand(svc, ver, g)}`);
+          say(`  Reject:   gantry reject ${addr.args} --as <name> --reason "<why>"`);
+          if (opts.webUrl) say(`  Web UI:   ${opts.webUrl}  (More actions → Send a signal). ${webUiInstruction(svc, ver, g)}.`);
+          say('');
+          if (opts.stopAtGate && !opts.approveAs) return { kind: 'gate', status: s };
+        }
+        if (g.state === 'open' && opts.approveAs && !approvalSent) {
+          approvalSent = true;
+          const who = { as: opts.approveAs, ...(opts.approveReason ? { reason: opts.approveReason } : {}) };
+          const answer = await vote(gc, addr, 'approve', await buildVote(gc, addr, 'approve', who, opts.signing ?? {}));
+          say(`  ${st.ok('✓')} approved as ${opts.approveAs}: ${answer.message}`);
+          if (opts.stopAtGate) return { kind: 'gate', status: s };
+        }
+        for (const v of g.approvals.slice(prev?.gate.approvals.length ?? 0)) {
+          if (v.approver === opts.approveAs && v.via === 'update') continue;
+          say(`  ${st.ok('✓')} approved by ${v.approver} via ${v.via}${v.reason ? `: ${v.reason}` : ''} (${g.approvals.length} of ${g.required})`);
+        }
+        if (g.rejection && !prev?.gate.rejection) say(`  ${st.bad('✗')} rejected by ${g.rejection.approver}${g.rejection.reason ? `: ${g.rejection.reason}` : ''}`);
+        for (const r of g.refused.slice(prev?.gate.refused.length ?? 0)) {
+          say(`  ${st.warn('!')} refused ${r.name}${r.approver ? ` by ${r.approver}` : ''} (${r.via}): ${r.why}`);
+        }
+
+        if (s.pendingDecision && !decisionShown) {
+          decisionShown = true;
+          const title = s.steps.find((x) => x.name === s.pendingDecision?.step)?.title ?? s.pendingDecision.step;
+          say('');
+          say(st.warn(st.bold(`Decision needed: ${title} failed after its retries: ${s.pendingDecision.error}`)));
+          say(`  Fix the cause, then: gantry decide retry ${addr.args} --as <name>`);
+          say(`  or give up:         gantry decide abort ${addr.args} --as <name> --reason "<why>"`);
+          say(`  Without a decision the release aborts at ${formatTime(s.pendingDecision.deadline)}.`);
+          say('');
+        }
+        if (!s.pendingDecision) decisionShown = false;
+
+        if (s.cancellation.requested && !prev?.cancellation.requested) {
+          const c = s.cancellation;
+          say(st.warn(`  cancellation requested${c.note ? `: ${c.note}` : c.by ? ` by ${c.by}` : ''}`));
+        }
+
+        if (s.outcome) {
+          live?.stop();
+          say('');
+          const colour = s.outcome === 'succeeded' ? st.ok : st.bad;
+          say(`${st.bold('Outcome:')} ${colour(s.outcome)}: ${s.message}`);
+          return { kind: 'ended', outcome: s.outcome, status: s };
+        }
+        prev = s;
+        waitingForWorkerSaid = false;
       }
 
-      if (s.pendingDecision && !decisionShown) {
-        decisionShown = true;
-        const title = s.steps.find((x) => x.name === s.pendingDecision?.step)?.title ?? s.pendingDecision.step;
-        say('');
-        say(st.warn(st.bold(`Decision needed: ${title} failed after its retries: ${s.pendingDecision.error}`)));
-        say(`  Fix the cause, then: gantry decide retry ${addr.args} --as <name>`);
-        say(`  or give up:         gantry decide abort ${addr.args} --as <name> --reason "<why>"`);
-        say(`  Without a decision the release aborts at ${formatTime(s.pendingDecision.deadline)}.`);
-        say('');
+      try {
+        const pause = sleep(interval, undefined, opts.signal ? { signal: opts.signal } : {});
+        // Once the end has woken the loop, later rounds (a closed release still without an outcome) wait the interval.
+        await (endSeen ? pause : Promise.race([pause, ended]));
+      } catch {
+        return { kind: 'interrupted' };
       }
-      if (!s.pendingDecision) decisionShown = false;
-
-      if (s.cancellation.requested && !prev?.cancellation.requested) {
-        const c = s.cancellation;
-        say(st.warn(`  cancellation requested${c.note ? `: ${c.note}` : c.by ? ` by ${c.by}` : ''}`));
-      }
-
-      if (s.outcome) {
-        live?.stop();
-        say('');
-        const colour = s.outcome === 'succeeded' ? st.ok : st.bad;
-        say(`${st.bold('Outcome:')} ${colour(s.outcome)}: ${s.message}`);
-        return { kind: 'ended', outcome: s.outcome, status: s };
-      }
-      prev = s;
-      waitingForWorkerSaid = false;
     }
-
-    try {
-      await sleep(interval, undefined, opts.signal ? { signal: opts.signal } : {});
-    } catch {
-      return { kind: 'interrupted' };
-    }
+  } finally {
+    stopWatching.abort();
   }
 }
