@@ -13,7 +13,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { useLab } from '../helpers/lab';
-import { startTopology, TEMPORAL_SCHEMA_DIR, TEMPORAL_SERVER, type Topology } from '../helpers/topology';
+import { requireTopologyBinaries, startTopology, TEMPORAL_SCHEMA_DIR, TEMPORAL_SERVER, type Topology } from '../helpers/topology';
 import { TEMPORAL_CLI } from '../helpers/servers';
 import { BIN, gantry, requireBuild, show, waitFor } from '../cli/harness';
 import { watchRelease } from '../helpers/release-status';
@@ -21,6 +21,8 @@ import { SEARCH_ATTRIBUTES, TASK_QUEUE, releaseWorkflowId } from '../../src/shar
 import type { AuditRecord } from '../../src/activities/announce';
 
 const ROOT = path.resolve(__dirname, '..', '..');
+// Before the lab starts: a missing server binary or PostgreSQL fails the file at once, naming the fix.
+beforeAll(requireTopologyBinaries);
 const ctx = useLab();
 let topo: Topology;
 let cliEnv: Record<string, string>;
@@ -98,8 +100,16 @@ async function events(workflowId: string): Promise<{ eventId: string; eventType:
 
 describe('the production topology without Docker: Temporal on PostgreSQL, two workers', () => {
   it('runs the server version docker-compose.yml pins, on the schema deploy/temporal set up, with gantry\'s search attributes', async () => {
-    const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, { image: string }> };
+    const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, { image: string; environment?: Record<string, string> }> };
     const pinned = compose.services.temporal!.image.split(':')[1]!;
+    // The server is configured as compose configures temporalio/server: every variable compose sets, with the
+    // same database plugin (host names and paths are the machine's own).
+    const serverEnv = Object.fromEntries(readFileSync(path.join(topo.dir, 'temporal.env'), 'utf8').trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const composeEnv = compose.services.temporal!.environment!;
+    expect(Object.keys(composeEnv).filter((k) => !(k in serverEnv))).toEqual([]);
+    expect(serverEnv.DB).toBe(composeEnv.DB);
+    expect(serverEnv.POSTGRES_USER).toBe(composeEnv.POSTGRES_USER);
+    expect(path.basename(serverEnv.DYNAMIC_CONFIG_FILE_PATH!)).toBe(path.basename(composeEnv.DYNAMIC_CONFIG_FILE_PATH!));
     // The schema setup runs in the admin-tools image of the same version under compose.
     expect(compose.services['temporal-schema']!.image).toBe(`temporalio/admin-tools:${pinned}`);
     const version = execFileSync(TEMPORAL_SERVER, ['--version'], { encoding: 'utf8' }).trim();
