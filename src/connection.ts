@@ -4,10 +4,12 @@
  * TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_TLS) and the profiles of the Temporal
  * config file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE), read through @temporalio/envconfig.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { Connection } from '@temporalio/client';
 import type { ConnectionOptions } from '@temporalio/client';
 import type { NativeConnection, NativeConnectionOptions } from '@temporalio/worker';
+import { UsageError } from './client/errors';
 
 export interface TemporalSettings {
   address: string;
@@ -29,10 +31,88 @@ export class ServerUnreachableError extends Error {
   }
 }
 
+/**
+ * The connection settings cannot be used as given (a TLS file missing, unreadable or not PEM, a key that does
+ * not belong to its certificate, half of a client pair): bad input, so the CLI exits 2 before it connects.
+ */
+export class ConnectionSettingsError extends UsageError {}
+
+const TLS_FILES = {
+  TEMPORAL_TLS_CLIENT_CERT_PATH: 'client certificate',
+  TEMPORAL_TLS_CLIENT_KEY_PATH: 'client key',
+  TEMPORAL_TLS_SERVER_CA_CERT_PATH: 'server CA certificate',
+} as const;
+type TlsVar = keyof typeof TLS_FILES;
+
+/** Where a TLS file was named: the variable that holds its path, else the Temporal config profile. */
+function namedBy(env: NodeJS.ProcessEnv, file: string | undefined): string {
+  const v = (Object.keys(TLS_FILES) as TlsVar[]).find((k) => env[k] !== undefined && env[k] === file);
+  return v ? `${v}=${file}` : `${file ?? 'a TLS file'} (named in the Temporal config profile, TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE)`;
+}
+
+function readProblem(err: unknown, env: NodeJS.ProcessEnv): ConnectionSettingsError | undefined {
+  const e = err as NodeJS.ErrnoException;
+  if (!e || typeof e.code !== 'string' || typeof e.path !== 'string') return undefined;
+  const what = e.code === 'ENOENT' ? 'does not exist' : e.code === 'EACCES' ? 'is not readable by this user' : e.code === 'EISDIR' ? 'is a directory' : `cannot be read (${e.code})`;
+  return new ConnectionSettingsError(
+    `The TLS file ${namedBy(env, e.path)} ${what}. Point the setting at the PEM file (client certificate, client key or server CA), ` +
+      'or unset it to connect without it; nothing was sent to the server.',
+  );
+}
+
+function pemProblem(what: string, where: string, fix: string): ConnectionSettingsError {
+  return new ConnectionSettingsError(`The TLS ${what} ${where} is not ${fix}. Point the setting at the right PEM file; nothing was sent to the server.`);
+}
+
+/** The TLS material, checked before any connection: PEM that parses, and a client key that belongs to its certificate. */
+function checkTls(tls: ConnectionOptions['tls'], env: NodeJS.ProcessEnv): void {
+  const cert = env.TEMPORAL_TLS_CLIENT_CERT_PATH;
+  const key = env.TEMPORAL_TLS_CLIENT_KEY_PATH;
+  if ((cert === undefined) !== (key === undefined)) {
+    const [given, missing] = cert === undefined ? ['TEMPORAL_TLS_CLIENT_KEY_PATH', 'TEMPORAL_TLS_CLIENT_CERT_PATH'] : ['TEMPORAL_TLS_CLIENT_CERT_PATH', 'TEMPORAL_TLS_CLIENT_KEY_PATH'];
+    throw new ConnectionSettingsError(`${given} is set but ${missing} is not: mTLS needs both the client certificate and its key. Set ${missing} too, or unset ${given}; nothing was sent to the server.`);
+  }
+  if (!tls || typeof tls !== 'object') return;
+  const pair = tls.clientCertPair;
+  if (pair) {
+    let x509: X509Certificate;
+    try {
+      x509 = new X509Certificate(pair.crt);
+    } catch {
+      throw pemProblem('client certificate', namedBy(env, cert), 'a PEM certificate (a -----BEGIN CERTIFICATE----- block)');
+    }
+    let privateKey;
+    try {
+      privateKey = createPrivateKey(Buffer.from(pair.key));
+    } catch {
+      throw pemProblem('client key', namedBy(env, key), 'an unencrypted PEM private key (a -----BEGIN PRIVATE KEY----- block)');
+    }
+    if (!x509.checkPrivateKey(privateKey)) {
+      throw new ConnectionSettingsError(
+        `The TLS client key ${namedBy(env, key)} does not belong to the client certificate ${namedBy(env, cert)} (${x509.subject.replace(/\n/g, ', ')}). ` +
+          'Point both settings at the certificate and the key issued together; nothing was sent to the server.',
+      );
+    }
+  }
+  if (tls.serverRootCACertificate) {
+    try {
+      new X509Certificate(tls.serverRootCACertificate);
+    } catch {
+      throw pemProblem('server CA certificate', namedBy(env, env.TEMPORAL_TLS_SERVER_CA_CERT_PATH), 'a PEM certificate (a -----BEGIN CERTIFICATE----- block)');
+    }
+  }
+}
+
 export function temporalSettings(overrides: { address?: string; namespace?: string; env?: NodeJS.ProcessEnv } = {}): TemporalSettings {
   const env = overrides.env ?? process.env;
   const envVars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string'));
-  const loaded = loadClientConnectConfig({ profile: env.TEMPORAL_PROFILE, overrideEnvVars: envVars });
+  let loaded: ReturnType<typeof loadClientConnectConfig>;
+  try {
+    loaded = loadClientConnectConfig({ profile: env.TEMPORAL_PROFILE, overrideEnvVars: envVars });
+  } catch (err) {
+    throw readProblem(err, env) ?? err;
+  }
+  checkTls(loaded.connectionOptions.tls, env);
   const native: NativeConnectionOptions = { ...loaded.connectionOptions };
   if (overrides.address) native.address = overrides.address;
   native.address ??= 'localhost:7233';

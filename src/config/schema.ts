@@ -13,20 +13,36 @@ import { denyWindowProblem } from '../shared/windows';
 
 export { expandRefs, ruleApprovers };
 
-/** A duration in Temporal's string form (`30s`, `5m`, `72h`) or milliseconds. */
+/**
+ * A duration as written in config: a number with its unit (`500ms`, `30s`, `5m`, `72h`, `3d`). A bare number
+ * (`window: 30`, or `"30"`) is refused: Temporal would read it as milliseconds, which is never what was meant
+ * for a window or a timeout, so the message says to write the unit.
+ */
 export const durationSchema = z
-  .union([z.string(), z.number().int().positive()])
+  .union([z.string(), z.number()])
   .superRefine((value, ctx) => {
-    try {
-      const ms = msToNumber(value);
-      if (!(ms > 0)) throw new Error('not positive');
-    } catch {
-      ctx.addIssue({
-        code: 'custom',
-        message: `"${String(value)}" is not a duration; write it like 30s, 5m, 2h or 3d`,
-      });
-    }
+    const problem = durationProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
+
+/** Why a config value is not a duration, or undefined when it is one. */
+export function durationProblem(value: string | number): string | undefined {
+  const text = String(value).trim();
+  if (/^-?\d+(\.\d+)?$/.test(text)) {
+    const n = Number(text);
+    return n > 0
+      ? `${typeof value === 'number' ? text : `"${text}"`} has no unit, and a bare number would be read as ${text} millisecond${n === 1 ? '' : 's'}; ` +
+          `write the unit: ${text}s for seconds (or ${text}m, ${text}h, ${text}d; ${text}ms if you do mean milliseconds)`
+      : `"${text}" is not a positive duration; write it like 30s, 5m, 2h or 3d`;
+  }
+  try {
+    const ms = msToNumber(text as Parameters<typeof msToNumber>[0]);
+    if (!(ms > 0)) throw new Error('not positive');
+  } catch {
+    return `"${text}" is not a duration; write it like 30s, 5m, 2h or 3d`;
+  }
+  return undefined;
+}
 
 /**
  * URLs may not carry credentials (`https://user:token@host/…`): config is not secret, and it is recorded in every

@@ -50,7 +50,7 @@ export function buildRequest(github: GithubConfig, build: Record<string, unknown
     release: release(version),
     repo: repoSchema.parse({ url: '/srv/git/hello.git' }),
     image: imageSchema.parse({ registry: '127.0.0.1:5000', name: 'hello' }),
-    build: githubActionsBuildSchema.parse({ kind: 'github-actions', workflow: 'release.yml', digestFrom: { artifact: 'image-manifest' }, pollInterval: 20, ...build }),
+    build: githubActionsBuildSchema.parse({ kind: 'github-actions', workflow: 'release.yml', digestFrom: { artifact: 'image-manifest' }, pollInterval: '20ms', ...build }),
     github,
     tag: `v${version}`,
     commit: COMMIT,
