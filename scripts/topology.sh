@@ -48,7 +48,7 @@ for arg in "$@"; do
 done
 case "$cmd" in
   up|down|status|env|server-start|server-stop) ;;
-  -h|--help|help) sed -n '2,25p' "$0"; exit 0 ;;
+  -h|--help|help) sed -n '2,26p' "$0"; exit 0 ;;
   *) die "unknown command '${cmd}' (use up, down, status, env, server-start, server-stop; --help says more)" ;;
 esac
 
@@ -222,9 +222,6 @@ case "$cmd" in
     log "creating the namespace and search attributes with deploy/temporal/setup-namespace.sh"
     TEMPORAL_ADDRESS="$address" TEMPORAL_NAMESPACE="$NAMESPACE" GANTRY_TEMPORAL_CLI="$CLI" \
       sh "$ROOT/deploy/temporal/setup-namespace.sh" >&2 || die "deploy/temporal/setup-namespace.sh failed (see above)"
-    # The same list, as `gantry dev` and scripts/provision.sh register it: both lists must agree.
-    TEMPORAL_ADDRESS="$address" TEMPORAL_NAMESPACE="$NAMESPACE" bash "$ROOT/scripts/provision.sh" --register-search-attributes >/dev/null \
-      || die "scripts/provision.sh --register-search-attributes failed on $address (see above)"
     log "up: Temporal on $address (namespace $NAMESPACE), PostgreSQL on 127.0.0.1:$PG_PORT; logs in $DIR"
     print_env
     ;;
