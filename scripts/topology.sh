@@ -133,7 +133,9 @@ pg_down() {
 
 # --- the Temporal server --------------------------------------------------------------------------------------------
 server_pid() { [[ -f "$SERVER_PID" ]] && cat "$SERVER_PID"; }
-server_running() { local pid; pid="$(server_pid)" && [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; }
+# Alive and not a zombie: the server is re-parented when this script exits, and its new parent may reap it late.
+alive() { kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]; }
+server_running() { local pid; pid="$(server_pid)" && [[ -n "$pid" ]] && alive "$pid"; }
 frontend_port() { saved FRONTEND_GRPC_PORT; }
 
 write_server_env() {
@@ -191,7 +193,7 @@ server_stop() {
   local pid; pid="$(server_pid)"
   if [[ $kill_server == 1 ]]; then kill -KILL "$pid"; else kill -TERM "$pid"; fi
   local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null; do
+  while alive "$pid"; do
     if (( SECONDS >= deadline )); then kill -KILL "$pid" 2>/dev/null || true; fi
     sleep 0.2
   done
