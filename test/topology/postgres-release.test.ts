@@ -119,8 +119,9 @@ describe('the production topology without Docker: Temporal on PostgreSQL, two wo
     expect(serverEnv.DB).toBe(composeEnv.DB);
     expect(serverEnv.POSTGRES_USER).toBe(composeEnv.POSTGRES_USER);
     expect(path.basename(serverEnv.DYNAMIC_CONFIG_FILE_PATH!)).toBe(path.basename(composeEnv.DYNAMIC_CONFIG_FILE_PATH!));
-    // The schema setup runs in the admin-tools image of the same version under compose.
+    // Under compose the schema and namespace setup run in the admin-tools image of the same version.
     expect(compose.services['temporal-schema']!.image).toBe(`temporalio/admin-tools:${pinned}`);
+    expect(compose.services['temporal-setup']!.image).toBe(`temporalio/admin-tools:${pinned}`);
     const version = execFileSync(TEMPORAL_SERVER, ['--version'], { encoding: 'utf8' }).trim();
     expect(version).toBe(`temporal version ${pinned}`);
     // The live server says the same, and answers from PostgreSQL (its persistence and visibility stores).
