@@ -5,6 +5,7 @@
  * config file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE), read through @temporalio/envconfig.
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createConnection } from 'node:net';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { Connection } from '@temporalio/client';
 import type { ConnectionOptions } from '@temporalio/client';
@@ -22,13 +23,40 @@ export interface TemporalSettings {
 
 /** Thrown when the server cannot be reached; the CLI maps it to its exit code. */
 export class ServerUnreachableError extends Error {
-  constructor(readonly address: string, cause: unknown) {
+  constructor(readonly address: string, cause: unknown, tls?: boolean, port?: PortState) {
+    const why = cause instanceof Error ? cause.message : String(cause);
     super(
-      `Cannot reach the Temporal server at ${address}: ${cause instanceof Error ? cause.message : String(cause)}. ` +
+      `Cannot reach the Temporal server at ${address}: ${why}. ` +
+        (tls
+          ? 'TLS is on for this connection (TEMPORAL_TLS, the TLS files or an API key): if the server speaks plaintext (a dev server), unset them; ' +
+            'if it uses TLS, check TEMPORAL_TLS_SERVER_CA_CERT_PATH and TEMPORAL_TLS_SERVER_NAME. '
+          : port === 'refused'
+            ? 'Nothing listens on that port (connection refused). '
+            : port === 'open'
+              ? 'Something answers on that port, but not as a Temporal server: check that the address is the server\'s gRPC port (7233 by default; the Web UI\'s port does not take these calls). '
+              : '') +
         'Start one with `gantry dev`, or point TEMPORAL_ADDRESS (and TEMPORAL_NAMESPACE, TLS or API key settings) at your cluster.',
     );
     this.name = 'ServerUnreachableError';
   }
+}
+
+/** What a plain TCP connection to the address found, to say why the server could not be reached. */
+export type PortState = 'refused' | 'open' | 'unknown';
+
+function probePort(address: string): Promise<PortState> {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(address);
+  if (!m) return Promise.resolve('unknown');
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: m[1], port: Number(m[2]) });
+    const done = (state: PortState) => {
+      sock.destroy();
+      resolve(state);
+    };
+    sock.setTimeout(1_000, () => done('unknown'));
+    sock.once('connect', () => done('open'));
+    sock.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' ? 'refused' : 'unknown'));
+  });
 }
 
 /**
@@ -130,7 +158,7 @@ export async function connectClient(settings: TemporalSettings): Promise<Connect
   try {
     return await Connection.connect({ ...settings.client, connectTimeout: '5s' });
   } catch (err) {
-    throw new ServerUnreachableError(settings.address, err);
+    throw new ServerUnreachableError(settings.address, err, Boolean(settings.client.tls), await probePort(settings.address));
   }
 }
 
@@ -140,6 +168,6 @@ export async function connectWorker(settings: TemporalSettings): Promise<NativeC
   try {
     return await Native.connect(settings.native);
   } catch (err) {
-    throw new ServerUnreachableError(settings.address, err);
+    throw new ServerUnreachableError(settings.address, err, Boolean(settings.native.tls), await probePort(settings.address));
   }
 }

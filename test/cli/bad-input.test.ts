@@ -468,9 +468,9 @@ describe('4. the connection: an unreachable server exits 69, unusable TLS files 
 
   const CONNECTION_CASES: ConnectionCase[] = [
     { name: 'connection refused (nothing listens)', env: () => ({ TEMPORAL_ADDRESS: `127.0.0.1:${closedPort}` }), exit: 69,
-      says: () => [`Cannot reach the Temporal server at 127.0.0.1:${closedPort}`, 'Start one with `gantry dev`, or point TEMPORAL_ADDRESS'] },
+      says: () => [`Cannot reach the Temporal server at 127.0.0.1:${closedPort}`, 'Nothing listens on that port (connection refused).', 'Start one with `gantry dev`, or point TEMPORAL_ADDRESS'] },
     { name: 'a wrong port (an HTTP server, not Temporal), given with --address', env: () => serverEnv, flags: () => ['--address', `127.0.0.1:${httpPort}`], exit: 69,
-      says: () => [`Cannot reach the Temporal server at 127.0.0.1:${httpPort}`] },
+      says: () => [`Cannot reach the Temporal server at 127.0.0.1:${httpPort}`, 'Something answers on that port, but not as a Temporal server: check that the address is the server\'s gRPC port (7233 by default'] },
     { name: 'a client certificate file that does not exist', env: () => ({ ...serverEnv, TEMPORAL_TLS_CLIENT_CERT_PATH: path.join(dir, 'nope.pem'), TEMPORAL_TLS_CLIENT_KEY_PATH: tls.key }), exit: 2,
       says: () => [`The TLS file TEMPORAL_TLS_CLIENT_CERT_PATH=${path.join(dir, 'nope.pem')} does not exist`, 'nothing was sent to the server'] },
     { name: 'a server CA file that does not exist', env: () => ({ ...serverEnv, TEMPORAL_TLS_SERVER_CA_CERT_PATH: '/etc/gantry/no-ca.pem' }), exit: 2,
@@ -486,7 +486,7 @@ describe('4. the connection: an unreachable server exits 69, unusable TLS files 
     { name: 'a client certificate without its key', env: () => ({ ...serverEnv, TEMPORAL_TLS_CLIENT_CERT_PATH: tls.cert }), exit: 2,
       says: () => ['TEMPORAL_TLS_CLIENT_CERT_PATH is set but TEMPORAL_TLS_CLIENT_KEY_PATH is not: mTLS needs both'] },
     { name: 'TLS to a server that speaks plaintext', env: () => ({ ...serverEnv, TEMPORAL_TLS: 'true' }), exit: 69,
-      says: () => [`Cannot reach the Temporal server at ${env.address}`, 'TLS'] },
+      says: () => [`Cannot reach the Temporal server at ${env.address}`, 'TLS is on for this connection', 'if the server speaks plaintext (a dev server), unset them'] },
   ];
   let closedPort = 0;
 
