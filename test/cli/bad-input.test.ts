@@ -353,6 +353,14 @@ describe('2. releases: bad starts, votes and decisions are refused with the docu
     });
   }
 
+  it('an unknown service without --wait: the start says the release ended at once, naming the services the worker knows (exit 14)', async () => {
+    const r = await cli(['start', 'nosuch', '8.0.1']);
+    expect(r.code, show(r)).toBe(14);
+    expect(r.stderr).toContain('The release ended at once (failed)');
+    expect(r.stderr).toContain('defines no service "nosuch"; it knows broken, done, early, gate, late');
+    expect(routed.fakes.get('8.0.1')?.calls ?? []).toEqual([]);
+  });
+
   it('an unknown service: the worker\'s resolve step refuses it, naming the services it knows; no step ran (exit 14 with --wait)', async () => {
     const r = await cli(['start', 'nosuch', '8.0.0', '--wait']);
     expect(r.code, show(r)).toBe(14);
@@ -418,6 +426,29 @@ describe('2. releases: bad starts, votes and decisions are refused with the docu
       // Bounded: a refusal keeps at most 1,000 characters of why, whatever arrived.
       expect(JSON.stringify(after.gate.refused.at(-1)).length).toBeLessThan(2_000);
       await expectGateUnchanged('gate', before);
+    });
+  }
+
+  // The Web UI's Update action (and `temporal workflow update execute`) reaches the same gate as `gantry approve`:
+  // the update's validator refuses a malformed payload before it enters the history, and the caller gets why.
+  const UPDATE_CASES: { name: string; update: string; input: string; why: string }[] = [
+    { name: 'null', update: 'approve', input: 'null', why: 'malformed approve: payload is null' },
+    { name: 'an array', update: 'approve', input: '["bob"]', why: 'malformed approve: payload is a list' },
+    { name: 'a number for the approver', update: 'reject', input: '{"approver":42}', why: 'malformed reject' },
+    { name: 'a decide with nothing pending', update: 'decide', input: '{"decision":"retry","operator":"ops"}', why: 'no decision is pending' },
+  ];
+
+  for (const c of UPDATE_CASES) {
+    it(`an update "${c.update}" with ${c.name}: refused to the caller, nothing recorded`, async () => {
+      const before = await gateSnapshot('gate');
+      const accepted = (await eventTypes(idOf('gate'))).filter((t) => t.startsWith('workflowExecutionUpdate')).length;
+      const sent = await run(TEMPORAL_CLI, ['workflow', 'update', 'execute', '--workflow-id', idOf('gate'), '--name', c.update, '--input', c.input,
+        '--address', env.address, '--namespace', 'default']).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
+      expect(sent.code, sent.stderr).not.toBe(0);
+      expect(sent.stderr).toContain(c.why);
+      await expectGateUnchanged('gate', before);
+      expect((await gateSnapshot('gate')).refusedCount).toBe(before.refusedCount);
+      expect((await eventTypes(idOf('gate'))).filter((t) => t.startsWith('workflowExecutionUpdate')).length).toBe(accepted);
     });
   }
 
