@@ -155,3 +155,17 @@ export function canBind(port: number): Promise<boolean> {
     srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
+
+/**
+ * Keep `port` on 127.0.0.1 taken while the daemon that owns it is stopped (a fault injected by a test): every
+ * connection is reset at once, as a service that is down behind its address would, and no other process (another
+ * lab starting meanwhile) can take the port. Returns the function that frees it again.
+ */
+export async function holdPort(port: number): Promise<() => Promise<void>> {
+  const srv = net.createServer((sock) => sock.resetAndDestroy());
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, '127.0.0.1', () => resolve());
+  });
+  return () => new Promise<void>((resolve) => srv.close(() => resolve()));
+}

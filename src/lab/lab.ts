@@ -13,15 +13,15 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { stringify } from 'yaml';
 import { loadConfig } from '../config/load';
 import { BASE_IMAGE, ensureBaseImage } from './base-image';
-import { type Daemon, canBind, freePort, isAlive, killGroup, logTail, startDaemon, tcpOpen, waitUntilReady } from './daemon';
-import { ensureSampleRepo, moveBranch, type SampleRepo } from './sample-repo';
+import { type Daemon, canBind, freePort, holdPort, isAlive, killGroup, logTail, startDaemon, tcpOpen, waitUntilReady } from './daemon';
+import { acceptedPushes, ensureSampleRepo, moveBranch, offeredPushes, type RefUpdate, type SampleRepo, setPushDelay } from './sample-repo';
 import { startWebhookReceiver, type WebhookReceiver } from './webhook';
 
 export const PROVISION_HINT = 'run `bash scripts/lab/provision.sh` as root';
@@ -50,9 +50,31 @@ export interface Lab {
   id: string;
   dir: string;
   engine: { socketPath: string; dockerHost: string; managed: boolean };
-  registry: { host: string; port: number; url: string };
+  registry: {
+    host: string;
+    port: number;
+    url: string;
+    /** The digests of every manifest the registry stores for image `name` (read from its storage). */
+    manifests(name: string): string[];
+    /** Every request the registry answered, from its access log (across restarts). */
+    requests(): RegistryRequest[];
+  };
   baseImage: string;
-  repo: SampleRepo & { moveBranch(branch: string, commit: string): void };
+  repo: SampleRepo & {
+    moveBranch(branch: string, commit: string): void;
+    /** Ref updates the repository accepted (its post-receive hook's log). */
+    pushes(): RefUpdate[];
+    /** Ref updates offered to it, logged before any delay (its pre-receive hook's log). */
+    offered(): RefUpdate[];
+    /** Hold every push this many seconds before it is accepted (0: no delay). */
+    setPushDelay(seconds: number): void;
+  };
+  /**
+   * Faults to inject: stop a daemon (SIGTERM to its process group; sessions sshd already forked live on; its port
+   * stays held, every connection reset, see daemon.ts holdPort) and start it again on the same port with the same
+   * data.
+   */
+  faults: { stopRegistry(): Promise<void>; startRegistry(): Promise<void>; stopSshd(): Promise<void>; startSshd(): Promise<void> };
   ssh: { host: string; port: number; user: string; privateKeyFile: string; hostKeyFingerprint: string };
   webhook: WebhookReceiver;
   /**
@@ -218,7 +240,8 @@ async function startRegistry(dir: string, range: { first: number; count: number 
     }
     writeFileSync(configFile, stringify({
       version: 0.1,
-      log: { level: 'warn', accesslog: { disabled: true } },
+      // The access log is on: tests count pushes from it (Lab.registry.requests).
+      log: { level: 'warn', accesslog: { disabled: false } },
       storage: { filesystem: { rootdirectory: path.join(dir, 'registry', 'data') }, delete: { enabled: true } },
       http: { addr: `127.0.0.1:${port}` },
     }));
@@ -305,7 +328,110 @@ async function startSshd(dir: string, port: number, hostKey: string, user: strin
   return daemon;
 }
 
-function labConfig(lab: Omit<Lab, 'configYaml' | 'configFile' | 'env' | 'docker' | 'stop' | 'webhook'>, envFile: string, windows: LabOptions['windows']): string {
+/** One request the lab registry answered (its access log line). */
+export interface RegistryRequest {
+  method: string;
+  path: string;
+  status: number;
+}
+
+/** The requests in the registry's log (the combined access-log lines it writes beside its own messages). */
+export function registryRequests(logFile: string): RegistryRequest[] {
+  let text = '';
+  try {
+    text = readFileSync(logFile, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: RegistryRequest[] = [];
+  for (const m of text.matchAll(/"([A-Z]+) (\/v2\/\S*) HTTP\/[\d.]+" (\d{3})/g)) out.push({ method: m[1]!, path: m[2]!, status: Number(m[3]) });
+  return out;
+}
+
+/** The manifests a filesystem-backed registry stores for `name`: its revisions directory, one entry per digest. */
+function storedManifests(registryDir: string, name: string): string[] {
+  const dir = path.join(registryDir, 'data', 'docker', 'registry', 'v2', 'repositories', name, '_manifests', 'revisions', 'sha256');
+  try {
+    return readdirSync(dir).map((d) => `sha256:${d}`).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** A container event on the engine (create, start, die, remove, …), with the container's name and image. */
+export interface ContainerEvent {
+  action: string;
+  id: string;
+  name: string;
+  image: string;
+  /** Milliseconds since the epoch, as the engine stamped it. */
+  time: number;
+}
+
+export interface ContainerWatch {
+  /** The events seen so far, in order. */
+  events(): ContainerEvent[];
+  /** Resolves with the first event (already seen or still to come) that `pred` accepts. */
+  next(pred: (e: ContainerEvent) => boolean, timeoutMs?: number): Promise<ContainerEvent>;
+  stop(): void;
+}
+
+/**
+ * Follow the engine's container events (its /events stream), so a test counts creates and starts on the engine
+ * itself and can act the moment one happens (e.g. kill a worker right after it created a container).
+ */
+export async function watchContainers(docker: Docker): Promise<ContainerWatch> {
+  const seen: ContainerEvent[] = [];
+  const keys = new Set<string>();
+  const waiters = new Set<{ pred: (e: ContainerEvent) => boolean; resolve: (e: ContainerEvent) => void }>();
+  const stream = (await docker.getEvents({ filters: { type: ['container'] } })) as NodeJS.ReadableStream & { destroy(): void };
+  let buffered = '';
+  stream.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString('utf8');
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      if (!line) continue;
+      const e = JSON.parse(line) as { Action?: string; status?: string; id?: string; Actor?: { ID?: string; Attributes?: Record<string, string> }; from?: string; time?: number; timeNano?: number };
+      const event: ContainerEvent = {
+        action: e.Action ?? e.status ?? '',
+        id: e.Actor?.ID ?? e.id ?? '',
+        name: e.Actor?.Attributes?.name ?? '',
+        image: e.Actor?.Attributes?.image ?? e.from ?? '',
+        time: e.timeNano ? Math.round(e.timeNano / 1e6) : (e.time ?? 0) * 1000,
+      };
+      // Podman's stream can deliver one event twice (same action, container and nanosecond; its own event log
+      // holds it once): keep it once.
+      const key = `${event.action} ${event.id} ${e.timeNano ?? e.time}`;
+      if (keys.has(key)) continue;
+      keys.add(key);
+      seen.push(event);
+      for (const w of [...waiters]) {
+        if (w.pred(event)) {
+          waiters.delete(w);
+          w.resolve(event);
+        }
+      }
+    }
+  });
+  stream.on('error', () => undefined);
+  return {
+    events: () => [...seen],
+    next: (pred, timeoutMs = 120_000) => {
+      const found = seen.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const w = { pred, resolve: (e: ContainerEvent) => { clearTimeout(timer); resolve(e); } };
+        const timer = setTimeout(() => { waiters.delete(w); reject(new Error(`no such container event on the engine within ${timeoutMs / 1000}s`)); }, timeoutMs);
+        waiters.add(w);
+      });
+    },
+    stop: () => stream.destroy(),
+  };
+}
+
+function labConfig(lab: Omit<Lab, 'configYaml' | 'configFile' | 'env' | 'docker' | 'stop' | 'webhook' | 'faults'>, envFile: string, windows: LabOptions['windows']): string {
   const checks = (url: string) => [
     { name: 'health', url: `${url}/health`, expect: { status: 200 } },
     { name: 'version', url: `${url}/version`, expect: { status: 200, json: { path: 'version', equals: '{version}' } } },
@@ -429,9 +555,21 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
       id: state.id,
       dir,
       engine: { socketPath, dockerHost: `unix://${socketPath}`, managed },
-      registry: { host: `127.0.0.1:${registry.port}`, port: registry.port, url: `http://127.0.0.1:${registry.port}` },
+      registry: {
+        host: `127.0.0.1:${registry.port}`,
+        port: registry.port,
+        url: `http://127.0.0.1:${registry.port}`,
+        manifests: (name: string) => storedManifests(path.join(dir, 'registry'), name),
+        requests: () => registryRequests(path.join(dir, 'logs', 'registry.log')),
+      },
       baseImage: BASE_IMAGE,
-      repo: { ...repo, moveBranch: (branch: string, commit: string) => moveBranch(repo, branch, commit) },
+      repo: {
+        ...repo,
+        moveBranch: (branch: string, commit: string) => moveBranch(repo, branch, commit),
+        pushes: () => acceptedPushes(repo),
+        offered: () => offeredPushes(repo),
+        setPushDelay: (seconds: number) => setPushDelay(repo, seconds),
+      },
       ssh: { host: '127.0.0.1', port: sshPort, user, privateKeyFile: keys.clientKey, hostKeyFingerprint: keys.fingerprint },
       people: ensurePeopleKeys(path.join(dir, 'keys')),
       releaseSigningKey: ensureReleaseSigningKey(path.join(dir, 'keys')),
@@ -445,8 +583,40 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
     writeState(state);
 
     const hook = webhook;
+    /** Stop one of the lab's daemons; `restart` starts it again on its port and puts it in its place. */
+    const replaceDaemon = async (which: 'registry' | 'sshd', restart: () => Promise<Daemon>) => {
+      const i = daemons.findIndex((d) => d.pid === state.pids![which]);
+      const fresh = await restart();
+      if (i >= 0) daemons[i] = fresh;
+      else daemons.push(fresh);
+      state.pids![which] = fresh.pid;
+      writeState(state);
+    };
+    // While a daemon is stopped its port stays the lab's (connections are reset), so another lab cannot take it.
+    const held: Partial<Record<'registry' | 'sshd', () => Promise<void>>> = {};
+    const stopDaemon = async (which: 'registry' | 'sshd', port: number) => {
+      await daemons.find((d) => d.pid === state.pids![which])?.stop();
+      held[which] ??= await holdPort(port);
+    };
+    const release = async (which: 'registry' | 'sshd') => {
+      await held[which]?.();
+      delete held[which];
+    };
+    const faults: Lab['faults'] = {
+      stopRegistry: () => stopDaemon('registry', registry.port),
+      startRegistry: () => replaceDaemon('registry', async () => {
+        await release('registry');
+        return (await startRegistry(dir, { first: registry.port, count: 1 }, registry.port, log)).daemon;
+      }),
+      stopSshd: () => stopDaemon('sshd', sshPort),
+      startSshd: () => replaceDaemon('sshd', async () => {
+        await release('sshd');
+        return startSshd(dir, sshPort, keys.hostKey, user, log);
+      }),
+    };
     const lab: Lab = {
       ...partial,
+      faults,
       webhook: hook,
       configYaml,
       configFile,
@@ -457,6 +627,8 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
         await removeContainers((state.containers ?? []).flatMap((c) => [c, `${c}-gantry-previous`, `${c}-gantry-failed`]), docker);
         if (stopOpts.removeImages) await removeRegistryImages(docker, partial.registry.host);
         await hook.close();
+        await release('registry');
+        await release('sshd');
         for (const d of [...daemons].reverse()) await d.stop();
         writeState({ ...state, ownerPid: undefined, pids: {} });
         if (current === lab) current = undefined;

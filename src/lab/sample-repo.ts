@@ -100,7 +100,61 @@ export function ensureSampleRepo(dir: string): SampleRepo {
       rmSync(work, { recursive: true, force: true });
     }
   }
+  installPushHooks(bare);
   return { url: bare, branch: 'main', good: readRevision(bare, 'good'), broken: readRevision(bare, 'broken') };
+}
+
+/** One ref update the lab repository received, as its hooks logged it (time in ms since the epoch). */
+export interface RefUpdate {
+  time: number;
+  old: string;
+  new: string;
+  ref: string;
+}
+
+const PUSH_DELAY_FILE = 'lab-push-delay';
+const RECEIVING_LOG = 'lab-receiving.log';
+const PUSHES_LOG = 'lab-pushes.log';
+
+/**
+ * Hooks of the lab's bare repository, so tests can count and slow pushes on the real remote: `pre-receive` logs
+ * every ref update offered (lab-receiving.log) and then sleeps as long as lab-push-delay says (seconds; no file,
+ * no delay), `post-receive` logs every ref update accepted (lab-pushes.log). Written on every start (idempotent).
+ */
+function installPushHooks(bare: string): void {
+  const log = (file: string) => `while read old new ref; do printf '%s %s %s %s\n' "$(date +%s%3N)" "$old" "$new" "$ref" >> ${file}; done`;
+  const hooks = {
+    'pre-receive': [`${log(RECEIVING_LOG)}`, `d=$(cat ${PUSH_DELAY_FILE} 2>/dev/null)`, '[ -n "$d" ] && sleep "$d"', 'exit 0'],
+    'post-receive': [`${log(PUSHES_LOG)}`, 'exit 0'],
+  };
+  for (const [name, lines] of Object.entries(hooks)) {
+    writeFileSync(path.join(bare, 'hooks', name), `#!/bin/sh\n# The lab's push log (src/lab/sample-repo.ts)\n${lines.join('\n')}\n`, { mode: 0o755 });
+  }
+}
+
+function readRefLog(file: string): RefUpdate[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => {
+    const [time = '0', old = '', next = '', ref = ''] = line.split(' ');
+    return { time: Number(time), old, new: next, ref };
+  });
+}
+
+/** Every ref update the lab repository accepted (post-receive), in order. */
+export function acceptedPushes(repo: Pick<SampleRepo, 'url'>): RefUpdate[] {
+  return readRefLog(path.join(repo.url, PUSHES_LOG));
+}
+
+/** Every ref update offered to the lab repository (pre-receive, before any delay), in order. */
+export function offeredPushes(repo: Pick<SampleRepo, 'url'>): RefUpdate[] {
+  return readRefLog(path.join(repo.url, RECEIVING_LOG));
+}
+
+/** Hold every push this long in pre-receive (0: not at all), e.g. to kill a worker while its tag push is in flight. */
+export function setPushDelay(repo: Pick<SampleRepo, 'url'>, seconds: number): void {
+  const file = path.join(repo.url, PUSH_DELAY_FILE);
+  if (seconds > 0) writeFileSync(file, `${seconds}\n`);
+  else rmSync(file, { force: true });
 }
 
 /** Point `branch` of the lab repository at a revision (e.g. main → broken, to release the failing version). */

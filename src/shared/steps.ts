@@ -89,8 +89,10 @@ const retry = (maximumAttempts: number, initialInterval: Duration, maximumInterv
  * within 15 s of the kill (test/e2e/crash-matrix.test.ts measures it per step). The heartbeat timeout measures
  * whether the worker is alive, not how long the work takes; that is the start-to-close timeout's job.
  *
- * Build retries up to 8 times (1 s doubling to 1 m): a registry or engine that does not answer for up to about
- * two minutes is ridden out, and a retry reuses what an earlier attempt pushed.
+ * Build retries up to 10 times (1 s doubling to 15 s apart): a registry or engine that does not answer for about
+ * a minute and a half is ridden out, and a retry reuses what an earlier attempt pushed. Deploys retry 5 times
+ * (about 15 s): a host whose sshd or engine restarts is waited for. Announce retries 7 times from 1 s (about a
+ * minute): a chat service that answers 500 for a while is waited for.
  */
 const ALIVE = '10s';
 
@@ -99,13 +101,13 @@ export const DEFAULT_STEP_OPTIONS: Record<StepName, StepOptions> = {
   resolve: { startToCloseTimeout: '1m', heartbeatTimeout: ALIVE, retry: retry(3, '1s', '10s') },
   preflight: { startToCloseTimeout: '10m', heartbeatTimeout: ALIVE, retry: retry(3, '1s') },
   tag: { startToCloseTimeout: '2m', heartbeatTimeout: ALIVE, retry: retry(5, '1s') },
-  build: { startToCloseTimeout: '45m', heartbeatTimeout: ALIVE, retry: retry(8, '1s', '1m') },
-  deployStaging: { startToCloseTimeout: '15m', heartbeatTimeout: ALIVE, retry: retry(3, '1s') },
+  build: { startToCloseTimeout: '45m', heartbeatTimeout: ALIVE, retry: retry(10, '1s', '15s') },
+  deployStaging: { startToCloseTimeout: '15m', heartbeatTimeout: ALIVE, retry: retry(5, '1s') },
   smoke: { startToCloseTimeout: '10m', heartbeatTimeout: ALIVE, retry: retry(2, '1s') },
-  deployProduction: { startToCloseTimeout: '30m', heartbeatTimeout: ALIVE, retry: retry(3, '1s') },
+  deployProduction: { startToCloseTimeout: '30m', heartbeatTimeout: ALIVE, retry: retry(5, '1s') },
   health: { startToCloseTimeout: '10m', heartbeatTimeout: ALIVE, retry: retry(2, '1s') },
   rollback: { startToCloseTimeout: '30m', heartbeatTimeout: ALIVE, retry: retry(5, '1s') },
-  announce: { startToCloseTimeout: '5m', retry: retry(5, '5s', '2m') },
+  announce: { startToCloseTimeout: '5m', retry: retry(7, '1s', '2m') },
 };
 
 /** Merge config overrides onto the defaults; the result goes into the workflow input snapshot. */
