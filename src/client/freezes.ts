@@ -45,6 +45,9 @@ export interface FreezeWho {
 
 /** `--until`: an ISO time (UTC unless it says otherwise), or a duration from now (`2h`, `3d`). */
 export function parseUntil(text: string, now = Date.now()): string {
+  if (/^\d+$/.test(text.trim())) {
+    throw new UsageError(`--until "${text.trim()}" has no unit; write a duration from now with its unit (${text.trim()}m, ${text.trim()}h or ${text.trim()}d) or a time (2026-12-24T00:00:00Z).`);
+  }
   const rel = /^(\d+)\s*(m|h|d)$/.exec(text.trim());
   if (rel) return new Date(now + Number(rel[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'm' | 'h' | 'd']).toISOString();
   const t = Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(text) || !/T/.test(text) ? text : `${text}Z`);

@@ -336,6 +336,8 @@ describe('2. releases: bad starts, votes and decisions are refused with the docu
       says: ['Build and push the image cannot be skipped (only steps the config marks skippable', 'decide retry or abort'], unchanged: 'broken' },
     { name: '`decide` on an unknown release', args: ['decide', 'retry', 'gate', '7.7.7', '--as', 'ops'], exit: 4,
       says: ['No release release-gate-7.7.7 in namespace default'], notStarted: 'release-gate-7.7.7' },
+    { name: 'a freeze until a bare number (2 would be read as the year 2001)', args: ['freeze', 'gate', '--reason', 'incident 42', '--until', '2', '--as', 'alice'], exit: 2,
+      says: ['--until "2" has no unit; write a duration from now with its unit (2m, 2h or 2d) or a time'], unchanged: 'gate', notStarted: 'gantry-freezes' },
     { name: 'a decision that is not one', args: ['decide', 'maybe', 'broken', RELEASES.broken, '--as', 'ops'], exit: 2,
       says: ["'maybe' is invalid for argument 'decision'. Allowed choices are retry, abort, skip."], unchanged: 'broken' },
   ];
