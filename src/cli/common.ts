@@ -7,7 +7,7 @@ import { releaseAddress, type ReleaseAddress } from '../client/release';
 import { styleFor, type Style } from '../client/style';
 import type { SigningOptions } from '../client/decisions';
 import { UsageError } from '../client/errors';
-import { durationMs } from '../shared/duration';
+import { durationMs, durationProblem } from '../shared/duration';
 
 export interface GlobalOptions {
   address?: string;
@@ -56,11 +56,10 @@ export function addSigningOptions(cmd: Command, what: string): Command {
 export function signingOptions(flags: SigningFlags): SigningOptions {
   let validForMs: number | undefined;
   if (flags.validFor) {
-    try {
-      validForMs = durationMs(flags.validFor);
-    } catch {
-      throw new UsageError(`--valid-for "${flags.validFor}" is not a duration; write it like 15m, 2h or 24h.`);
-    }
+    // A bare number would be read as milliseconds (a statement expired before it arrives): the unit is required.
+    const problem = durationProblem(flags.validFor);
+    if (problem) throw new UsageError(`--valid-for ${problem}; e.g. --valid-for 15m (at most 24h).`);
+    validForMs = durationMs(flags.validFor);
   }
   return { ...(flags.key ? { key: flags.key } : {}), ...(validForMs ? { validForMs } : {}) };
 }

@@ -6,10 +6,10 @@
  * snapshot, so they must stay free of secrets: a secret is always a {@link secretRefSchema reference}.
  */
 import { z } from 'zod';
-import { msToNumber } from '@temporalio/common/lib/time';
 import * as semver from 'semver';
 import { expandRefs, ruleApprovers } from '../shared/principals';
 import { denyWindowProblem } from '../shared/windows';
+import { durationProblem } from '../shared/duration';
 
 export { expandRefs, ruleApprovers };
 
@@ -24,25 +24,6 @@ export const durationSchema = z
     const problem = durationProblem(value);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
-
-/** Why a config value is not a duration, or undefined when it is one. */
-export function durationProblem(value: string | number): string | undefined {
-  const text = String(value).trim();
-  if (/^-?\d+(\.\d+)?$/.test(text)) {
-    const n = Number(text);
-    return n > 0
-      ? `${typeof value === 'number' ? text : `"${text}"`} has no unit, and a bare number would be read as ${text} millisecond${n === 1 ? '' : 's'}; ` +
-          `write the unit: ${text}s for seconds (or ${text}m, ${text}h, ${text}d; ${text}ms if you do mean milliseconds)`
-      : `"${text}" is not a positive duration; write it like 30s, 5m, 2h or 3d`;
-  }
-  try {
-    const ms = msToNumber(text as Parameters<typeof msToNumber>[0]);
-    if (!(ms > 0)) throw new Error('not positive');
-  } catch {
-    return `"${text}" is not a duration; write it like 30s, 5m, 2h or 3d`;
-  }
-  return undefined;
-}
 
 /**
  * URLs may not carry credentials (`https://user:token@host/…`): config is not secret, and it is recorded in every

@@ -338,6 +338,8 @@ describe('2. releases: bad starts, votes and decisions are refused with the docu
       says: ['No release release-gate-7.7.7 in namespace default'], notStarted: 'release-gate-7.7.7' },
     { name: 'a freeze until a bare number (2 would be read as the year 2001)', args: ['freeze', 'gate', '--reason', 'incident 42', '--until', '2', '--as', 'alice'], exit: 2,
       says: ['--until "2" has no unit; write a duration from now with its unit (2m, 2h or 2d) or a time'], unchanged: 'gate', notStarted: 'gantry-freezes' },
+    { name: 'a vote valid for a bare number (30 would be read as 30 ms: expired on arrival)', args: ['approve', 'gate', RELEASES.gate, '--as', 'bob', '--valid-for', '30'], exit: 2,
+      says: ['--valid-for "30" has no unit, and a bare number would be read as 30 milliseconds', 'e.g. --valid-for 15m'], unchanged: 'gate' },
     { name: 'a decision that is not one', args: ['decide', 'maybe', 'broken', RELEASES.broken, '--as', 'ops'], exit: 2,
       says: ["'maybe' is invalid for argument 'decision'. Allowed choices are retry, abort, skip."], unchanged: 'broken' },
   ];
