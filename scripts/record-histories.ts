@@ -312,6 +312,23 @@ SCENARIOS.push(
     },
     expectStatus: 'COMPLETED',
   },
+  {
+    name: 'per-channel-deliveries',
+    version: '3.0.2',
+    description: 'announce channel by channel (gantry-deliveries): the plan, then audit, artifacts, GitHub and the webhook as activities of their own; ' +
+      'the webhook exhausts its retries; `decide retry` by update runs the audit log (for the decision) and the webhook again, not the others; released',
+    behaviour: (flags) => ({ channels: ['audit', 'artifacts', 'github', 'webhook'], failChannelWhile: { webhook: () => flags.broken } }),
+    input: (input) => { input.steps.announce.retry.maximumAttempts = 2; },
+    drive: async (handle, flags) => {
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      await waitForStatus(handle, (s) => s.pendingDecision?.step === 'announce', 'the announce decision');
+      flags.broken = false;
+      await handle.executeUpdate(decideUpdate, { args: [{ decision: 'retry', operator: 'dave', reason: 'chat is back' }] });
+      await handle.result();
+    },
+    expectStatus: 'COMPLETED',
+  },
 );
 
 function previousManifest(): RecordedHistory[] {

@@ -3,7 +3,7 @@
  * release workflow's own cost (overhead, floor, scale, latency). `resolvePlan` answers the test fixtures' plan
  * (declared approvals: alice and bob) for the requested version.
  */
-import type { ReleaseActivities } from '../../src/activities/types';
+import type { GovernanceActivities, ReleaseActivities } from '../../src/activities/types';
 import { sampleInput } from '../../test/helpers/fixtures';
 import type { BareActivities } from '../bare-workflow';
 
@@ -14,7 +14,7 @@ export interface NoopHooks {
   onSmoke?: (workflowId: string) => void;
 }
 
-export function noopReleaseActivities(hooks: NoopHooks = {}): ReleaseActivities & BareActivities {
+export function noopReleaseActivities(hooks: NoopHooks = {}): ReleaseActivities & GovernanceActivities & BareActivities {
   const digest = `sha256:${'0'.repeat(64)}`;
   const checks = [{ name: 'health', url: 'http://127.0.0.1/health', ok: true, status: 200, detail: '200' }];
   const counted = <T>(name: string, workflowId: string, v: T): Promise<T> => {
@@ -38,7 +38,21 @@ export function noopReleaseActivities(hooks: NoopHooks = {}): ReleaseActivities 
     health: (r) => counted('health', r.release.workflowId, { attempt: 1, checks }),
     rollback: (r) => counted('rollback', r.release.workflowId, { attempt: 1, restored: [], healthy: true }),
     announce: (r) => counted('announce', r.release.workflowId, { attempt: 1, webhookSent: false, auditLogged: false }),
+    // The per-channel announce: the sample config enables no channel, so the plan is the whole step.
+    announcePlan: (r) => counted('announce', r.release.workflowId, { attempt: 1, channels: [] }),
+    announceChannel: (r) => counted('announceChannel', r.release.workflowId, { attempt: 1, channel: r.channel, ok: true, skipped: true, detail: 'bench' }),
     recordEnd: (r) => counted('recordEnd', r.release.workflowId, { attempt: 1, webhookSent: false, auditLogged: false }),
     noop: () => counted('noop', '', { attempt: 1 }),
+    // Governance: every lane is granted at once and nothing is frozen, so the benches measure the release itself
+    // (a real lane is one more workflow per service and environment; the lab release in \`bench script\` runs them).
+    laneEnqueue: (r) => {
+      const at = new Date().toISOString();
+      return counted('laneEnqueue', r.workflowId, {
+        attempt: 1, service: r.service, environment: r.environment, queue: [], position: 0, updatedAt: at,
+        holder: { workflowId: r.workflowId, runId: r.runId, version: r.version, since: at, heldSince: at },
+      });
+    },
+    checkFreeze: () => counted('checkFreeze', '', { attempt: 1, frozen: false, freezes: [] }),
+    notify: (r) => counted('notify', r.workflowId, { attempt: 1, sent: false, detail: 'bench' }),
   };
 }

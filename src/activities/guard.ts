@@ -101,5 +101,15 @@ export function guardActivities(acts: ReleaseActivities, source: ConfigSource): 
         { what: 'announce section', got: req.announce, want: (svc) => svc.announce }]);
       return acts.announce(req);
     },
+    announcePlan: async (req) => {
+      check(source, req.release, 'announce', [repoBinding(req.repo), githubBinding(req.github),
+        { what: 'announce section', got: req.announce, want: (svc) => svc.announce }]);
+      return acts.announcePlan(req);
+    },
+    announceChannel: async (req) => {
+      check(source, req.release, `announce (${req.channel})`, [repoBinding(req.repo), githubBinding(req.github),
+        { what: 'announce section', got: req.announce, want: (svc) => svc.announce }]);
+      return acts.announceChannel(req);
+    },
   };
 }

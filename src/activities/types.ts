@@ -251,6 +251,41 @@ export interface AnnounceResult extends Attempted {
   channels?: AnnounceChannelResult[];
 }
 
+/**
+ * What a release's announcement goes through, as the worker has it (`announcePlan`): every channel it runs, in
+ * order, each with the stage it runs in. The workflow runs one `announceChannel` activity per enabled channel:
+ * channels of one stage at once, stages one after another; a channel's completed activity is its delivery
+ * record, in the release's history, so a retry of the step (or of the workflow task, on any worker) never
+ * repeats a channel that already delivered.
+ */
+export interface AnnouncePlan extends Attempted {
+  channels: PlannedChannel[];
+}
+export interface PlannedChannel {
+  /** The channel's name (audit, artifacts, github, webhook, …). */
+  name: string;
+  /** How messages name it ("chat webhook"). */
+  title: string;
+  /** Channels of one stage run at once; stages run in ascending order (audit 1, artifacts 2, the others 3). */
+  stage: number;
+  /** False: nothing to do for this release (not configured); `skipReason` says why. */
+  enabled: boolean;
+  skipReason?: string;
+}
+/** What one channel's delivery leaves for the channels after it (never a secret: these go through history). */
+export interface AnnounceShared {
+  /** The CHANGELOG section for the version, read from the tag by the artifacts channel (GitHub's release body). */
+  section?: string;
+  /** The audit log's outcome line for this action, once the audit channel wrote (or found) it. */
+  auditLine?: { line: number; sha256: string };
+}
+/** One channel's delivery: the announcement, the channel to deliver it on, and what earlier channels left. */
+export interface AnnounceChannelRequest extends AnnounceRequest, AnnounceShared {
+  channel: string;
+}
+/** A delivered channel: its result, and what it leaves for the channels after it. */
+export type AnnounceDelivery = Attempted & AnnounceChannelResult & AnnounceShared;
+
 /** Every activity the release workflow calls. */
 /**
  * The end-of-release record for a release that did not reach (or finish) its announcement: its actions and its
@@ -269,7 +304,12 @@ export interface ReleaseActivities {
   smoke(req: VerifyRequest): Promise<VerifyResult>;
   health(req: VerifyRequest): Promise<VerifyResult>;
   rollback(req: RollbackRequest): Promise<RollbackResult>;
+  /** Releases recorded before per-channel deliveries: every channel in one activity. */
   announce(req: AnnounceRequest): Promise<AnnounceResult>;
+  /** The channels this worker announces on, for this request. */
+  announcePlan(req: AnnounceRequest): Promise<AnnouncePlan>;
+  /** One channel's delivery (its completion is the delivery record). */
+  announceChannel(req: AnnounceChannelRequest): Promise<AnnounceDelivery>;
 }
 
 /** A release asks for one environment's lane (src/activities/lanes.ts). */

@@ -1,8 +1,14 @@
 /**
- * The GitHub REST client gantry uses: @octokit/rest with @octokit/plugin-retry (5xx and network errors) and
- * @octokit/plugin-throttling (primary and secondary rate limits, `retry-after` honoured, writes paced as GitHub
- * asks). One client per activity call; the token is resolved on the worker from its reference and lives only in
- * the client's auth header.
+ * The GitHub REST client gantry uses: @octokit/rest with @octokit/plugin-retry (5xx and network errors, reads
+ * only) and @octokit/plugin-throttling (primary and secondary rate limits, `retry-after` honoured, writes paced
+ * as GitHub asks). One client per activity call; the token is resolved on the worker from its reference and
+ * lives only in the client's auth header.
+ *
+ * Writes (POST, PATCH, PUT, DELETE) are never retried by the client: a write that failed with a 5xx or got no
+ * answer may have landed all the same (GitHub applied it, then the answer was lost or late), and posting it
+ * again would make a second comment, release or deployment. The caller decides, after looking whether it landed
+ * (github-announce.ts: `writeOnce`). A rate-limited write (403/429 from the throttling plugin) was refused by
+ * GitHub before it did anything, so the throttling plugin still retries it after `retry-after`.
  *
  * Loading: the Octokit packages are ESM-only and this package is CommonJS. They are loaded with a real dynamic
  * `import()` (which TypeScript's `module: node20` keeps as `import()` in CommonJS output), so they load on every
@@ -21,7 +27,8 @@ export type GithubClient = Octokit;
 /** Knobs for retries and waits. Defaults follow GitHub's guidance; tests shrink the waits. */
 export interface GithubClientTuning {
   /**
-   * Retries of a request that failed with 5xx or no answer (plugin-retry), waiting 1, 4, 9 … × `retryBaseMs`.
+   * Retries of a read that failed with 5xx or no answer (plugin-retry), waiting 1, 4, 9 … × `retryBaseMs`. For a
+   * write, how often it is checked for and sent again when it may not have landed (github-announce.ts).
    * @default 3
    */
   retries: number;
@@ -149,7 +156,7 @@ export async function createGithubClient(options: GithubClientOptions): Promise<
   }
 
   const Client = Octokit.plugin(retry, throttling);
-  return new Client({
+  const client = new Client({
     auth: options.token,
     baseUrl: options.baseUrl.replace(/\/+$/, ''),
     userAgent: options.userAgent ?? 'gantry',
@@ -165,6 +172,20 @@ export async function createGithubClient(options: GithubClientOptions): Promise<
       ...groups,
     },
   });
+  // Registered last, so it runs first: a write gets no retries from plugin-retry (see the module comment).
+  client.hook.before('request', (options) => {
+    if (!READS.has(options.method.toUpperCase())) options.request = { ...options.request, retries: 0 };
+  });
+  return client;
+}
+
+/** Requests that change nothing, which plugin-retry may send again. */
+const READS = new Set(['GET', 'HEAD']);
+
+/** Whether a failed write may have landed: GitHub answered 5xx, or no answer came (Octokit reports that as 500). */
+export function mayHaveLanded(err: unknown): boolean {
+  const status = (err as { status?: unknown } | null)?.status;
+  return typeof status !== 'number' || status >= 500;
 }
 
 /** A client for a service's `github:` config: the token resolved from its reference on this worker. */

@@ -26,11 +26,13 @@ const shape = (req: unknown): RequestShape => (typeof req === 'object' && req !=
 
 /**
  * The runbook step (a StepName) an activity call serves: `deploy` is two steps, `resolvePlan` is the resolve
- * step; any other activity is named as it is.
+ * step, `announcePlan` and each channel's `announceChannel` are the announce step; any other activity is named
+ * as it is.
  */
 export function stepOf(activityType: string, req: unknown): string {
   const step = (s: StepName): string => s;
   if (activityType === 'resolvePlan') return step('resolve');
+  if (activityType === 'announcePlan' || activityType === 'announceChannel') return step('announce');
   if (activityType === 'deploy') return step(shape(req).environment === 'production' ? 'deployProduction' : 'deployStaging');
   return activityType;
 }

@@ -98,18 +98,15 @@ export async function releaseWorkflow(start: StartRequest | ReleaseInput): Promi
 
       // The release is decided by now; an announcement that keeps failing waits for an operator (fix the token,
       // the webhook…, then `decide retry`); `decide abort` (or `skip`, where config allows) leaves it unannounced
-      // without changing the outcome.
-      const announced = await run.step('announce', (a) => a.announce({
+      // without changing the outcome. Each channel is delivered by an activity of its own (run.ts: announce).
+      const announced = await run.announce(() => ({
           release, outcome: verdict.healthy ? 'released' : 'rolled_back', announce: config.announce, github: config.github,
           repo: config.repo, commit: tag.commit, tag: tag.tag, digest: image.digest, imageRef: image.imageRef,
           approvers: gate.approvers(), hosts: verdict.deployed.targets.map((t) => t.target), durations: run.durations(),
           actions: run.auditActions(), approvals: gate.approvalRecords(), ...(input.configSha256 ? { configSha256: `sha256:${input.configSha256}` } : {}),
           ...(image.ciRunUrl ? { ciRunUrl: image.ciRunUrl } : {}), ...(verdict.healthy ? {} : { reason: verdict.reason }),
           ...(run.governed ? { governance: gate.governanceNotes() } : {}),
-        }), (r) => ({
-          webhook: String(r.webhookSent), audit: String(r.auditLogged),
-          ...(r.notesPath ? { notes: r.notesPath } : {}), ...(r.githubReleaseUrl ? { githubRelease: r.githubReleaseUrl } : {}),
-        }), { decideOnAnyFailure: true }).then(() => '', (err: unknown) => {
+        })).then(() => '', (err: unknown) => {
           if (err instanceof StepFailed && err.outcome === 'aborted') return ` The announcement was abandoned by decision (${err.message}); announce by hand.`;
           if (err instanceof StepSkipped) return ` The announcement was skipped by decision (${err.message}); announce by hand.`;
           throw err;

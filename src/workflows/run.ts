@@ -20,7 +20,11 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { RetryState, type ActivityOptions, type SearchAttributeUpdatePair } from '@temporalio/common';
-import type { AnnouncedAction, DeployResult, FreezeCheckResult, GovernanceActivities, RecordEndRequest, ReleaseActivities } from '../activities/types';
+import type {
+  AnnounceChannelResult, AnnounceDelivery, AnnouncedAction, AnnounceRequest, AnnounceResult, AnnounceShared, DeployResult, FreezeCheckResult,
+  GovernanceActivities, PlannedChannel, RecordEndRequest, ReleaseActivities,
+} from '../activities/types';
+import { announceSummary, channelsLine } from '../activities/announcers/summary';
 import { NON_RETRYABLE, ReleaseEndType } from '../shared/errors';
 import { approveCommand, describeNeeds, describeRule, gateRulesFor, gateRulesView, operatorRefusal, verifyStatement, type Actor, type GateRules } from '../shared/gate';
 import { environmentsOf, type EnvironmentStep } from '../shared/environments';
@@ -59,6 +63,12 @@ export const PATCHES = {
    * freezes and deny windows at the gate, break-glass, hotfixes, `decide skip`, and notices to approvers.
    */
   governance: 'gantry-governance',
+  /**
+   * The announcement as one activity per channel (`announcePlan`, then `announceChannel` per enabled channel):
+   * each completed delivery is recorded in history, so no channel repeats on a retry or on another worker.
+   * Releases that reached announce before keep the single `announce` activity.
+   */
+  deliveries: 'gantry-deliveries',
 } as const;
 
 /** While approved but frozen, the gate checks the freezes again this often (sooner when a freeze ends by itself). */
@@ -79,6 +89,14 @@ export class StepSkipped extends Error {
   constructor(readonly stepName: StepId, message: string) {
     super(message);
     this.name = 'StepSkipped';
+  }
+}
+
+/** The announce step's channels did not all deliver: every channel's result, in words, and how they failed. */
+export class DeliveriesFailed extends Error {
+  constructor(message: string, readonly retriesExhausted: boolean, readonly attempts: number) {
+    super(message);
+    this.name = 'DeliveriesFailed';
   }
 }
 
@@ -124,6 +142,10 @@ export class ReleaseRun {
   private readonly noticeOptions: ActivityOptions;
   /** Notices and lane hints sent but not yet landed: the release gives them a moment before it ends. */
   private inFlight = 0;
+  /** The announce step's channels that delivered, by name: never run again, on any later run of the step. */
+  private readonly delivered = new Map<string, AnnounceDelivery>();
+  /** How many of the release's actions the audit channel's last delivery carried. */
+  private auditedActions = 0;
 
   constructor(arg: unknown) {
     this.arg = arg;
@@ -539,6 +561,89 @@ export class ReleaseRun {
     }
   }
 
+  // ---- the announcement ----
+
+  /**
+   * The announce step. Releases that reach it on this code deliver channel by channel (`gantry-deliveries`);
+   * those whose history already holds the single `announce` activity keep it. An announcement that keeps failing
+   * waits for an operator (fix the token, the webhook…, then `decide retry`), like any step after production
+   * changed.
+   */
+  async announce(request: () => AnnounceRequest): Promise<AnnounceResult> {
+    const perChannel = patched(PATCHES.deliveries);
+    // The request is made for each run of the step: a retry carries the actions taken since (the decision).
+    return this.step('announce', (a) => (perChannel ? this.deliver(request()) : a.announce(request())), (r) => ({
+      webhook: String(r.webhookSent), audit: String(r.auditLogged),
+      ...(r.notesPath ? { notes: r.notesPath } : {}), ...(r.githubReleaseUrl ? { githubRelease: r.githubReleaseUrl } : {}),
+      ...(perChannel && r.channels ? { channels: channelsLine(r.channels) } : {}),
+    }), { decideOnAnyFailure: true });
+  }
+
+  /**
+   * One run of the announce step, channel by channel: the worker's plan (`announcePlan`), then one
+   * `announceChannel` activity per enabled channel, the channels of a stage at once and the stages in order,
+   * each heartbeating (10 s timeout unless the config sets one) so a delivery on a worker that died is retried on
+   * another. A completed delivery is its own record: on a later run of the step (`decide retry`) it is reported
+   * from history, not run again; only the audit log runs again when the release took actions since it wrote
+   * (the decision to retry), and then writes just those lines (it knows the others by their ids). What a channel
+   * leaves for the ones after it (the CHANGELOG section, the audit line) is passed on in their requests. A channel
+   * that fails after its retries does not stop the others; the run then fails naming every channel's result.
+   */
+  private async deliver(req: AnnounceRequest): Promise<AnnounceResult> {
+    const { service, version } = this.status.request;
+    const step = this.activityOptions('announce', this.stepOptions('announce'));
+    // Every activity of the step notices a lost worker within 10 s, unless the config sets another timeout.
+    const options: ActivityOptions = { ...step, heartbeatTimeout: step.heartbeatTimeout ?? '10s' };
+    const plan = await proxyActivities<ReleaseActivities>({ ...options, summary: `Announce the release: the channels — ${service} ${version}` }).announcePlan(req);
+    const results = new Map<string, AnnounceChannelResult>();
+    const failures: { channel: PlannedChannel; message: string; exhausted: boolean; attempts: number }[] = [];
+    const shared: AnnounceShared = {};
+    const share = (d: AnnounceDelivery) => {
+      if (d.section !== undefined) shared.section = d.section;
+      if (d.auditLine) shared.auditLine = d.auditLine;
+    };
+    for (const d of this.delivered.values()) share(d);
+    let attempt = plan.attempt;
+    const deliverOne = async (channel: PlannedChannel): Promise<void> => {
+      const earlier = this.delivered.get(channel.name);
+      const unaudited = channel.name === 'audit' && (req.actions?.length ?? 0) > this.auditedActions;
+      if (earlier && !unaudited) {
+        results.set(channel.name, { ...resultOf(earlier), detail: `${earlier.detail} (delivered by an earlier run of this step)` });
+        return;
+      }
+      try {
+        const d = await proxyActivities<ReleaseActivities>({ ...options, summary: `Announce the release: ${channel.title} — ${service} ${version}` })
+          .announceChannel({ ...req, ...shared, channel: channel.name });
+        this.delivered.set(channel.name, d);
+        if (channel.name === 'audit') this.auditedActions = req.actions?.length ?? 0;
+        attempt = Math.max(attempt, d.attempt);
+        share(d);
+        results.set(channel.name, resultOf(d));
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        const f = describeFailure(err, this.stepOptions('announce').retry.maximumAttempts);
+        attempt = Math.max(attempt, f.attempts);
+        failures.push({ channel, message: f.message, exhausted: f.retriesExhausted, attempts: f.attempts });
+        results.set(channel.name, { channel: channel.name, ok: false, detail: f.message });
+      }
+    };
+    const enabled = plan.channels.filter((c) => c.enabled);
+    for (const stage of [...new Set(enabled.map((c) => c.stage))].sort((a, b) => a - b)) {
+      await Promise.all(enabled.filter((c) => c.stage === stage).map(deliverOne));
+    }
+    const channels = plan.channels.map((c) => results.get(c.name) ?? { channel: c.name, ok: true, skipped: true, detail: c.skipReason ?? 'not configured for this service' });
+    const result: AnnounceResult = { attempt, ...announceSummary(channels), channels };
+    if (failures.length === 0) return result;
+    const lines = failures.map((f) => `- ${f.channel.title}: ${f.message}`).join('\n');
+    const every = channels.map((c) => `  ${c.channel}: ${c.skipped ? `skipped (${c.detail})` : c.ok ? `ok (${c.detail})` : 'FAILED (above)'}`).join('\n');
+    throw new DeliveriesFailed(
+      `Announcing ${service} ${version} (${req.outcome}) failed on ${failures.length} channel(s):\n${lines}\nEvery channel:\n${every}\n` +
+        'The channels that delivered are not repeated when the step is retried.',
+      failures.every((f) => f.exhausted),
+      Math.max(...failures.map((f) => f.attempts)),
+    );
+  }
+
   skip(name: StepId): void {
     const s = this.stepStatus(name);
     if (s.state === 'pending') s.state = 'skipped';
@@ -787,6 +892,7 @@ function endType(outcome: Outcome): string {
 
 /** Turn an activity failure into words and decide whether it used up its retries (→ operator decision). */
 function describeFailure(err: unknown, maximumAttempts: number): { message: string; retriesExhausted: boolean; attempts: number } {
+  if (err instanceof DeliveriesFailed) return { message: err.message, retriesExhausted: err.retriesExhausted, attempts: err.attempts };
   if (err instanceof ActivityFailure) {
     const cause = err.cause;
     const message = cause?.message ?? err.message;
@@ -803,6 +909,12 @@ function attemptFromDetails(cause: unknown): number | undefined {
     if (d && typeof d.attempt === 'number') return d.attempt;
   }
   return undefined;
+}
+
+/** A delivery as a channel's result (without what it passed on to the channels after it). */
+function resultOf(d: AnnounceDelivery): AnnounceChannelResult {
+  const { attempt: _attempt, section: _section, auditLine: _auditLine, ...result } = d;
+  return result;
 }
 
 export function summarizeDeploy(r: DeployResult): Record<string, string> {

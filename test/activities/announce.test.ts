@@ -9,21 +9,31 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createAnnounce, formatDuration, webhookMessage, type AnnounceDeps, type Announcer, type AuditLine, type AuditRecord } from '../../src/activities/announce';
 import { githubChannel } from '../../src/activities/announcers/github';
-import type { AnnounceRequest, AnnounceResult } from '../../src/activities/types';
+import type { AnnounceDelivery, AnnouncePlan, AnnounceRequest, AnnounceResult, AnnounceShared } from '../../src/activities/types';
 import { AUDIT_GENESIS, verifyChain } from '../../src/record/audit-chain';
 import { GantryErrorType, retryable } from '../../src/shared/errors';
 import { createTestRepo, type TestRepo } from '../helpers/git-repos';
+import { startWebhookReceiver, type WebhookReceiver } from '../../src/lab/webhook';
+
+/** The lab's webhook receiver (it honours the Idempotency-Key), in this test's directory. */
+function labReceiver(opts: { idempotency?: boolean } = {}): Promise<WebhookReceiver> {
+  const hookDir = mkdtempSync(path.join(dir, 'hook-'));
+  return startWebhookReceiver({ file: path.join(hookDir, 'requests.jsonl'), token: 's3cr3tpath', ...opts });
+}
 
 interface Receiver {
   url: string;
   /** Every request received, accepted or not. */
-  received: { status: number; body: { text: string; blocks: { type: string; text?: { text: string }; fields?: { text: string }[] }[] } }[];
+  received: { status: number; key: string | undefined; body: { text: string; blocks: { type: string; text?: { text: string }; fields?: { text: string }[] }[] } }[];
   /** Status codes to answer with, in order; 200 once exhausted. */
   script: number[];
   close(): Promise<void>;
 }
 
-/** A Slack-style incoming-webhook receiver on loopback; the secret is in the path, as with Slack. */
+/**
+ * A Slack-style incoming-webhook receiver on loopback; the secret is in the path, as with Slack. Like Slack's, it
+ * ignores the Idempotency-Key (it records it); the lab's receiver (src/lab/webhook.ts) honours it.
+ */
 async function receiver(): Promise<Receiver> {
   const r = { received: [], script: [] } as unknown as Receiver;
   const server = http.createServer((req, res) => {
@@ -35,7 +45,7 @@ async function receiver(): Promise<Receiver> {
         res.writeHead(404).end('no_service');
         return;
       }
-      r.received.push({ status, body: JSON.parse(data) });
+      r.received.push({ status, key: req.headers['idempotency-key'] as string | undefined, body: JSON.parse(data) });
       res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok' : status === 400 ? 'invalid_payload' : 'try later');
     });
   });
@@ -159,27 +169,42 @@ describe('announce', () => {
     expect(metadata).toMatchObject({ service: 'hello', version: '1.2.3', outcome: 'released', tag: 'v1.2.3', commit, digest: request().digest, approvers: ['alice', 'bob'] });
   });
 
-  it('is idempotent: announcing the same action twice sends one message and writes one audit line', async () => {
-    await announce(request());
-    const again = await announce(request(), deps(), 3);
-    expect(again).toMatchObject({ webhookSent: true, auditLogged: true, attempt: 3 });
-    expect(hook.received).toHaveLength(1);
-    expect(auditLines()).toHaveLength(1);
+  it('is idempotent: announcing the same action twice writes one audit line and sends the webhook with the same key, which a receiver that honours it keeps once', async () => {
+    const lab = await labReceiver();
+    try {
+      await announce(request(), deps({ env: { ...process.env, GANTRY_TEST_WEBHOOK: lab.url } }), 1, 'run-1');
+      const again = await announce(request(), deps({ env: { ...process.env, GANTRY_TEST_WEBHOOK: lab.url } }), 3, 'run-1');
+      expect(again).toMatchObject({ webhookSent: true, auditLogged: true, attempt: 3 });
+      expect(auditLines()).toHaveLength(1);
+      expect(lab.count()).toBe(1);
+      expect(lab.duplicates()).toBe(1);
+      expect(lab.duplicateRequests()[0]!.idempotencyKey).toBe(lab.requests()[0]!.idempotencyKey);
+      expect(lab.requests()[0]!.idempotencyKey).toBe('release-hello-1.2.3/run-1/released');
+    } finally {
+      await lab.close();
+    }
   });
 
-  it('sends once when two attempts of the same announcement run at the same time', async () => {
-    const results = await Promise.all([announce(request()), announce(request(), deps(), 2)]);
-    expect(results.every((r) => r.webhookSent && r.auditLogged)).toBe(true);
-    expect(hook.received).toHaveLength(1);
-    expect(auditLines()).toHaveLength(1);
+  it('writes one audit line and keeps one message when two attempts of the same announcement run at the same time', async () => {
+    const lab = await labReceiver();
+    try {
+      const d = deps({ env: { ...process.env, GANTRY_TEST_WEBHOOK: lab.url } });
+      const results = await Promise.all([announce(request(), d, 1, 'run-1'), announce(request(), d, 2, 'run-1')]);
+      expect(results.every((r) => r.webhookSent && r.auditLogged)).toBe(true);
+      expect(lab.count()).toBe(1);
+      expect(auditLines()).toHaveLength(1);
+    } finally {
+      await lab.close();
+    }
   });
 
-  it('announces a rollback as its own action, once', async () => {
+  it('announces a rollback as its own action, with its own key', async () => {
     await announce(request());
     const rolledBack = request({ outcome: 'rolled_back', reason: 'version is "1.2.2", expected "1.2.3"' });
     await announce(rolledBack);
     await announce(rolledBack);
-    expect(hook.received).toHaveLength(2);
+    // The receiver ignores keys: the repeat of the rollback arrives, with the rollback's key.
+    expect(hook.received.map((r) => r.key)).toEqual(['release-hello-1.2.3/00000000-0000-0000-0000-000000000000/released', 'release-hello-1.2.3/00000000-0000-0000-0000-000000000000/rolled_back', 'release-hello-1.2.3/00000000-0000-0000-0000-000000000000/rolled_back']);
     expect(hook.received[1]!.body.text).toContain('hello 1.2.3 was rolled back: production health failed (version is "1.2.2", expected "1.2.3")');
     expect(hook.received[1]!.body.text).toContain('Next: fix the problem and release a new version');
     expect(auditLines().map((l) => [l.action, l.actor])).toEqual([['released', 'alice,bob'], ['rolled_back', 'gantry']]);
@@ -190,7 +215,7 @@ describe('announce', () => {
   it('treats a new run of the same release as a new announcement', async () => {
     await announce(request(), deps(), 1, 'run-1');
     await announce(request(), deps(), 1, 'run-2');
-    expect(hook.received).toHaveLength(2);
+    expect(hook.received.map((r) => r.key)).toEqual(['release-hello-1.2.3/run-1/released', 'release-hello-1.2.3/run-2/released']);
     expect(auditLines().map((l) => l.release.runId)).toEqual(['run-1', 'run-2']);
   });
 
@@ -254,7 +279,7 @@ describe('announce', () => {
   });
 
   it('does only what is configured', async () => {
-    const result = await announce(request({ announce: {} }), deps({ ledgerDir: path.join(dir, 'ledger') }));
+    const result = await announce(request({ announce: {} }), deps());
     expect(result).toEqual({
       attempt: 1,
       webhookSent: false,
@@ -268,13 +293,24 @@ describe('announce', () => {
     expect(hook.received).toHaveLength(0);
   });
 
-  it('keeps webhook markers in ledgerDir when there is no audit log', async () => {
-    const d = deps({ ledgerDir: path.join(dir, 'ledger') });
-    const req = request({ announce: { webhook: { env: 'GANTRY_TEST_WEBHOOK' } } });
-    await announce(req, d);
-    await announce(req, d);
-    expect(hook.received).toHaveLength(1);
-    expect(readdirSync(path.join(dir, 'ledger')).filter((f) => f.endsWith('.webhook.sent'))).toHaveLength(1);
+  it('keeps no local state: besides the audit log and the artifacts it writes no file, here or under HOME', async () => {
+    const home = mkdtempSync(path.join(os.tmpdir(), 'gantry-home-'));
+    const saved = { HOME: process.env.HOME, GANTRY_STATE_DIR: process.env.GANTRY_STATE_DIR };
+    process.env.HOME = home;
+    process.env.GANTRY_STATE_DIR = path.join(home, 'state');
+    try {
+      await announce(request(), deps({ env: { ...process.env, GANTRY_TEST_WEBHOOK: hook.url } }));
+      await announce(request({ announce: { webhook: { env: 'GANTRY_TEST_WEBHOOK' } } }), deps({ env: { ...process.env, GANTRY_TEST_WEBHOOK: hook.url } }));
+      expect(readdirSync(home)).toEqual([]);
+      expect(readdirSync(path.join(dir, 'audit'))).toEqual(['releases.jsonl']);
+      expect(readdirSync(path.join(dir, 'artifacts', 'hello-1.2.3')).sort()).toEqual(['release-manifest.json', 'release-metadata.json', 'release-notes.md']);
+      expect(readdirSync(dir).sort()).toEqual(['artifacts', 'audit']);
+    } finally {
+      process.env.HOME = saved.HOME;
+      if (saved.GANTRY_STATE_DIR === undefined) delete process.env.GANTRY_STATE_DIR;
+      else process.env.GANTRY_STATE_DIR = saved.GANTRY_STATE_DIR;
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 
   it('names a tag that is missing from the repository when writing the notes', async () => {
@@ -337,7 +373,7 @@ describe('announcement channels', () => {
     }
   });
 
-  it('a webhook answering 500 does not stop the audit log or the artifacts; the failure lists every channel; the retry sends once', async () => {
+  it('a webhook answering 500 does not stop the audit log or the artifacts; the failure lists every channel; the retry sends with the same key', async () => {
     hook.script = [500];
     const f = await failure(request());
     expect(f.nonRetryable).toBe(false);
@@ -354,9 +390,9 @@ describe('announcement channels', () => {
     const ok = await announce(request(), deps(), 2);
     expect(ok.channels!.map((c) => [c.channel, c.ok])).toEqual([['audit', true], ['artifacts', true], ['webhook', true]]);
     expect(ok.channels!.find((c) => c.channel === 'audit')!.detail).toBe(`already written (line 1 of ${auditFile()})`);
-    const again = await announce(request(), deps(), 3);
-    expect(again.channels!.find((c) => c.channel === 'webhook')!.detail).toBe('already sent to env GANTRY_TEST_WEBHOOK (an earlier attempt)');
-    expect(hook.received.map((r) => r.status)).toEqual([500, 200]);
+    expect(ok.channels!.find((c) => c.channel === 'webhook')!.detail)
+      .toBe('sent to env GANTRY_TEST_WEBHOOK (attempt 2, Idempotency-Key release-hello-1.2.3/00000000-0000-0000-0000-000000000000/released: a receiver that honours it keeps one message)');
+    expect(hook.received.map((r) => [r.status, r.key])).toEqual([[500, 'release-hello-1.2.3/00000000-0000-0000-0000-000000000000/released'], [200, 'release-hello-1.2.3/00000000-0000-0000-0000-000000000000/released']]);
     expect(auditLines()).toHaveLength(1);
   });
 
@@ -391,6 +427,9 @@ describe('announcement channels', () => {
     });
     expect(body.text).toBe(webhookMessage(request()).text);
     expect(body.blocks).toEqual(webhookMessage(request()).blocks);
+    // The key the delivery carries, in the header and in the body, for receivers that dedupe by either.
+    expect(body.idempotencyKey).toBe('release-hello-1.2.3/run-7/released');
+    expect(hook.received[0]!.key).toBe('release-hello-1.2.3/run-7/released');
   });
 
   it('writes one chained line per release action, then the outcome line; retries and the rollback add no copies', async () => {
@@ -441,5 +480,131 @@ describe('announcement channels', () => {
     const result = (f.details?.[0] as { result: AnnounceResult }).result;
     expect(result.channels!.map((c) => [c.channel, c.ok])).toEqual([['audit', true], ['artifacts', false], ['webhook', true]]);
     expect(hook.received).toHaveLength(1);
+  });
+});
+
+/** One channel's delivery as the worker runs it: `announceChannel` in an activity of the given attempt and run. */
+async function deliver(req: AnnounceRequest, channel: string, opts: { shared?: AnnounceShared; deps?: AnnounceDeps; attempt?: number; runId?: string; heartbeats?: unknown[] } = {}): Promise<AnnounceDelivery> {
+  const env = new MockActivityEnvironment({ attempt: opts.attempt ?? 1, workflowExecution: { workflowId: req.release.workflowId, runId: opts.runId ?? 'run-1' } });
+  if (opts.heartbeats) env.on('heartbeat', (d: unknown) => opts.heartbeats!.push(d));
+  const { announceChannel } = createAnnounce(opts.deps ?? deps());
+  return env.run(announceChannel, { ...req, ...opts.shared, channel });
+}
+
+async function deliveryFailure(p: Promise<unknown>): Promise<ApplicationFailure> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(ApplicationFailure);
+  return err as ApplicationFailure;
+}
+
+describe('deliveries, one activity per channel', () => {
+  it('plans every channel of the worker in order, with its stage and whether it has anything to do', async () => {
+    const env = new MockActivityEnvironment({ attempt: 1 });
+    const { announcePlan } = createAnnounce(deps({ extraAnnouncers: [githubChannel({ env: {} })] }));
+    const plan = await env.run<[AnnounceRequest], AnnouncePlan, typeof announcePlan>(announcePlan, request({ announce: { auditLog: auditFile(), webhook: { env: 'GANTRY_TEST_WEBHOOK' } } }));
+    expect(plan).toEqual({
+      attempt: 1,
+      channels: [
+        { name: 'audit', title: 'audit log', stage: 1, enabled: true },
+        { name: 'artifacts', title: 'release artifacts', stage: 2, enabled: false, skipReason: 'announce.artifactsDir is not set' },
+        { name: 'github', title: 'GitHub', stage: 3, enabled: false, skipReason: 'the service has no github section' },
+        { name: 'webhook', title: 'chat webhook', stage: 3, enabled: true },
+      ],
+    });
+  });
+
+  it('passes what a channel leaves on to the next through results and requests: the audit line into the manifest, the CHANGELOG section to GitHub', async () => {
+    const seen: (string | undefined)[] = [];
+    const d = deps({ extraAnnouncers: [async (_req, notes) => { seen.push(notes); return {}; }] });
+    const audit = await deliver(request(), 'audit', { deps: d });
+    expect(audit).toMatchObject({ attempt: 1, channel: 'audit', ok: true, auditLine: { line: 1, sha256: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) } });
+    const artifacts = await deliver(request(), 'artifacts', { deps: d, shared: { auditLine: audit.auditLine! } });
+    expect(artifacts.section).toBe('### Fixed\n- the login loop');
+    expect(artifacts.auditLine).toBeUndefined();
+    const manifest = JSON.parse(readFileSync(artifacts.files!.manifest!, 'utf8'));
+    expect(manifest.auditLine).toEqual(audit.auditLine);
+    const extra = await deliver(request(), 'announcer 1', { deps: d, shared: { section: artifacts.section!, auditLine: audit.auditLine! } });
+    expect(extra).toMatchObject({ channel: 'announcer 1', ok: true });
+    expect(seen).toEqual(['### Fixed\n- the login loop']);
+    const webhook = await deliver(request(), 'webhook', { deps: d });
+    expect(webhook).toEqual({ attempt: 1, channel: 'webhook', ok: true, detail: 'sent to env GANTRY_TEST_WEBHOOK' });
+    expect(hook.received).toHaveLength(1);
+  });
+
+  it('a retry of the audit delivery on another worker (its own work directory, no shared state but the log) writes no second line', async () => {
+    const first = await deliver(request({ actions: [{ kind: 'approved', actor: 'alice', verified: true, at: '2026-02-01T09:30:00.000Z' }] }), 'audit');
+    const other = deps({ workDir: mkdtempSync(path.join(dir, 'other-worker-')) });
+    const retry = await deliver(request({ actions: [{ kind: 'approved', actor: 'alice', verified: true, at: '2026-02-01T09:30:00.000Z' }] }), 'audit', { deps: other, attempt: 2 });
+    expect(retry.auditLine).toEqual(first.auditLine);
+    expect(retry.detail).toBe(`already written (line 2 of ${auditFile()})`);
+    expect(auditLines().map((l) => l.action)).toEqual(['approved', 'released']);
+    expect(verifyChain(readFileSync(auditFile()))).toMatchObject({ ok: true, lines: 2 });
+  });
+
+  it('a receiver that accepts the message and answers after the timeout sees one message: the retry carries the same key', async () => {
+    const lab = await labReceiver();
+    try {
+      lab.script({ answerAfterMs: 2_000 });
+      const d = deps({ env: { ...process.env, GANTRY_TEST_WEBHOOK: lab.url }, webhookTimeoutMs: 300 });
+      const f = await deliveryFailure(deliver(request(), 'webhook', { deps: d }));
+      expect(f.nonRetryable).toBe(false);
+      expect(f.message).toBe('The chat webhook (env GANTRY_TEST_WEBHOOK) could not be reached: no answer within 300 ms. ' +
+        'It may have accepted the message all the same: Gantry retries with the same Idempotency-Key, so a receiver that honours it keeps one.');
+      expect(lab.count()).toBe(1);
+      const retry = await deliver(request(), 'webhook', { deps: d, attempt: 2 });
+      expect(retry).toMatchObject({ ok: true, attempt: 2, detail: expect.stringContaining('Idempotency-Key release-hello-1.2.3/run-1/released') });
+      expect(lab.count()).toBe(1);
+      expect(lab.duplicates()).toBe(1);
+      expect(lab.requests()[0]).toMatchObject({ idempotencyKey: 'release-hello-1.2.3/run-1/released', body: { idempotencyKey: 'release-hello-1.2.3/run-1/released', event: 'release.released' } });
+      expect((await (await fetch(`http://127.0.0.1:${lab.port}/_count`)).json())).toEqual({ count: 1, duplicates: 1 });
+    } finally {
+      await lab.close();
+    }
+  });
+
+  it('a receiver that ignores the key gets the message again on a retry (at-least-once), with the key to dedupe by', async () => {
+    const lab = await labReceiver({ idempotency: false });
+    try {
+      lab.script({ answerAfterMs: 2_000 });
+      const d = deps({ env: { ...process.env, GANTRY_TEST_WEBHOOK: lab.url }, webhookTimeoutMs: 300 });
+      await deliveryFailure(deliver(request(), 'webhook', { deps: d }));
+      await deliver(request(), 'webhook', { deps: d, attempt: 2 });
+      expect(lab.count()).toBe(2);
+      expect(lab.duplicates()).toBe(0);
+      expect(new Set(lab.requests().map((r) => r.idempotencyKey))).toEqual(new Set(['release-hello-1.2.3/run-1/released']));
+    } finally {
+      await lab.close();
+    }
+  });
+
+  it('retries a 409 (a delivery with the same key is still being processed)', async () => {
+    hook.script = [409];
+    const f = await deliveryFailure(deliver(request(), 'webhook'));
+    expect(f.nonRetryable).toBe(false);
+    expect(f.message).toContain('answered 409 "try later": an earlier delivery with the same Idempotency-Key is still being processed. Gantry retries.');
+    await deliver(request(), 'webhook', { attempt: 2 });
+    expect(hook.received.map((r) => [r.status, r.key])).toEqual([[409, 'release-hello-1.2.3/run-1/released'], [200, 'release-hello-1.2.3/run-1/released']]);
+  });
+
+  it('heartbeats while a delivery waits on a slow receiver, so a worker that dies there is noticed', async () => {
+    const lab = await labReceiver();
+    try {
+      lab.script({ answerAfterMs: 4_500 });
+      const heartbeats: unknown[] = [];
+      await deliver(request(), 'webhook', { deps: deps({ env: { ...process.env, GANTRY_TEST_WEBHOOK: lab.url } }), heartbeats });
+      // One when it starts, then every 2 s while it waits.
+      expect(heartbeats.length).toBeGreaterThanOrEqual(3);
+      expect(heartbeats[0]).toEqual({ channel: 'webhook', attempt: 1 });
+    } finally {
+      await lab.close();
+    }
+  });
+
+  it('reports a disabled channel as skipped, and a channel this worker does not have as retryable (another worker may have it)', async () => {
+    expect(await deliver(request({ announce: {} }), 'webhook')).toEqual({ attempt: 1, channel: 'webhook', ok: true, skipped: true, detail: 'announce.webhook is not set' });
+    const f = await deliveryFailure(deliver(request(), 'teams'));
+    expect(f.nonRetryable).toBe(false);
+    expect(f.message).toMatch(/^This worker has no announcement channel "teams" \(it has audit, artifacts, webhook\)/);
+    expect(hook.received).toHaveLength(0);
   });
 });

@@ -173,7 +173,8 @@ describe('notify', () => {
     expect(all).not.toContain('phish.example');
     expect(all).toContain(`http://127.0.0.1:8233/namespaces/default/workflows/release-hello-1.4.0/${RUN}/history`);
 
-    await notify(request({}, { webUiUrl: 'https://phish.example/approve' }), deps({ config: configWith('{ webhook: { env: GANTRY_TEST_NOTICES } }') }));
+    // Another notice (its own idempotency key: the lab's receiver keeps one message per key).
+    await notify(request({ kind: 'gate-reminder' }, { webUiUrl: 'https://phish.example/approve' }), deps({ config: configWith('{ webhook: { env: GANTRY_TEST_NOTICES } }') }));
     const second = lab.requests()[1]!.body as { blocks: Array<{ type: string }> };
     expect(JSON.stringify(second)).not.toContain('phish.example');
     expect(second.blocks.some((b) => b.type === 'actions')).toBe(false);

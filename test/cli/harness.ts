@@ -154,7 +154,7 @@ export function routedActivities(routes: Routes): Routed {
     }
     return g;
   };
-  const steps: Exclude<keyof ReleaseActivities, 'resolvePlan'>[] = ['preflight', 'tag', 'build', 'deploy', 'smoke', 'health', 'rollback', 'announce', 'recordEnd'];
+  const steps: Exclude<keyof ReleaseActivities, 'resolvePlan'>[] = ['preflight', 'tag', 'build', 'deploy', 'smoke', 'health', 'rollback', 'announce', 'announcePlan', 'announceChannel', 'recordEnd'];
   // Lanes and freezes are real (the lane and registry workflows run on this worker too); freezes and deny windows
   // read the config of the release asking, the newest one resolved for anything else.
   let latest = '0.0.0';

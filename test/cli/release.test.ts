@@ -208,7 +208,7 @@ describe('gantry drives a release through the gate on a real dev server', () => 
     expect(h).toContain('started by ops-oncall: Release hello 1.0.0 requested by ops-oncall');
     for (const [summary, activity] of [['Resolve the plan on the worker', 'resolvePlan'], ['Preflight checks', 'preflight'], ['Tag the release commit', 'tag'], ['Build and push the image', 'build'],
       ['Deploy to staging', 'deploy'], ['Smoke-check staging', 'smoke'], ['Deploy to production', 'deploy'],
-      ['Health-check production', 'health'], ['Announce the release', 'announce']] as const) {
+      ['Health-check production', 'health'], ['Announce the release: the channels', 'announcePlan']] as const) {
       expect(h).toMatch(new RegExp(`✓ ${summary} — hello 1\\.0\\.0 \\[${activity}\\]: succeeded after 1 attempt in \\d+\\.\\ds`));
     }
     expect(h).toMatch(/signal approve by alice: taken \(client temporal-cli:/);
@@ -222,7 +222,7 @@ describe('gantry drives a release through the gate on a real dev server', () => 
     const json = JSON.parse((await ok(['history', 'hello', '1.0.0', '--json'])).stdout) as { entries: { kind: string; name?: string; who?: string; verdict?: string; activity?: string }[] };
     // Each environment's lane is asked for before it changes; the gate checks the freezes when it opens and again once approved.
     expect(json.entries.filter((e) => e.kind === 'step').map((e) => e.activity)).toEqual(
-      ['resolvePlan', 'preflight', 'tag', 'build', 'laneEnqueue', 'deploy', 'smoke', 'laneEnqueue', 'checkFreeze', 'checkFreeze', 'deploy', 'health', 'announce']);
+      ['resolvePlan', 'preflight', 'tag', 'build', 'laneEnqueue', 'deploy', 'smoke', 'laneEnqueue', 'checkFreeze', 'checkFreeze', 'deploy', 'health', 'announcePlan']);
     // The lane's own hints are shown, but are nobody's message and never match a vote.
     expect(json.entries.filter((e) => e.name === 'gantry-lane-changed').every((e) => e.who === undefined)).toBe(true);
     expect(json.entries.filter((e) => (e.kind === 'signal' || e.kind === 'update') && e.name !== 'gantry-lane-changed').map((e) => `${e.kind}:${e.who}:${e.verdict}`))

@@ -379,6 +379,19 @@ describe('a worker SIGKILLed in each step: a fresh worker finishes the release, 
     await expectResumed(run, kill);
   });
 
+  it('announce (the receiver has the message, its answer is still on the way)', async () => {
+    const run = await begin(revisions.next());
+    await atGate(run);
+    hook.holdMs = 4_000;
+    const forwarded = hook.nextForwarded();
+    await approve(run);
+    await forwarded;
+    const kill = await killDuring(run, 'announce');
+    hook.holdMs = 0;
+    await expectEndedOnce(run, 'succeeded');
+    await expectResumed(run, kill);
+  });
+
   it('rollback (after the kept container started again, while the restored version is checked)', async () => {
     const run = await begin(revisions.next({ broken: true }), { stagingVersionOnly: true });
     await atGate(run);

@@ -1,7 +1,4 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { commentMarker, githubAnnouncer } from '../../src/activities/github-announce';
 import { createAnnounce } from '../../src/activities/announce';
 import { githubChannel } from '../../src/activities/announcers/github';
@@ -201,12 +198,7 @@ describe('GitHub announcement', () => {
   });
 
   describe('as a channel of the announce step', () => {
-    let ledgerDir: string;
-    beforeEach(() => {
-      ledgerDir = mkdtempSync(path.join(os.tmpdir(), 'gantry-gh-channel-'));
-    });
-    afterEach(() => rmSync(ledgerDir, { recursive: true, force: true }));
-    const step = (req: AnnounceRequest) => inActivity(() => createAnnounce({ env, ledgerDir, extraAnnouncers: [githubChannel({ env, tuning: FAST })] }).announce(req));
+    const step = (req: AnnounceRequest) => inActivity(() => createAnnounce({ env, extraAnnouncers: [githubChannel({ env, tuning: FAST })] }).announce(req));
 
     it('reports the release it published as the github channel, and the step derives githubReleaseUrl from it', async () => {
       const github = githubConfig(gh, { closeMilestone: false, deploymentEnvironment: 'production' });
@@ -231,6 +223,87 @@ describe('GitHub announcement', () => {
       const result = (failure.details?.[0] as { result: AnnounceResult }).result;
       expect(result.channels!.map((c) => [c.channel, c.ok, c.skipped ?? false])).toEqual([['audit', true, true], ['artifacts', true, true], ['github', false, false], ['webhook', true, true]]);
       expectNoToken(token, failure.message, failure.details);
+    });
+  });
+
+  describe('a write that lands but is answered badly', () => {
+    /** Writes of an operation: how many were sent, and how many of them landed (the stand-in carried them out). */
+    const posted = (op: string) => ({ sent: gh.calls(op).length, landed: gh.calls(op).filter((c) => c.landed).length });
+    const slowClient = { ...FAST, requestTimeoutMs: 400 };
+    const run = (req: AnnounceRequest, tuning = FAST) => inActivity(() => githubAnnouncer({ env, tuning })(req));
+
+    it('a comment GitHub posted but answered 502 for is found by its marker, not posted again (the retry plugin used to post it again on every 5xx)', async () => {
+      const milestone = gh.addMilestone('v1.2.3');
+      const issue = gh.addMilestoneIssue(milestone, 'One');
+      gh.fail('issues/create-comment', { status: 502, message: 'Bad Gateway', landed: true, times: 3 });
+      await run(announceRequest(githubConfig(gh, { release: false })));
+      expect(gh.issueComments).toHaveLength(1);
+      expect(posted('issues/create-comment')).toEqual({ sent: 1, landed: 1 });
+      expect(issue.state).toBe('closed');
+    });
+
+    it('a release created but answered after the client gave up is found by its tag, not created again', async () => {
+      gh.answerLate('repos/create-release', 2_000);
+      const { result } = await run(announceRequest(githubConfig(gh, { closeMilestone: false })), slowClient);
+      expect(gh.releases).toHaveLength(1);
+      expect(result.githubReleaseUrl).toBe(gh.releases[0]!.html_url);
+      expect(posted('repos/create-release')).toEqual({ sent: 1, landed: 1 });
+    });
+
+    it('a write that did not land (502 before GitHub did it) is looked for, then sent again: one release, one POST per landed effect', async () => {
+      gh.fail('repos/create-release', { status: 502, message: 'Bad Gateway' });
+      await run(announceRequest(githubConfig(gh, { closeMilestone: false })));
+      expect(gh.releases).toHaveLength(1);
+      expect(posted('repos/create-release')).toEqual({ sent: 2, landed: 1 });
+      // Looked up by tag before the first POST, and again before the second.
+      expect(gh.calls('repos/get-release-by-tag').map((c) => c.status)).toEqual([404, 404]);
+    });
+
+    it('a deployment and its status that landed behind 502s are each made once', async () => {
+      gh.fail('repos/create-deployment', { status: 502, landed: true });
+      gh.fail('repos/create-deployment-status', { status: 502, landed: true });
+      await run(announceRequest(githubConfig(gh, { closeMilestone: false, deploymentEnvironment: 'production' })));
+      expect(gh.deployments).toHaveLength(1);
+      expect(gh.deploymentStatuses.map((d) => d.state)).toEqual(['success']);
+      expect(posted('repos/create-deployment')).toEqual({ sent: 1, landed: 1 });
+      expect(posted('repos/create-deployment-status')).toEqual({ sent: 1, landed: 1 });
+    });
+
+    it('closing an issue and its milestone that landed behind 502s is checked, not sent again', async () => {
+      const milestone = gh.addMilestone('v1.2.3');
+      const issue = gh.addMilestoneIssue(milestone, 'One');
+      gh.fail('issues/update', { status: 502, landed: true });
+      gh.fail('issues/update-milestone', { status: 502, landed: true });
+      await run(announceRequest(githubConfig(gh, { release: false })));
+      expect(issue.state).toBe('closed');
+      expect(milestone.state).toBe('closed');
+      expect(posted('issues/update')).toEqual({ sent: 1, landed: 1 });
+      expect(posted('issues/update-milestone')).toEqual({ sent: 1, landed: 1 });
+      expect(gh.calls('issues/get')).toHaveLength(1);
+      expect(gh.calls('issues/get-milestone')).toHaveLength(1);
+    });
+
+    it('after a rollback, a commit comment answered late is found by its marker', async () => {
+      gh.answerLate('repos/create-commit-comment', 2_000);
+      await run(announceRequest(githubConfig(gh), { outcome: 'rolled_back', reason: 'health failed' }), slowClient);
+      expect(gh.commitComments).toHaveLength(1);
+      expect(posted('repos/create-commit-comment')).toEqual({ sent: 1, landed: 1 });
+    });
+
+    it('a retry of the step on another worker, after an attempt died with its comment posted, posts nothing again', async () => {
+      const milestone = gh.addMilestone('v1.2.3');
+      const issue = gh.addMilestoneIssue(milestone, 'One');
+      // The first attempt's comment lands; its answer never comes back, and the attempt gives up (no retries left).
+      gh.answerLate('issues/create-comment', 2_000);
+      const first = await failureOf(run(announceRequest(githubConfig(gh, { release: false })), { ...slowClient, retries: 0 }));
+      expect(first.nonRetryable).toBe(false);
+      expect(posted('issues/create-comment')).toEqual({ sent: 1, landed: 1 });
+      expect(issue.state).toBe('open');
+      // The retry: a new attempt, a new client, on a worker that knows nothing of the first.
+      await inActivity(() => githubAnnouncer({ env, tuning: FAST })(announceRequest(githubConfig(gh, { release: false }))), { attempt: 2 });
+      expect(gh.issueComments).toHaveLength(1);
+      expect(posted('issues/create-comment')).toEqual({ sent: 1, landed: 1 });
+      expect(issue.state).toBe('closed');
     });
   });
 

@@ -1,7 +1,7 @@
 /**
  * The client's behaviour under GitHub's limits and failures: retry-after honoured on 403 and 429, rate-limit
- * retries bounded, 5xx retried then classified retryable, and the ESM-only Octokit loading from compiled
- * CommonJS on this Node.
+ * retries bounded, 5xx retried on reads then classified retryable, writes never sent again by the client, and
+ * the ESM-only Octokit loading from compiled CommonJS on this Node.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -117,6 +117,30 @@ describe('GitHub client limits and retries', () => {
     const { data } = await listChecks();
     expect(data.check_runs).toHaveLength(1);
     expect(gh.calls('checks/list-for-ref').map((c) => c.status)).toEqual([502, 502, 200]);
+  });
+
+  it('never sends a write again on its own: a POST answered 502 (which may have landed) is the caller\'s to check', async () => {
+    gh.addLabelledIssue('An issue', []);
+    gh.fail('issues/create-comment', { status: 502, message: 'Bad Gateway', landed: true, times: 5 });
+    const client = await createGithubClient({ baseUrl: gh.baseUrl, token, tuning: FAST, log: { warn: (m) => warnings.push(m) } });
+    const err = await client.rest.issues.createComment({ owner: gh.owner, repo: gh.repo, issue_number: 1, body: 'once' }).then(() => undefined, (e: unknown) => e);
+    expect((err as { status?: number }).status).toBe(502);
+    expect(gh.calls('issues/create-comment')).toHaveLength(1);
+    expect(gh.issueComments).toHaveLength(1);
+    // Reads are still retried.
+    gh.fail('issues/list-comments', { status: 502, times: 1 });
+    const { data } = await client.rest.issues.listComments({ owner: gh.owner, repo: gh.repo, issue_number: 1 });
+    expect(data).toHaveLength(1);
+    expect(gh.calls('issues/list-comments').map((c) => c.status)).toEqual([502, 200]);
+  });
+
+  it('still waits out a rate limit on a write (GitHub refused it, nothing landed) and sends it then', async () => {
+    gh.addLabelledIssue('An issue', []);
+    gh.fail('issues/create-comment', { status: 429, message: SECONDARY, headers: { 'retry-after': '1' } });
+    const client = await createGithubClient({ baseUrl: gh.baseUrl, token, tuning: FAST, log: { warn: (m) => warnings.push(m) } });
+    await client.rest.issues.createComment({ owner: gh.owner, repo: gh.repo, issue_number: 1, body: 'once' });
+    expect(gh.calls('issues/create-comment').map((c) => c.status)).toEqual([429, 201]);
+    expect(gh.issueComments).toHaveLength(1);
   });
 
   it('after the configured 5xx retries, fails the step retryably', async () => {

@@ -22,6 +22,11 @@ export interface Fault {
   message?: string;
   /** How many matching requests get this answer. @default 1 */
   times?: number;
+  /**
+   * The request is carried out first (a write lands), then answered with this fault: GitHub did it, and its
+   * answer says otherwise (a 502 from a proxy in front of it, say).
+   */
+  landed?: boolean;
 }
 
 export interface RunStep {
@@ -43,6 +48,10 @@ export interface RecordedRequest {
   status: number;
   at: number;
   body?: any;
+  /** The request was carried out (its handler ran): for a write, the effect landed, whatever the answer said. */
+  landed?: boolean;
+  /** False when the answer came after the client had given up (the connection was gone). */
+  answered?: boolean;
 }
 
 const DOCS = 'https://docs.github.com/rest';
@@ -65,7 +74,7 @@ export class GithubStandIn {
 
   private server = http.createServer((req, res) => void this.handle(req, res));
   private blobServer = http.createServer((req, res) => this.handleBlob(req, res));
-  private faults = new Map<string, Fault[]>();
+  private faults = new Map<string, (Fault & { lateMs?: number })[]>();
   private nextId = 1000;
 
   // --- repository state -------------------------------------------------------------------------------------
@@ -133,6 +142,16 @@ export class GithubStandIn {
   fail(operationId: string, fault: Fault): void {
     const list = this.faults.get(operationId) ?? [];
     for (let i = 0; i < (fault.times ?? 1); i++) list.push(fault);
+    this.faults.set(operationId, list);
+  }
+
+  /**
+   * The next `times` requests for the operation are carried out at once (a write lands) but answered only after
+   * `delayMs`: longer than the client waits, and the client never learns that the write landed.
+   */
+  answerLate(operationId: string, delayMs: number, times = 1): void {
+    const list = this.faults.get(operationId) ?? [];
+    for (let i = 0; i < times; i++) list.push({ status: 0, lateMs: delayMs });
     this.faults.set(operationId, list);
   }
 
@@ -400,15 +419,25 @@ export class GithubStandIn {
       return reply(404, { message: 'Not Found', documentation_url: DOCS, status: '404' });
     }
     const fault = this.faults.get(opId)?.shift();
-    if (fault) {
-      return reply(fault.status, { message: fault.message ?? `Injected ${fault.status}`, documentation_url: DOCS, status: String(fault.status) }, fault.headers);
-    }
+    const injected = (f: Fault) =>
+      reply(f.status, { message: f.message ?? `Injected ${f.status}`, documentation_url: DOCS, status: String(f.status) }, f.headers);
+    if (fault && !fault.landed && fault.lateMs === undefined) return injected(fault);
     const handler = this.handlers[opId];
     if (!handler) {
       this.violations.push({ kind: 'unknown-operation', operation: opId, where: `${method} ${path}`, message: 'the stand-in does not serve this operation (gantry should not call it)' });
       return send(501, { message: `stand-in does not serve ${opId}`, documentation_url: DOCS });
     }
     const out = handler({ path: checked.path, query: checked.query, body: checked.body ?? {}, url });
+    record.landed = true;
+    if (fault?.lateMs !== undefined) {
+      await new Promise((r) => setTimeout(r, fault.lateMs).unref());
+      if (res.destroyed || res.socket?.destroyed !== false) {
+        record.status = out.status;
+        record.answered = false;
+        return;
+      }
+    }
+    if (fault?.landed) return injected(fault);
     reply(out.status, out.body, out.headers);
   }
 
@@ -480,6 +509,14 @@ export class GithubStandIn {
         issue.state_reason = ctx.body.state === 'closed' ? (ctx.body.state_reason ?? 'completed') : null;
       }
       return { status: 200, body: issue };
+    },
+    'issues/get': (ctx) => {
+      const issue = this.issues.find((i) => i.number === ctx.path.issue_number);
+      return issue ? { status: 200, body: issue } : this.notFound();
+    },
+    'issues/get-milestone': (ctx) => {
+      const m = this.milestones.find((x) => x.number === ctx.path.milestone_number);
+      return m ? { status: 200, body: m } : this.notFound();
     },
     'issues/list-comments': (ctx) => {
       const list = this.issueComments.filter((c) => c.issue_url === `${this.api}/issues/${ctx.path.issue_number}`);

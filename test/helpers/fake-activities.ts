@@ -4,7 +4,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { GantryErrorType, nonRetryable, retryable } from '../../src/shared/errors';
-import type { FreezeCheckResult, GovernanceActivities, ReleaseActivities } from '../../src/activities/types';
+import type { AnnounceChannelRequest, AnnounceRequest, FreezeCheckResult, GovernanceActivities, PlannedChannel, ReleaseActivities } from '../../src/activities/types';
 import type { NoticeRequest } from '../../src/shared/notices';
 
 type StepKey = keyof ReleaseActivities;
@@ -28,6 +28,15 @@ export interface FakeBehaviour {
   freeze?: (req: { service: string; environment: string; nowMs: number }) => Omit<FreezeCheckResult, 'attempt'>;
   /** Real governance activities to use instead of the doubles (e.g. the real notify against the lab's receiver). */
   governance?: Partial<GovernanceActivities>;
+  /**
+   * The announcement channels the fake worker plans (announcePlan), in order, each enabled. Default: the real
+   * worker's list (audit, artifacts, github, webhook), each enabled when the request configures it.
+   */
+  channels?: string[];
+  /** Channels whose delivery fails: 'retryable' on every attempt (retries exhausted), 'fatal' non-retryably. */
+  failChannel?: Partial<Record<string, 'retryable' | 'fatal'>>;
+  /** Channels whose delivery fails while this returns true (checked on every attempt). */
+  failChannelWhile?: Partial<Record<string, () => boolean>>;
 }
 
 export interface FakeActivities extends Omit<ReleaseActivities, 'resolvePlan'>, GovernanceActivities {
@@ -38,6 +47,13 @@ export interface FakeActivities extends Omit<ReleaseActivities, 'resolvePlan'>, 
   freezeChecks: Array<{ environment: string; nowMs: number }>;
   /** The end-of-release records asked for (recordEnd), by outcome: kept apart from `calls`, which lists the steps. */
   recorded: string[];
+  /**
+   * Every attempt of a channel's delivery (announceChannel), as `channel:outcome#attempt`, kept apart from
+   * `calls`, where the announce step appears once per run (`announce:<outcome>`, its announcePlan).
+   */
+  deliveries: string[];
+  /** The requests of those attempts, in the same order. */
+  deliveryRequests: AnnounceChannelRequest[];
   /** When absent, the test harness answers with the test's input. */
   resolvePlan?: ReleaseActivities['resolvePlan'];
 }
@@ -65,8 +81,23 @@ async function held(until: Promise<unknown> | undefined): Promise<void> {
   }
 }
 
+/** The real worker's channels (src/activities/announce.ts), and when each has something to do. */
+const CHANNELS: { name: string; title: string; stage: number; enabled: (req: AnnounceRequest) => boolean }[] = [
+  { name: 'audit', title: 'audit log', stage: 1, enabled: (req) => Boolean(req.announce.auditLog) },
+  { name: 'artifacts', title: 'release artifacts', stage: 2, enabled: (req) => Boolean(req.announce.artifactsDir) },
+  { name: 'github', title: 'GitHub', stage: 3, enabled: (req) => Boolean(req.github) },
+  { name: 'webhook', title: 'chat webhook', stage: 3, enabled: (req) => Boolean(req.announce.webhook) },
+];
+
+function plannedChannels(req: AnnounceRequest, names: string[] | undefined): PlannedChannel[] {
+  if (names) return names.map((name) => ({ name, title: CHANNELS.find((c) => c.name === name)?.title ?? name, stage: CHANNELS.find((c) => c.name === name)?.stage ?? 3, enabled: true }));
+  return CHANNELS.map((c) => ({ name: c.name, title: c.title, stage: c.stage, enabled: c.enabled(req), ...(c.enabled(req) ? {} : { skipReason: 'not configured (fake)' }) }));
+}
+
 export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
   const calls: string[] = [];
+  const deliveries: string[] = [];
+  const deliveryRequests: AnnounceChannelRequest[] = [];
   const recorded: string[] = [];
   const notices: NoticeRequest[] = [];
   const freezeChecks: Array<{ environment: string; nowMs: number }> = [];
@@ -132,6 +163,28 @@ export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
       maybeFail('announce', 'announce');
       return { attempt: attempt(), webhookSent: false, auditLogged: false };
     },
+    // The per-channel announce: the plan stands for the step in `calls` (and fails as `announce` does).
+    async announcePlan(req) {
+      calls.push(`announce:${req.outcome}`);
+      maybeFail('announce', 'announce');
+      return { attempt: attempt(), channels: plannedChannels(req, b.channels) };
+    },
+    async announceChannel(req) {
+      deliveries.push(`${req.channel}:${req.outcome}#${attempt()}`);
+      deliveryRequests.push(req);
+      const mode = b.failChannel?.[req.channel];
+      if (mode === 'fatal') throw nonRetryable(GantryErrorType.ConfigInvalid, `${req.channel} refused the announcement (fake)`);
+      if (mode === 'retryable' || b.failChannelWhile?.[req.channel]?.()) throw retryable(`${req.channel} unavailable (fake), attempt ${attempt()}`);
+      return {
+        attempt: attempt(),
+        channel: req.channel,
+        ok: true,
+        detail: `delivered (fake)`,
+        // What the real channels leave for the ones after them.
+        ...(req.channel === 'artifacts' ? { section: `notes for ${req.release.version} (fake)` } : {}),
+        ...(req.channel === 'audit' ? { auditLine: { line: 1, sha256: `sha256:${'c'.repeat(64)}` } } : {}),
+      };
+    },
   };
   // Lanes on the time-skipping server: granted at once. A real lane runs a watching activity for as long as a
   // release holds it, and a running activity stops the test server from skipping time; lanes are tested on the
@@ -156,5 +209,5 @@ export function fakeActivities(b: FakeBehaviour = {}): FakeActivities {
     const real = b.governance.notify;
     governance.notify = async (req) => { notices.push(req); return real(req); };
   }
-  return Object.assign(acts, governance, { calls, recorded, notices, freezeChecks });
+  return Object.assign(acts, governance, { calls, recorded, notices, freezeChecks, deliveries, deliveryRequests });
 }

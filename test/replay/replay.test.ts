@@ -25,7 +25,8 @@ import { quietRuntime } from '../workflows/harness';
 import { historyFiles, loadHistory, readManifest } from './histories';
 
 const REORDERED_WORKFLOW = path.join(__dirname, 'fixtures', 'release-build-before-tag.ts');
-const REQUIRED_SCENARIOS = ['happy', 'rejected', 'rolled-back', 'decide-retry', 'signed-approved', 'signed-decide-cancel', 'signed-rejected', 'declared-rolled-back'];
+const REQUIRED_SCENARIOS = ['happy', 'rejected', 'rolled-back', 'decide-retry', 'signed-approved', 'signed-decide-cancel', 'signed-rejected', 'declared-rolled-back',
+  'per-channel-deliveries'];
 
 const noop = (): void => undefined;
 const quietLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop };
@@ -76,6 +77,23 @@ describe('the current workflow', () => {
       await expect(Worker.runReplayHistory({ workflowBundle: current }, loadHistory(m.file), m.workflowId)).resolves.toBeUndefined();
     });
   }
+});
+
+describe('the migration to per-channel deliveries (gantry-deliveries)', () => {
+  /** The announce step's activities in a recorded history, in order. */
+  const announceActivities = (file: string) => (loadHistory(file).events ?? [])
+    .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+    .filter((n): n is string => typeof n === 'string' && n.startsWith('announce'));
+
+  it('has histories announced by the single activity and one announced channel by channel', () => {
+    const single = manifest.filter((m) => announceActivities(m.file).includes('announce'));
+    expect(single.length).toBeGreaterThanOrEqual(5);
+    for (const m of single) expect(announceActivities(m.file).every((n) => n === 'announce'), m.file).toBe(true);
+    const perChannel = announceActivities('per-channel-deliveries.json');
+    // The plan and four channels; the retry's plan, the audit log again (for the decision) and the webhook.
+    expect(perChannel.filter((n) => n === 'announcePlan')).toHaveLength(2);
+    expect(perChannel.filter((n) => n === 'announceChannel')).toHaveLength(6);
+  });
 });
 
 describe('a non-deterministic change', () => {

@@ -108,7 +108,7 @@ describe('a worker started with --otel', () => {
     for (const s of governance) expect(s.spanContext().traceId, s.name).toBe(traceId);
     const run = spans.filter((s) => s.name.startsWith('RunActivity:') && !GOVERNANCE.includes(s.name));
     expect(run.map((s) => s.name).sort()).toEqual([
-      'RunActivity:announce', 'RunActivity:build', 'RunActivity:deploy', 'RunActivity:deploy', 'RunActivity:health',
+      'RunActivity:announcePlan', 'RunActivity:build', 'RunActivity:deploy', 'RunActivity:deploy', 'RunActivity:health',
       'RunActivity:preflight', 'RunActivity:resolvePlan', 'RunActivity:smoke', 'RunActivity:tag',
     ]);
     expect(run.map((s) => s.attributes['gantry.step']).sort()).toEqual(
@@ -127,7 +127,7 @@ describe('a worker started with --otel', () => {
     }
 
     // Inside each step, currentTraceId() is the release's trace id; outside any step there is none.
-    expect(Object.keys(seen).sort()).toEqual(['announce', 'build', 'checkFreeze', 'deploy', 'health', 'laneEnqueue', 'preflight', 'resolvePlan', 'smoke', 'tag']);
+    expect(Object.keys(seen).sort()).toEqual(['announcePlan', 'build', 'checkFreeze', 'deploy', 'health', 'laneEnqueue', 'preflight', 'resolvePlan', 'smoke', 'tag']);
     for (const [name, ids] of Object.entries(seen)) expect(ids.every((id) => id === traceId), `${name}: ${ids.join(', ')}`).toBe(true);
     expect(currentTraceId()).toBeUndefined();
   });

@@ -194,13 +194,13 @@ describe('environments in the config\'s order', () => {
   });
 });
 
-/** The fake's announce, wrapped to keep what each call asked for (its governance notes among them). */
+/** The announcement requests, one per run of the announce step (its plan: every channel's delivery carries the same). */
 function recordAnnounce(fake: FakeActivities): AnnounceRequest[] {
   const asked: AnnounceRequest[] = [];
-  const announce = fake.announce;
-  fake.announce = async (req) => {
+  const plan = fake.announcePlan;
+  fake.announcePlan = async (req) => {
     asked.push(req);
-    return announce(req);
+    return plan(req);
   };
   return asked;
 }

@@ -89,12 +89,13 @@ function realGovernance() {
 }
 
 type StepKey = Exclude<keyof ReleaseActivities, 'resolvePlan'>;
-const STEPS: StepKey[] = ['preflight', 'tag', 'build', 'deploy', 'smoke', 'health', 'rollback', 'announce', 'recordEnd'];
+const STEPS: StepKey[] = ['preflight', 'tag', 'build', 'deploy', 'smoke', 'health', 'rollback', 'announce', 'announcePlan', 'announceChannel', 'recordEnd'];
 
 function workerActivities(): Record<string, unknown> {
   const routed = Object.fromEntries(STEPS.map((k) => [k, async (req: { release: { service: string; version: string }; environment?: string }) => {
     const release = `${req.release.service} ${req.release.version}`;
-    const step = k === 'deploy' ? `deploy:${req.environment}` : k;
+    // The announce step is its plan and its channels' deliveries: marked as one step, ending with the last of them.
+    const step = k === 'deploy' ? `deploy:${req.environment}` : k === 'announcePlan' || k === 'announceChannel' ? 'announce' : k;
     timeline.push({ release, step, phase: 'start', at: Date.now() });
     try {
       return await (fakeFor(req.release.version)[k] as (r: unknown) => Promise<unknown>)(req);
@@ -115,7 +116,9 @@ function workerActivities(): Record<string, unknown> {
 }
 
 function mark(release: string, step: string, phase: 'start' | 'end'): number {
-  const m = timeline.find((x) => x.release === release && x.step === step && x.phase === phase);
+  // A step's start is its first activity's, its end its last one's (the announce step is several activities).
+  const matches = (x: (typeof timeline)[number]) => x.release === release && x.step === step && x.phase === phase;
+  const m = phase === 'start' ? timeline.find(matches) : [...timeline].reverse().find(matches);
   if (!m) throw new Error(`${release} never ${phase === 'start' ? 'started' : 'ended'} ${step}; timeline: ${timeline.filter((x) => x.release === release).map((x) => `${x.step}:${x.phase}`).join(', ')}`);
   return m.at;
 }

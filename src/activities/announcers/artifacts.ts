@@ -64,6 +64,7 @@ export function artifactsAnnouncer(deps: ArtifactsDeps): Announcer {
   return {
     name: 'artifacts',
     title: 'release artifacts',
+    stage: 2,
     enabled: (req) => Boolean(req.announce.artifactsDir),
     skipReason: () => 'announce.artifactsDir is not set',
     async announce(req, ctx): Promise<ChannelResult> {

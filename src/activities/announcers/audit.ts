@@ -6,8 +6,12 @@
  *
  * Idempotent by line id: the outcome line's id is the action id `{workflowId}/{runId}/{outcome}` (as before the
  * chain), an action line's is `{workflowId}/{runId}/action/{kind}/{hash of the action}`; a line whose id is
- * already in the file is not written again. All appends to one file are serialised by one lock file next to it
- * (`<auditLog>.ledger/append.lock`), since each line chains to whatever line is last.
+ * already in the file is not written again. So a retry of this channel (an attempt that died after appending,
+ * before its activity completed) finds its lines and adds none, on whichever worker, as long as the workers
+ * share the file. All appends to one file are serialised by one lock file next to it (`<auditLog>.lock`), since
+ * each line chains to whatever line is last: two releases announcing at once, or an attempt that timed out and
+ * still runs beside its retry, would otherwise both chain to the same line. The lock guards the file itself and
+ * records nothing; it is the announce step's only file besides the audit log and the artifacts.
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -93,12 +97,13 @@ export function auditAnnouncer(): Announcer {
   return {
     name: 'audit',
     title: 'audit log',
+    stage: 1,
     enabled: (req) => Boolean(req.announce.auditLog),
     skipReason: () => 'announce.auditLog is not set',
     async announce(req, ctx): Promise<ChannelResult> {
       const file = path.resolve(req.announce.auditLog!);
       const records = auditRecords(req, ctx);
-      const lines = await withLock(`${file}.ledger/append.lock`, () => appendToChain(file, records as unknown as ({ id: string } & Record<string, unknown>)[]));
+      const lines = await withLock(`${file}.lock`, () => appendToChain(file, records as unknown as ({ id: string } & Record<string, unknown>)[]));
       const outcome = lines[lines.length - 1]!;
       ctx.auditLine = { line: outcome.seq, sha256: outcome.sha256 };
       const written = lines.filter((l) => l.appended);

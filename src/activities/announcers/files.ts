@@ -1,4 +1,4 @@
-/** File helpers the channels share: atomic writes, existence, and the lock file that serialises attempts. */
+/** File helpers the channels share: atomic writes, and the lock file that serialises appends to the audit log. */
 import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { retryable } from '../../shared/errors';
@@ -11,19 +11,10 @@ export async function writeAtomic(file: string, content: string): Promise<void> 
   await rename(tmp, file);
 }
 
-export async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * A lock file created exclusively; a lock older than `staleMs` was left by a crashed attempt and is taken over.
  * Used so that two attempts running at once (a timed-out attempt still alive beside its retry), or two
- * releases appending to one audit log, cannot both decide that a line or message is missing.
+ * releases appending to one audit log, cannot both decide that a line is missing and chain to the same line.
  */
 export async function withLock<T>(lockFile: string, fn: () => Promise<T>, staleMs = 60_000, waitMs = 15_000): Promise<T> {
   await mkdir(path.dirname(lockFile), { recursive: true });
@@ -41,7 +32,7 @@ export async function withLock<T>(lockFile: string, fn: () => Promise<T>, staleM
         continue;
       }
       if (Date.now() > until) {
-        throw retryable(`Another attempt of this announcement holds ${lockFile}; retrying. If no attempt is running, delete that file.`);
+        throw retryable(`Another announcement appending to the same audit log holds ${lockFile}; retrying. If none is running, delete that file.`);
       }
       await pause(200);
     }

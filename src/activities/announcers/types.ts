@@ -1,21 +1,24 @@
 /**
  * The announcement channel contract. Every channel (the audit log, the release artifacts, GitHub, the chat
  * webhook, and whatever comes next: Microsoft Teams, email over SMTP…) is one module exporting a factory that
- * returns an {@link Announcer}; the announce step (../announce.ts) runs every channel in its list, in order,
- * and reports each one's {@link ChannelResult} by name. Adding a channel is its module plus one line in the
- * list in src/activities/index.ts; the workflow never changes, since it only sees `channels` and the summary
- * fields derived from them.
+ * returns an {@link Announcer}; the worker's list of channels is in src/activities/index.ts. Adding a channel is
+ * its module plus one line in that list; the workflow never changes: it asks the worker for its channels
+ * (`announcePlan`) and runs one `announceChannel` activity per enabled channel (../announce.ts).
  *
  * A channel:
  * - says whether it has anything to do for a request (`enabled`; a disabled channel is reported as skipped);
- * - is idempotent across retries of the same action (`ctx.actionId`): what it already did on an earlier
- *   attempt it does not do again (a marker in `ctx.ledgerDir`, a line id, a lookup by tag…);
+ * - delivers once per action (`ctx.actionId`), however often it is retried and on whichever worker. Its
+ *   activity's completion, in the release's history, is the record that it delivered, so a channel that
+ *   completed is never run again; what it must make safe is the retry of an attempt that died (or timed out)
+ *   after its effect landed and before it completed. It keeps no local state for that: the effect is found
+ *   where it landed (the audit log's line id, the GitHub release by its tag, a comment by its hidden marker),
+ *   rewritten whole (artifacts), or sent with an idempotency key the receiver dedupes by (`ctx.idempotencyKey`);
  * - resolves with its result when it succeeded (or found it already done), and throws when it failed: an
  *   ApplicationFailure whose `nonRetryable` says whether retrying can help (a missing secret cannot), with a
- *   message that names references, never secret values. The step catches it, reports the channel failed and
- *   goes on with the others;
+ *   message that names references, never secret values;
  * - may leave something for the channels after it in `ctx` (artifacts reads the CHANGELOG section that GitHub
- *   then uses as the release body; the audit log records its line, which the signed manifest names).
+ *   then uses as the release body; the audit log records its line, which the signed manifest names). Those
+ *   travel in the deliveries' results and requests, through history: never a secret.
  */
 import type { AnnounceChannelResult, AnnounceRequest } from '../types';
 
@@ -24,12 +27,10 @@ export type ChannelResult = AnnounceChannelResult;
 export interface AnnounceContext {
   /** The workflow run being announced (`no-run` outside an activity). */
   runId: string;
-  /** `{workflowId}/{runId}/{outcome}`: the action announced, the same on every attempt. */
+  /** `{workflowId}/{runId}/{outcome}`: the action announced, the same on every attempt and every worker. */
   actionId: string;
-  /** A file-name-safe form of actionId, for markers. */
-  ledgerKey: string;
-  /** Where channels keep their delivery markers and locks. */
-  ledgerDir: string;
+  /** What a receiver dedupes deliveries of this action by (the `Idempotency-Key` header): the action id. */
+  idempotencyKey: string;
   /** The activity attempt (1-based). */
   attempt: number;
   now(): Date;
@@ -48,6 +49,12 @@ export interface Announcer {
   title?: string;
   /** Whether the channel has anything to do for this request (configured, applicable to the outcome). */
   enabled(req: AnnounceRequest): boolean;
+  /**
+   * When it runs: channels of one stage at once, stages in ascending order. The audit log is stage 1 (the record
+   * exists first, and the manifest names its line), artifacts stage 2 (its CHANGELOG section goes to GitHub),
+   * every other channel stage 3 (the default).
+   */
+  stage?: number;
   /** Why a disabled channel is skipped, for its result (e.g. "announce.webhook is not set"). */
   skipReason?(req: AnnounceRequest): string;
   /** Announce; throw on failure (see above). */

@@ -13,17 +13,24 @@
  *     "release": { "service", "version", "tag", "commit", "workflowId", "runId" },
  *     "digest", "imageRef", "hosts": [...], "approvers": [...],
  *     "durationsMs": { step: ms }, "totalMs", "reason"?, "ciRunUrl"?, "at": ISO 8601,
- *     "text", "blocks"
+ *     "idempotencyKey", "text", "blocks"
  *   }
  *
- * At most once per action as far as this worker can tell: a delivery marker in the ledger, written after the
- * receiver accepted the message, under a lock against a concurrent attempt.
+ * Once per release action, with the receiver's help. Every delivery of an action carries the same
+ * `Idempotency-Key` header (and `idempotencyKey` in the body): `{workflowId}/{runId}/{outcome}`, the same on
+ * every attempt and every worker. The workflow runs this channel as an activity of its own whose completion is
+ * the record that it delivered, so a delivery that completed is never sent again. What remains is the attempt
+ * that may have landed without completing: the receiver accepted the message but answered after the timeout
+ * (or not at all), or the worker died before reporting. That attempt is retried, with the same key: a receiver
+ * that honours the key (as the lab's does, src/lab/webhook.ts) keeps the first message and answers the repeat
+ * as a success; one that ignores it (Slack's incoming webhooks) may show the message twice, and can dedupe by
+ * the key itself (docs/announce.md). A 409 (a delivery with this key is still being
+ * processed) is retried like a 5xx.
  */
 import { GantryErrorType, nonRetryable, retryable } from '../../shared/errors';
 import type { AnnounceRequest } from '../types';
 import { cancellation } from '../heartbeat';
 import { describeSecretRef, redact, resolveSecret } from '../secrets';
-import { exists, withLock, writeAtomic } from './files';
 import type { Announcer, AnnounceContext, ChannelResult } from './types';
 
 export const WEBHOOK_SCHEMA = 'gantry.announce/v1';
@@ -107,11 +114,13 @@ export interface WebhookEvent {
   ciRunUrl?: string;
   /** A hotfix, a freeze passed by break-glass, a skipped step: in words. */
   governance?: string[];
+  /** The `Idempotency-Key` the delivery carries: the same on every attempt of this action. */
+  idempotencyKey?: string;
   at: string;
 }
 
 /** The generic event, for receivers that are not chat apps. */
-export function webhookEvent(req: AnnounceRequest, ctx: Pick<AnnounceContext, 'runId' | 'now'>): WebhookEvent {
+export function webhookEvent(req: AnnounceRequest, ctx: Pick<AnnounceContext, 'runId' | 'now'> & Partial<Pick<AnnounceContext, 'idempotencyKey'>>): WebhookEvent {
   return {
     schema: WEBHOOK_SCHEMA,
     event: `release.${req.outcome}`,
@@ -126,14 +135,18 @@ export function webhookEvent(req: AnnounceRequest, ctx: Pick<AnnounceContext, 'r
     ...(req.reason ? { reason: req.reason } : {}),
     ...(req.ciRunUrl ? { ciRunUrl: req.ciRunUrl } : {}),
     ...(req.governance?.length ? { governance: req.governance } : {}),
+    ...(ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {}),
     at: ctx.now().toISOString(),
   };
 }
 
 /** The body posted: the generic event and the Slack-compatible message side by side. */
-export function webhookBody(req: AnnounceRequest, ctx: Pick<AnnounceContext, 'runId' | 'now'>): WebhookEvent & { text: string; blocks: unknown[] } {
+export function webhookBody(req: AnnounceRequest, ctx: Pick<AnnounceContext, 'runId' | 'now'> & Partial<Pick<AnnounceContext, 'idempotencyKey'>>): WebhookEvent & { text: string; blocks: unknown[] } {
   return { ...webhookEvent(req, ctx), ...webhookMessage(req) };
 }
+
+/** The header every delivery carries (the IETF httpapi draft's name, as Stripe and others use it). */
+export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 
 export function webhookAnnouncer(deps: WebhookDeps = {}): Announcer {
   const timeoutMs = deps.timeoutMs ?? 10_000;
@@ -145,38 +158,33 @@ export function webhookAnnouncer(deps: WebhookDeps = {}): Announcer {
     async announce(req, ctx): Promise<ChannelResult> {
       const ref = req.announce.webhook!;
       const url = resolveSecret(ref, ctx.env);
-      const sent = `${ctx.ledgerDir}/${ctx.ledgerKey}.webhook.sent`;
-      const already = { channel: 'webhook', ok: true, detail: `already sent to ${describeSecretRef(ref)} (an earlier attempt)` };
-      if (await exists(sent)) return already;
-      // The lock covers "not sent yet → send → mark sent" against a concurrent attempt. The remaining
-      // at-least-once window: the receiver accepted the message, then this worker died (or lost its disk)
-      // before the marker was renamed into place. The next attempt finds no marker and sends again. The
-      // window is one rename long; closing it would need an idempotency key the receiver honours, which
-      // Slack-style webhooks do not offer.
-      return withLock(`${ctx.ledgerDir}/${ctx.ledgerKey}.webhook.lock`, async () => {
-        if (await exists(sent)) return already;
-        await postWebhook(url, webhookBody(req, ctx), describeSecretRef(ref), timeoutMs);
-        await writeAtomic(sent, `${JSON.stringify({ id: ctx.actionId, sentAt: ctx.now().toISOString() })}\n`);
-        return { channel: 'webhook', ok: true, detail: `sent to ${describeSecretRef(ref)}` };
-      }, Math.max(60_000, 3 * timeoutMs));
+      const what = describeSecretRef(ref);
+      await postWebhook(url, webhookBody(req, ctx), what, timeoutMs, ctx.idempotencyKey);
+      // A later attempt may be repeating a delivery that landed: the receiver knows it by the key.
+      const again = ctx.attempt > 1 ? ` (attempt ${ctx.attempt}, ${IDEMPOTENCY_HEADER} ${ctx.idempotencyKey}: a receiver that honours it keeps one message)` : '';
+      return { channel: 'webhook', ok: true, detail: `sent to ${what}${again}` };
     },
   };
 }
 
-async function postWebhook(url: string, message: unknown, ref: string, timeoutMs: number): Promise<void> {
+async function postWebhook(url: string, message: unknown, ref: string, timeoutMs: number, key: string): Promise<void> {
   let res: Response;
   try {
     res = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', [IDEMPOTENCY_HEADER]: key },
       body: JSON.stringify(message),
       signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), cancellation()]),
     });
   } catch (err) {
     if (cancellation().aborted) throw err;
-    const code = (err as { cause?: { code?: string } }).cause?.code ?? (err instanceof Error && err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : 'network error');
+    const timedOut = err instanceof Error && err.name === 'TimeoutError';
+    const code = (err as { cause?: { code?: string } }).cause?.code ?? (timedOut ? `no answer within ${timeoutMs} ms` : 'network error');
     // The URL is the secret: name its reference, never the URL or the library's message (which may quote it).
-    throw retryable(`The chat webhook (${ref}) could not be reached: ${code}. Gantry retries; check the worker can reach the chat service.`);
+    throw retryable(`The chat webhook (${ref}) could not be reached: ${code}. ` +
+      (timedOut
+        ? 'It may have accepted the message all the same: Gantry retries with the same Idempotency-Key, so a receiver that honours it keeps one.'
+        : 'Gantry retries; check the worker can reach the chat service.'));
   }
   if (res.ok) {
     await res.body?.cancel().catch(() => undefined);
@@ -184,6 +192,10 @@ async function postWebhook(url: string, message: unknown, ref: string, timeoutMs
   }
   const body = redact((await res.text().catch(() => '')).replace(/\s+/g, ' ').trim().slice(0, 200), [url]);
   const what = `The chat webhook (${ref}) answered ${res.status}${body ? ` "${body}"` : ''}`;
+  if (res.status === 409) {
+    // The idempotency draft's "a request with this key is still being processed".
+    throw retryable(`${what}: an earlier delivery with the same Idempotency-Key is still being processed. Gantry retries.`);
+  }
   if (res.status === 429 || res.status >= 500) {
     throw retryable(`${what}. Gantry retries.`);
   }
