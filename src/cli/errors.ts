@@ -1,5 +1,6 @@
 /** Turning any error into the message the user sees and the documented exit code. */
 import { CommanderError } from 'commander';
+import { ConfigError } from '../config/errors';
 import { ServerUnreachableError } from '../connection';
 import {
   NoWorkerError,
@@ -25,8 +26,7 @@ export function report(err: unknown, env: NodeJS.ProcessEnv = process.env): Repo
     const ok = ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(err.code);
     return { code: ok ? ExitCode.Ok : ExitCode.Usage, message: '' };
   }
-  // The config's module (its schema) is loaded only when there is an error to classify, not on every command.
-  if (err instanceof (require('../config/load') as typeof import('../config/load')).ConfigError) {
+  if (err instanceof ConfigError) {
     return { code: ExitCode.InvalidConfig, message: `${err.message}\nFix the file and run the command again.` };
   }
   if (err instanceof UsageError) return { code: ExitCode.Usage, message: err.message };

@@ -10,12 +10,10 @@ import { configSchema, type GantryConfig } from './schema';
 import type { PrincipalKey } from '../shared/gate';
 import { parseAllowedSigners } from '../shared/sshsig';
 
-export class ConfigError extends Error {
-  constructor(readonly source: string, readonly problems: string[]) {
-    super(`Invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
-}
+// Its own module, so the CLI can tell a config error without loading the schema.
+import { ConfigError } from './errors';
+
+export { ConfigError };
 
 function formatPath(path: readonly PropertyKey[]): string {
   if (path.length === 0) return '(top level)';
