@@ -96,9 +96,10 @@ async function runGantry(lab: Lab): Promise<GantryRun> {
   }
 }
 
-/** Which script step covers which gantry step. */
+/** Which script step covers which gantry step (the script's announce is its webhook message and audit line). */
 const SCRIPT_STEP: Record<string, string> = {
-  preflight: 'preflight', tag: 'tag', build: 'build', 'deploy:staging': 'staging', 'deploy:production': 'production', health: 'health', announce: 'announce',
+  preflight: 'preflight', tag: 'tag', build: 'build', 'deploy:staging': 'staging', 'deploy:production': 'production', health: 'health',
+  announce: 'announce', 'announceChannel:webhook': 'announce',
 };
 
 export async function scriptBench(opts: ScriptOptions): Promise<{ code: number; figures: Record<string, number> }> {

@@ -8,7 +8,7 @@ import { optionalTsToMs } from '@temporalio/common/lib/time';
 import { decode } from '../../src/client/history';
 
 export interface ActivitySpan {
-  /** Activity type, with the environment for deploy/smoke/health (`deploy:production`). */
+  /** Activity type, with the environment for deploy/smoke/health (`deploy:production`), the channel for a delivery. */
   name: string;
   scheduledMs: number;
   startedMs?: number;
@@ -40,8 +40,10 @@ function at(e: HistoryEvents[number]): number {
 }
 
 function labelOf(type: string, input: unknown): string {
-  const env = (input as { environment?: unknown } | undefined)?.environment;
-  return typeof env === 'string' ? `${type}:${env}` : type;
+  // deploy/smoke/health by environment, the announce step's deliveries by channel (`announceChannel:webhook`).
+  const { environment, channel } = (input ?? {}) as { environment?: unknown; channel?: unknown };
+  const qualifier = typeof environment === 'string' ? environment : typeof channel === 'string' ? channel : undefined;
+  return qualifier ? `${type}:${qualifier}` : type;
 }
 
 export function breakdown(events: HistoryEvents): Breakdown {
