@@ -413,16 +413,20 @@ describe('lanes in the release workflow', () => {
       await waitFor(b, waitingForLane, 'B to wait');
       const env = { TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: 'default' };
       const expected = new RegExp(`^${svc}/production: held by 7\\.0\\.0 since \\d\\d:\\d\\dZ \\(\\d+ s\\); waiting: 7\\.1\\.0 \\(since \\d\\d:\\d\\dZ\\)$`, 'm');
+      // The staging lane, which A and B passed through, is free, and says who had it last (B's leave reaches the
+      // lane a moment after B moved on, so its record may trail).
+      const stagingFree = new RegExp(`^${svc}/staging: free$`, 'm');
+      const stagingLast = /^ {2}last: 7\.1\.0 held it \d\d:\d\dZ–\d\d:\d\dZ \(released\)$/m;
+      const complete = (out: string) => expected.test(out) && stagingFree.test(out) && stagingLast.test(out);
       let r = await gantry(['lanes', svc], { env });
-      for (let i = 0; i < 20 && !expected.test(r.stdout); i++) {
+      for (let i = 0; i < 20 && !complete(r.stdout); i++) {
         await pause(500); // visibility lists a new lane within a second or so
         r = await gantry(['lanes', svc], { env });
       }
       expect(r.code, show(r)).toBe(0);
       expect(r.stdout, show(r)).toMatch(expected);
-      // The staging lane, which A and B passed through, is free, and says who had it last.
-      expect(r.stdout).toMatch(new RegExp(`^${svc}/staging: free$`, 'm'));
-      expect(r.stdout).toMatch(/^ {2}last: 7\.1\.0 held it \d\d:\d\dZ–\d\d:\d\dZ \(released\)$/m);
+      expect(r.stdout, show(r)).toMatch(stagingFree);
+      expect(r.stdout, show(r)).toMatch(stagingLast);
       const j = await gantry(['lanes', svc, '--json'], { env });
       expect(j.code, show(j)).toBe(0);
       const prod = (JSON.parse(j.stdout) as LaneView[]).find((v) => v.environment === 'production');
