@@ -329,6 +329,32 @@ SCENARIOS.push(
     },
     expectStatus: 'COMPLETED',
   },
+  {
+    name: 'local-governance',
+    version: '3.0.3',
+    description: 'lanes and freeze checks as local activities (gantry-local-governance): staging and production lanes asked, ' +
+      'production frozen when the gate opens; carol approves and the gate stays shut; a second approval after the freeze ' +
+      'ended lets it through in the same workflow task; released',
+    behaviour: (flags) => ({
+      freeze: () => (flags.broken
+        ? { frozen: true, freezes: [{ kind: 'manual', id: 'f1', scope: 'hello/production', by: 'alice', reason: 'incident 43', since: new Date().toISOString() }] }
+        : { frozen: false, freezes: [] }),
+    }),
+    input: (input) => {
+      const c = input.config;
+      c.approvals.identity = 'declared';
+      c.environments.production!.gate = { approvers: ['carol', 'erin'], required: 1, from: {}, reasonRequired: false };
+    },
+    drive: async (handle, flags) => {
+      await waitForStatus(handle, gateOpen, 'the gate to open');
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'carol' }] });
+      await waitForStatus(handle, (s) => s.gate.freeze?.frozen === true && s.gate.quorum === true, 'the freeze to hold the approved gate');
+      flags.broken = false;
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'erin', reason: 'the freeze is over' }] });
+      await handle.result();
+    },
+    expectStatus: 'COMPLETED',
+  },
 );
 
 function previousManifest(): RecordedHistory[] {

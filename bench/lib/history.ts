@@ -5,7 +5,7 @@
  */
 import type { WorkflowHandle } from '@temporalio/client';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
-import { decode } from '../../src/client/history';
+import { decode, localActivityRun } from '../../src/client/history';
 
 export interface ActivitySpan {
   /** Activity type, with the environment for deploy/smoke/health (`deploy:production`), the channel for a delivery. */
@@ -74,6 +74,17 @@ export function breakdown(events: HistoryEvents): Breakdown {
       };
       byScheduledId.set(id, span);
       activities.push(span);
+    } else if (e.markerRecordedEventAttributes) {
+      // A local activity (lanes, freeze checks) ran inside a workflow task: no queue, scheduled → completed is its run.
+      const local = localActivityRun(e);
+      if (local) {
+        const environment = /\b(?:on|the) (\S+) lane|on (\S+) —/.exec(local.summary ?? '');
+        activities.push({
+          name: labelOf(local.activity, { environment: environment?.[1] ?? environment?.[2] }), scheduledMs: local.scheduledMs, startedMs: local.scheduledMs,
+          completedMs: local.completedMs, gapBeforeMs: local.scheduledMs - lastMark, queueMs: 0, runMs: local.completedMs - local.scheduledMs,
+        });
+        lastMark = local.completedMs;
+      }
     } else if (e.activityTaskStartedEventAttributes) {
       const span = byScheduledId.get(String(e.activityTaskStartedEventAttributes.scheduledEventId));
       if (span) {

@@ -145,6 +145,9 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
       };
       steps.set(eid, entry);
       out.push(entry);
+    } else if (e.markerRecordedEventAttributes?.markerName === LOCAL_ACTIVITY_MARKER) {
+      // A local activity (the lane requests and freeze checks) ran inside a workflow task: one marker per run.
+      out.push(localActivityStep(localActivityRun(e)!));
     } else if (e.activityTaskStartedEventAttributes) {
       const a = e.activityTaskStartedEventAttributes;
       const s = steps.get(String(a.scheduledEventId));
@@ -225,6 +228,54 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
   if (status?.ledger) matchLedger(messages, cancelRequests, status);
   else if (status) markSignalVerdicts(events, signals, status);
   return out;
+}
+
+/** The marker the SDK records for a finished local activity. */
+const LOCAL_ACTIVITY_MARKER = 'core_local_activity';
+
+/** A local activity's run as its marker records it (type, attempt, when it was scheduled and finished). */
+export interface LocalActivityRun {
+  activity: string;
+  summary?: string;
+  attempt: number;
+  scheduledMs: number;
+  completedMs: number;
+  failure?: string;
+}
+
+/** The local activity a history event's marker records, if it is one (the SDK's `core_local_activity` marker). */
+export function localActivityRun(e: HistoryEvent): LocalActivityRun | undefined {
+  const a = e.markerRecordedEventAttributes;
+  if (a?.markerName !== LOCAL_ACTIVITY_MARKER) return undefined;
+  const data = decode(a.details?.data?.payloads?.[0]) as {
+    activity_type?: unknown; attempt?: unknown; original_schedule_time?: Stamp; complete_time?: Stamp;
+  } | undefined;
+  const recorded = Date.parse(iso(e));
+  const summary = text(decode(e.userMetadata?.summary));
+  return {
+    activity: text(data?.activity_type) ?? 'local activity',
+    ...(summary ? { summary } : {}),
+    attempt: typeof data?.attempt === 'number' ? data.attempt : 1,
+    scheduledMs: stampMs(data?.original_schedule_time) ?? recorded,
+    completedMs: stampMs(data?.complete_time) ?? recorded,
+    ...(a.failure ? { failure: failureText(a.failure) } : {}),
+  };
+}
+
+type Stamp = { seconds?: number | string; nanos?: number } | null | undefined;
+function stampMs(t: Stamp): number | undefined {
+  return t?.seconds !== undefined ? Number(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : undefined;
+}
+
+/** A local activity's marker as a step of the timeline. */
+function localActivityStep(run: LocalActivityRun): Extract<TimelineEntry, { kind: 'step' }> {
+  const entry: Extract<TimelineEntry, { kind: 'step' }> = {
+    kind: 'step', at: new Date(run.scheduledMs).toISOString(), activity: run.activity, summary: run.summary ?? run.activity,
+    state: 'running', attempts: run.attempt, failures: [],
+  };
+  closeStep(entry, new Date(run.completedMs).toISOString(), run.failure ? 'failed' : 'succeeded');
+  if (run.failure) entry.failures.push(`attempt ${run.attempt}: ${run.failure}`);
+  return entry;
 }
 
 function payloadFields(p: Record<string, unknown> | undefined): { who?: string; reason?: string; decision?: string } {

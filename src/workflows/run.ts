@@ -14,12 +14,13 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { RetryState, type ActivityOptions, type SearchAttributeUpdatePair } from '@temporalio/common';
+import { RetryState, type ActivityOptions, type LocalActivityOptions, type SearchAttributeUpdatePair } from '@temporalio/common';
 import type {
   AnnounceChannelResult, AnnounceDelivery, AnnouncedAction, AnnounceRequest, AnnounceResult, AnnounceShared, DeployResult, FreezeCheckResult,
   GovernanceActivities, PlannedChannel, RecordEndRequest, ReleaseActivities,
@@ -69,6 +70,12 @@ export const PATCHES = {
    * Releases that reached announce before keep the single `announce` activity.
    */
   deliveries: 'gantry-deliveries',
+  /**
+   * The lane requests and freeze checks run as local activities: in the workflow task that needs them, with no
+   * round trip through the server's task queue, so an approval that completes the quorum starts the deploy in
+   * the same workflow task. Releases that asked their lanes before keep ordinary activities.
+   */
+  localGovernance: 'gantry-local-governance',
 } as const;
 
 /** While approved but frozen, the gate checks the freezes again this often (sooner when a freeze ends by itself). */
@@ -139,6 +146,9 @@ export class ReleaseRun {
   laneHint = false;
   private readonly envIndexed: boolean;
   private readonly governanceOptions: ActivityOptions;
+  private readonly localGovernanceOptions: LocalActivityOptions;
+  /** Whether lanes and freeze checks run as local activities (PATCHES.localGovernance), decided at the first one. */
+  private localGovernance?: boolean;
   private readonly noticeOptions: ActivityOptions;
   /** Notices and lane hints sent but not yet landed: the release gives them a moment before it ends. */
   private inFlight = 0;
@@ -178,6 +188,8 @@ export class ReleaseRun {
     // Lanes and freeze checks retry for as long as it takes (the gate and the lane wait anyway); notices give up
     // after a few attempts, and nothing waits for them.
     this.governanceOptions = { startToCloseTimeout: '30s', retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' } };
+    // Locally, a retry waits in the worker up to 10 s; a longer backoff becomes a timer in history.
+    this.localGovernanceOptions = { startToCloseTimeout: '30s', localRetryThreshold: '10s', retry: this.governanceOptions.retry! };
     this.noticeOptions = { startToCloseTimeout: '30s', retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 } };
     this.index(startSearchAttributes(req));
     // Releases recorded before this change honoured Temporal's cancellation directly; keep that for them. Now a
@@ -357,7 +369,10 @@ export class ReleaseRun {
 
   /** The governance activities, with a summary for the Web UI and `gantry history`. */
   private governanceActivities(summary: string): GovernanceActivities {
-    return proxyActivities<GovernanceActivities>({ ...this.governanceOptions, summary });
+    this.localGovernance ??= patched(PATCHES.localGovernance);
+    return this.localGovernance
+      ? proxyLocalActivities<GovernanceActivities>({ ...this.localGovernanceOptions, summary })
+      : proxyActivities<GovernanceActivities>({ ...this.governanceOptions, summary });
   }
 
   /** Send a notice to the approvers' channel, when configured. Never waits, never fails the release. */

@@ -770,3 +770,30 @@ describe('a group rule nobody can meet', () => {
     });
   });
 });
+
+describe('the lane requests and freeze checks run in the workflow task (local activities)', () => {
+  it('starts the production deploy in the workflow task that took the approval completing the quorum', async () => {
+    const fake = fakeActivities();
+    await withRelease(env, bundle, fake, testInput(), async ({ handle }) => {
+      await waitForStatus(handle, gateOpen, 'the production gate to open');
+      const answer = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      expect(answer.gate).toBe('approved');
+      await handle.result();
+      const events = (await handle.fetchHistory()).events ?? [];
+      const type = (e: (typeof events)[number]): string => {
+        if (e.markerRecordedEventAttributes?.markerName === 'core_local_activity') return 'local';
+        if (e.activityTaskScheduledEventAttributes) return `scheduled:${e.activityTaskScheduledEventAttributes.activityType?.name}`;
+        if (e.workflowExecutionUpdateAcceptedEventAttributes) return 'update';
+        if (e.workflowTaskCompletedEventAttributes) return 'task';
+        return '';
+      };
+      const kinds = events.map(type).filter(Boolean);
+      // No ordinary activity for lanes or freezes: two lanes and two freeze checks are markers.
+      expect(kinds.filter((k) => k === 'local')).toHaveLength(4);
+      expect(kinds.some((k) => /scheduled:(laneEnqueue|checkFreeze)/.test(k))).toBe(false);
+      // Between the approval and the production deploy: the freeze check that counts, and no other workflow task.
+      const after = kinds.slice(kinds.indexOf('update'));
+      expect(after.slice(0, after.indexOf('scheduled:deploy') + 1)).toEqual(['update', 'local', 'scheduled:deploy']);
+    });
+  });
+});
