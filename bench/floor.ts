@@ -32,9 +32,9 @@ export interface ServerVariant {
 export const ONE_PARTITION = { 'matching.numTaskqueueReadPartitions': '1', 'matching.numTaskqueueWritePartitions': '1' };
 
 export const SERVER_VARIANTS: ServerVariant[] = [
-  { name: 'as gantry dev (SQLite file)', file: true, dynamicConfig: {} },
+  { name: 'SQLite file', file: true, dynamicConfig: {} },
   { name: 'in memory', file: false, dynamicConfig: {} },
-  { name: 'SQLite file + eager activities', file: true, dynamicConfig: { 'system.enableActivityEagerExecution': 'true' } },
+  { name: 'SQLite file + eager activities (as gantry dev)', file: true, dynamicConfig: { 'system.enableActivityEagerExecution': 'true' } },
   { name: 'SQLite file + 1 task queue partition', file: true, dynamicConfig: ONE_PARTITION },
   { name: 'SQLite file + 1 partition + eager', file: true, dynamicConfig: { ...ONE_PARTITION, 'system.enableActivityEagerExecution': 'true' } },
 ];

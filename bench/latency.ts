@@ -9,7 +9,7 @@
  *   cold start  `gantry worker` exec → polling, with the prebuilt bundle against bundling at start (GANTRY_DEV=1),
  *               and the idle worker's RSS
  *
- * One dev server as `gantry dev` starts it (SQLite in a file); the release workflow runs with no-op steps in this
+ * One dev server as `gantry dev` starts it (SQLite in a file, eager activities); the release workflow runs with no-op steps in this
  * process's worker (bench/lib/noop-activities.ts), the CLI and the Temporal CLI as child processes.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,7 +47,7 @@ async function times(runs: number, fn: () => Promise<number>): Promise<number[]>
 export async function latencyBench(opts: { runs: number; write: (line: string) => void }): Promise<{ code: number; figures: Record<string, number> }> {
   const { runs, write } = opts;
   const figures: Record<string, number> = {};
-  const server = await benchServer({ file: true, dynamicConfig: {} });
+  const server = await benchServer({ file: true, dynamicConfig: { 'system.enableActivityEagerExecution': 'true' } });
   const env = server.env;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-latency-'));
   try {
