@@ -10,7 +10,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { WorkflowExecutionDescription } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import type { Outcome, ReleaseStatus } from '../shared/release';
-import { buildVote, vote } from './actions';
 import type { SigningOptions } from './decisions';
 import { approveCommand, webUiInstruction } from '../shared/gate';
 import type { GantryClient } from './context';
@@ -220,6 +219,8 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
         if (g.state === 'open' && opts.approveAs && !approvalSent) {
           approvalSent = true;
           const who = { as: opts.approveAs, ...(opts.approveReason ? { reason: opts.approveReason } : {}) };
+          // Loaded only here: signing needs ssh2 and the curves, which following alone never does.
+          const { buildVote, vote } = require('./actions') as typeof import('./actions');
           const answer = await vote(gc, addr, 'approve', await buildVote(gc, addr, 'approve', who, opts.signing ?? {}));
           say(`  ${st.ok('✓')} approved as ${opts.approveAs}: ${answer.message}`);
           if (opts.stopAtGate) return { kind: 'gate', status: s };

@@ -114,13 +114,15 @@ export interface ReleaseSnapshot {
  * completed release also has its status as its result, which needs no worker.
  */
 export async function readRelease(gc: GantryClient, workflowId: string, timeoutMs = 10_000): Promise<ReleaseSnapshot> {
-  const description = await describeRelease(gc, workflowId);
   const handle = gc.client.workflow.getHandle(workflowId);
   const asked = Date.now();
-  try {
-    const status = await queryStatus(gc, handle, timeoutMs);
-    return { description, status };
-  } catch (err) {
+  // Both at once (one round trip less for `gantry status`); the description's error, if any, is the one to say.
+  const query = queryStatus(gc, handle, timeoutMs).then((status) => ({ status }), (err: unknown) => ({ err }));
+  const description = await describeRelease(gc, workflowId);
+  const answer = await query;
+  if ('status' in answer) return { description, status: answer.status };
+  {
+    const { err } = answer;
     if (err instanceof ServerUnreachableError || err instanceof ReleaseNotFoundError) throw err;
     if (description.status.name === 'COMPLETED') {
       try {
