@@ -129,7 +129,11 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
   // release instead of up to one interval later. Aborted when following stops.
   const stopWatching = new AbortController();
   let endSeen = false;
-  const ended = gc.client.withAbortSignal(stopWatching.signal, () => handle.result()).then(() => undefined, () => undefined)
+  // A release that completed returns its final status: shown as it is, with no query (which a worker would answer
+  // by replaying the whole release). One that failed is asked as before.
+  let endResult: ReleaseStatus | undefined;
+  const ended = gc.client.withAbortSignal(stopWatching.signal, () => handle.result())
+    .then((r) => { endResult = r as ReleaseStatus; }, () => undefined)
     .finally(() => { endSeen = true; });
   let prev: ReleaseStatus | undefined;
   let progress: ActivityProgress | undefined;
@@ -141,8 +145,8 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
   try {
     for (;;) {
       if (opts.signal?.aborted) return { kind: 'interrupted' };
-      let s: ReleaseStatus | undefined;
-      try {
+      let s: ReleaseStatus | undefined = endResult?.outcome ? endResult : undefined;
+      if (!s) try {
         s = await queryStatus(gc, handle, 10_000);
       } catch (err) {
         if (err instanceof ReleaseNotFoundError || err instanceof ServerUnreachableError) throw err;

@@ -252,12 +252,14 @@ export function localActivityRun(e: HistoryEvent): LocalActivityRun | undefined 
   } | undefined;
   const recorded = Date.parse(iso(e));
   const summary = text(decode(e.userMetadata?.summary));
+  const scheduledMs = stampMs(data?.original_schedule_time) ?? recorded;
   return {
     activity: text(data?.activity_type) ?? 'local activity',
     ...(summary ? { summary } : {}),
     attempt: typeof data?.attempt === 'number' ? data.attempt : 1,
-    scheduledMs: stampMs(data?.original_schedule_time) ?? recorded,
-    completedMs: stampMs(data?.complete_time) ?? recorded,
+    scheduledMs,
+    // As the worker recorded them; a completion stamped before the schedule (the two come from different clocks) counts as zero.
+    completedMs: Math.max(scheduledMs, stampMs(data?.complete_time) ?? recorded),
     ...(a.failure ? { failure: failureText(a.failure) } : {}),
   };
 }
