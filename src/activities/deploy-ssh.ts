@@ -1,7 +1,7 @@
 /**
- * Deploy target `kind: ssh`, the production path: one node-ssh session per host for the whole step, and on it two
- * remote scripts run by the container CLI there (`docker` by default; `containerCli` and `cliEnv` from config):
- * the survey (what runs, the kept container, the image id; pull by digest only when the host lacks it) and the
+ * Deploy target `kind: ssh`, the production path: one node-ssh session per host for the whole step, one remote
+ * shell in it, and in that shell two scripts run by the container CLI there (`docker` by default; `containerCli`
+ * and `cliEnv` from config): the survey (what runs, the kept container, the image id; pull by digest only when the host lacks it) and the
  * swap of deployer.ts (rename, create, stop the kept one, start, wait with short backoff; put the kept one back
  * when the new one does not start). Each script reports line by line, so what ran before reaches the heartbeat
  * before anything changes, and it ignores a lost session, so a worker dying mid-swap never leaves it half done.
@@ -16,6 +16,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
 import { NodeSSH } from 'node-ssh';
 import type { ServerHostKeyAlgorithm } from 'ssh2';
 import { parseHostKey, SSH_HOST_KEY_TYPES, sshKeyBlobType, type SshDeploy } from '../config/schema';
@@ -229,8 +230,34 @@ class HostError extends Error {
   }
 }
 
+/** A remote script's end: its exit code (null when the session ended first), its reports and what it wrote to stderr. */
+interface ScriptResult {
+  code: number | null;
+  reports: Report[];
+  stderr: string;
+}
+
+/** The script running in the session's shell now: its reports so far, and how to end it. */
+interface Running {
+  token: string;
+  reports: Report[];
+  onReport: (key: string, args: string[]) => void;
+  stderrFrom: number;
+  done: (r: ScriptResult) => void;
+  fail: (err: unknown) => void;
+}
+
+/** One remote `sh -s` per session: every script of the step runs in it, so the host starts one shell, not one per script. */
+interface Shell {
+  stdin: PassThrough;
+  stderr: string;
+  running?: Running;
+}
+
 /** One SSH session to one host, running the container CLI. */
 class RemoteCli {
+  private shell?: Shell;
+
   private constructor(private readonly ssh: NodeSSH, private readonly target: SshDeploy, private readonly name: string, private readonly timeoutMs: number) {}
 
   static async connect(host: Host, target: SshDeploy, key: string, deps: SshDeployDeps): Promise<RemoteCli> {
@@ -295,6 +322,7 @@ class RemoteCli {
   }
 
   dispose(): void {
+    this.shell?.stdin.end();
     this.ssh.dispose();
   }
 
@@ -312,44 +340,95 @@ class RemoteCli {
   }
 
   /**
-   * Run one remote script (POSIX sh, on its stdin) in this session and hand each report line to `onReport` as it
-   * arrives. The script ignores a lost session (HUP, PIPE), so a worker dying mid-swap never leaves it half done.
+   * The session's shell, started on first use: `sh -s` reading scripts from its stdin as they come. It ignores a
+   * lost session (HUP, PIPE), so a worker dying mid-swap never leaves a script half done; each script is one
+   * subshell, parsed whole before any of it runs (a script cut short by a lost session runs not at all), with
+   * /dev/null as its stdin so no command in it can read the scripts after it.
    */
-  async script(body: string, onReport: (key: string, args: string[]) => void): Promise<{ code: number | null; reports: Report[]; stderr: string }> {
-    const token = randomBytes(6).toString('hex');
-    const cli0 = shellQuote(this.target.containerCli.trim().split(/\s+/)[0] ?? 'docker');
-    const text = [
+  private openShell(): Shell {
+    if (this.shell) return this.shell;
+    const prelude = [
       "trap '' HUP PIPE",
-      `T=${token}`,
       // One report per line: "@token key arg…"; multi-line values have their newlines as \036.
       'say() { printf \'@%s\' "$T"; for a in "$@"; do printf \' %s\' "$(printf \'%s\' "$a" | tr \'\\n \' \'\\036\\037\')"; done; printf \'\\n\'; }',
-      `command -v ${cli0} >/dev/null 2>&1 || { echo "${cli0}: command not found" >&2; exit 127; }`,
       `d() { ${this.cliPrefix()} "$@"; }`,
-      body,
+      '',
     ].join('\n');
-    const reports: Report[] = [];
+    const stdin = new PassThrough();
     let buffered = '';
+    const shell: Shell = { stdin, stderr: '' };
     const onStdout = (chunk: Buffer) => {
       buffered += chunk.toString('utf8');
       let nl: number;
       while ((nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
-        if (!line.startsWith(`@${token} `)) continue;
-        const [key = '', ...args] = line.slice(token.length + 2).split(' ').map((w) => w.replace(/\x1e/g, '\n').replace(/\x1f/g, ' '));
-        reports.push({ key, args });
-        onReport(key, args);
+        const r = shell.running;
+        if (!r || !line.startsWith(`@${r.token} `)) continue;
+        const [key = '', ...args] = line.slice(r.token.length + 2).split(' ').map((w) => w.replace(/\x1e/g, '\n').replace(/\x1f/g, ' '));
+        if (key === '~end') {
+          shell.running = undefined;
+          r.done({ code: Number(args[0]), reports: r.reports, stderr: shell.stderr.slice(r.stderrFrom) });
+          continue;
+        }
+        r.reports.push({ key, args });
+        r.onReport(key, args);
       }
     };
+    const onStderr = (chunk: Buffer) => {
+      shell.stderr += chunk.toString('utf8');
+    };
+    stdin.write(prelude);
+    void this.ssh.execCommand('sh -s', { stdin, onStdout, onStderr, noTrim: true }).then((res) => {
+      const r = shell.running;
+      shell.running = undefined;
+      r?.done({ code: res.code, reports: r.reports, stderr: shell.stderr.slice(r.stderrFrom) });
+    }, (err: unknown) => {
+      const r = shell.running;
+      shell.running = undefined;
+      r?.fail(err);
+    }).finally(() => {
+      if (this.shell === shell) this.shell = undefined;
+    });
+    this.shell = shell;
+    return shell;
+  }
+
+  /**
+   * Run one remote script (POSIX sh) in this session's shell and hand each report line to `onReport` as it
+   * arrives; its exit code is the subshell's.
+   */
+  async script(body: string, onReport: (key: string, args: string[]) => void): Promise<ScriptResult> {
+    const token = randomBytes(6).toString('hex');
+    const cli0 = shellQuote(this.target.containerCli.trim().split(/\s+/)[0] ?? 'docker');
+    const text = [
+      `T=${token}`,
+      '(',
+      `command -v ${cli0} >/dev/null 2>&1 || { echo "${cli0}: command not found" >&2; exit 127; }`,
+      body,
+      ') </dev/null',
+      'printf \'@%s ~end %s\\n\' "$T" "$?"',
+      '',
+    ].join('\n');
+    const shell = this.openShell();
+    if (shell.running) throw new Error(`${this.name}: a remote script is already running in this session`);
     const signal = cancellation();
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new HostError(`${this.name}: the remote script did not finish within ${this.timeoutMs / 1000}s; gantry retries.`, true)), this.timeoutMs);
-    });
     try {
-      const res = await keepBeating(() => Promise.race([this.ssh.execCommand('sh -s', { stdin: text, onStdout }), timeout]));
-      if (signal.aborted) throw signal.reason;
-      return { code: res.code, reports, stderr: res.stderr };
+      return await keepBeating(() => new Promise<ScriptResult>((resolve, reject) => {
+        shell.running = { token, reports: [], onReport, stderrFrom: shell.stderr.length, done: resolve, fail: reject };
+        timer = setTimeout(() => {
+          // That shell is busy until the script ends there: a later script gets a shell of its own.
+          shell.running = undefined;
+          if (this.shell === shell) this.shell = undefined;
+          shell.stdin.end();
+          reject(new HostError(`${this.name}: the remote script did not finish within ${this.timeoutMs / 1000}s; gantry retries.`, true));
+        }, this.timeoutMs);
+        shell.stdin.write(text);
+      })).then((res) => {
+        if (signal.aborted) throw signal.reason;
+        return res;
+      });
     } finally {
       clearTimeout(timer);
     }
