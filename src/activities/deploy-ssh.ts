@@ -483,24 +483,32 @@ function createArgs(t: SshDeploy, labels: Record<string, string>): string[] {
 const q = shellQuote;
 
 /**
- * Shell: `steady C` waits until container C runs steadily (same start, no restarts, for settleMs), polling with a
- * short backoff (25 ms doubling to 400 ms). Returns 1 when it stopped (and sets `why`), 2 when it is too slow.
+ * Shell: `steady C` waits until container C runs steadily: running, not restarting, no restarts and the same start
+ * for settleMs, as the host's clock measures it (from the end of the first look that saw it so to the start of
+ * the look that proves it; where `date` has no %N, the time slept between the looks, which is less). It looks again
+ * after 25 ms, doubling to 400 ms, never sleeping past the end of the settle window. Returns 1 when the container
+ * stopped (and sets `why`), 2 when it is not running steadily startTimeoutMs after it was started.
  */
 function steadyFunction(startTimeoutMs: number, settleMs: number): string {
-  return `steady() {
-  c=$1; deadline=$(( $(date +%s) + ${Math.ceil(startTimeoutMs / 1000)} )); seen=""; settled=0; ms=25
+  return `now_ms() { t=$(date +%s%N 2>/dev/null); case $t in ''|*[!0-9]*) ;; *) printf '%s' "\${t%??????}";; esac; }
+steady() {
+  c=$1; deadline=$(( $(date +%s) + ${Math.ceil(startTimeoutMs / 1000)} )); seen=""; since=0; slept=0; ms=25
   while :; do
+    before=$(now_ms)
     st=$(d inspect --type container --format '{{.State.Status}}|{{.State.Running}}|{{.State.Restarting}}|{{.RestartCount}}|{{.State.StartedAt}}|{{.State.ExitCode}}' "$c" 2>&1) || { why="it vanished right after it was started ($st)"; return 1; }
     old=$IFS; IFS='|'; set -- $st; IFS=$old
+    nap=$ms
     if [ "$2" = true ] && [ "$3" = false ] && [ "$4" = 0 ]; then
-      if [ "$seen" = "$5" ]; then [ "$settled" -ge ${settleMs} ] && return 0; else seen=$5; settled=0; fi
+      if [ "$seen" = "$5" ]; then up=$(( \${before:-$slept} - since )); [ "$up" -ge ${settleMs} ] && return 0
+      else seen=$5; up=0; since=$(now_ms); since=\${since:-$slept}; fi
+      [ $(( ${settleMs} - up )) -lt "$nap" ] && nap=$(( ${settleMs} - up ))
     elif { [ "$2" = false ] && [ "$3" = false ] && [ "$1" != created ] && [ "$1" != configured ]; } || [ "$4" != 0 ]; then
       why="it stopped right after starting (status $1, exit code $6, $4 restarts). Its last output:
 $(d logs --tail 20 "$c" 2>&1 | tail -c 1500)"
       return 1
     fi
     [ "$(date +%s)" -gt "$deadline" ] && { why="it was not running ${Math.ceil(startTimeoutMs / 1000)}s after it was started (status $1)"; return 2; }
-    sleep "$(printf '0.%03d' "$ms")"; settled=$((settled + ms)); [ "$ms" -lt 400 ] && ms=$((ms * 2))
+    sleep "$(printf '%d.%03d' $((nap / 1000)) $((nap % 1000)))"; slept=$((slept + nap)); [ "$ms" -lt 400 ] && ms=$((ms * 2))
   done
 }`;
 }
