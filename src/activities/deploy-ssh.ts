@@ -5,7 +5,7 @@
  * swap of deployer.ts (rename, create, stop the kept one, start, wait with short backoff; put the kept one back
  * when the new one does not start). Each script reports line by line, so what ran before reaches the heartbeat
  * before anything changes, and it ignores a lost session, so a worker dying mid-swap never leaves it half done.
- * Hosts go one after another; when one fails, the hosts this step already changed get their kept containers
+ * Hosts go one after another (the next host's session opens while one swaps); when one fails, the hosts this step already changed get their kept containers
  * back (over their open sessions) and the error says host by host what happened.
  *
  * The private key is a reference resolved here, on the worker; it never leaves this process. Every host's key is
@@ -323,7 +323,17 @@ class RemoteCli {
 
   dispose(): void {
     this.shell?.stdin.end();
+    this.shell = undefined;
     this.ssh.dispose();
+  }
+
+  /** Start the session's shell now, so it is up by the first script (a problem starting it shows at that script). */
+  warm(): void {
+    try {
+      this.openShell();
+    } catch {
+      // met again by the first script
+    }
   }
 
   /** `{cliEnv…} {containerCli}`, each word quoted: the start of every CLI command on the host. */
@@ -703,13 +713,25 @@ export function createSshDeployer(deps: SshDeployDeps): Deployer<SshDeploy> {
       const done: DeployedTarget[] = [];
       // One session per host for the whole step: a failure on a later host restores earlier ones over theirs.
       const sessions: { host: Host; cli: RemoteCli }[] = [];
+      // Host i's session, opened once; the next host's comes up (handshake, shell) while this one swaps.
+      const opening = new Map<number, Promise<RemoteCli>>();
+      const session = (i: number) => {
+        let p = opening.get(i);
+        if (!p) {
+          p = RemoteCli.connect(target.hosts[i]!, target, key, deps);
+          p.catch(() => undefined); // its failure is met when that host's turn comes
+          opening.set(i, p);
+        }
+        return p;
+      };
       try {
-        for (const host of target.hosts) {
+        for (const [i, host] of target.hosts.entries()) {
           const name = sshTargetName(host, target.container);
           try {
             beat({ ...progress, phase: 'connect', target: name });
-            const cli = await RemoteCli.connect(host, target, key, deps);
+            const cli = await session(i);
             sessions.push({ host, cli });
+            if (i + 1 < target.hosts.length) void session(i + 1).then((next) => next.warm(), () => undefined);
             done.push(await deployHost(cli, req, name, progress));
           } catch (err) {
             const restored = await restoreChanged(done, sessions, req);
@@ -718,7 +740,7 @@ export function createSshDeployer(deps: SshDeployDeps): Deployer<SshDeploy> {
         }
         return done;
       } finally {
-        for (const s of sessions) s.cli.dispose();
+        for (const p of opening.values()) void p.then((cli) => cli.dispose(), () => undefined);
       }
     },
 
