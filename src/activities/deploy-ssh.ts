@@ -1,12 +1,13 @@
 /**
  * Deploy target `kind: ssh`, the production path: one node-ssh session per host for the whole step, one remote
  * shell in it, and in that shell two scripts run by the container CLI there (`docker` by default; `containerCli`
- * and `cliEnv` from config): the survey (what runs, the kept container, the image id; pull by digest only when the host lacks it) and the
- * swap of deployer.ts (rename, create, stop the kept one, start, wait with short backoff; put the kept one back
- * when the new one does not start). Each script reports line by line, so what ran before reaches the heartbeat
- * before anything changes, and it ignores a lost session, so a worker dying mid-swap never leaves it half done.
- * Hosts go one after another (the next host's session opens while one swaps); when one fails, the hosts this step already changed get their kept containers
- * back (over their open sessions) and the error says host by host what happened.
+ * and `cliEnv` from config): the survey (what runs, the kept container, the image id; pull by digest only when
+ * the host lacks it) and the swap of deployer.ts (rename, create, stop the kept one, start, wait with short
+ * backoff; put the kept one back when the new one does not start). Each script reports line by line, so what ran
+ * before reaches the heartbeat before anything changes, and it ignores a lost session, so a worker dying mid-swap
+ * never leaves it half done. Hosts go one after another (the next host's session opens while one swaps); when one
+ * fails, the hosts this step already changed get their kept containers back (over their open sessions) and the
+ * error says host by host what happened.
  *
  * The private key is a reference resolved here, on the worker; it never leaves this process. Every host's key is
  * pinned (`hostKey`: a public key or its SHA256 fingerprint, or `knownHosts`: a known_hosts file on the worker,
@@ -493,16 +494,18 @@ function createArgs(t: SshDeploy, labels: Record<string, string>): string[] {
 const q = shellQuote;
 
 /**
- * Shell: `steady C` waits until container C runs steadily: running, not restarting, no restarts and the same start
- * for settleMs, as the host's clock measures it (from the end of the first look that saw it so to the start of
- * the look that proves it; where `date` has no %N, the time slept between the looks, which is less). It looks again
+ * Shell: `steady C` (right after `start C`) waits until container C runs steadily: running, not restarting, no
+ * restarts and the same start for settleMs, as the host's clock measures it (from the start of the first look when
+ * that look sees it so, since it then has run since before the look, else from the end of the look that first saw
+ * it so; to the start of the look that proves it; where `date` has no %N, the time slept between the looks, which
+ * is less). It looks again
  * after 25 ms, doubling to 400 ms, never sleeping past the end of the settle window. Returns 1 when the container
  * stopped (and sets `why`), 2 when it is not running steadily startTimeoutMs after it was started.
  */
 function steadyFunction(startTimeoutMs: number, settleMs: number): string {
   return `now_ms() { t=$(date +%s%N 2>/dev/null); case $t in ''|*[!0-9]*) ;; *) printf '%s' "\${t%??????}";; esac; }
 steady() {
-  c=$1; deadline=$(( $(date +%s) + ${Math.ceil(startTimeoutMs / 1000)} )); seen=""; since=0; slept=0; ms=25
+  c=$1; deadline=$(( $(date +%s) + ${Math.ceil(startTimeoutMs / 1000)} )); seen=""; since=0; slept=0; ms=25; first=1
   while :; do
     before=$(now_ms)
     st=$(d inspect --type container --format '{{.State.Status}}|{{.State.Running}}|{{.State.Restarting}}|{{.RestartCount}}|{{.State.StartedAt}}|{{.State.ExitCode}}' "$c" 2>&1) || { why="it vanished right after it was started ($st)"; return 1; }
@@ -510,7 +513,7 @@ steady() {
     nap=$ms
     if [ "$2" = true ] && [ "$3" = false ] && [ "$4" = 0 ]; then
       if [ "$seen" = "$5" ]; then up=$(( \${before:-$slept} - since )); [ "$up" -ge ${settleMs} ] && return 0
-      else seen=$5; up=0; since=$(now_ms); since=\${since:-$slept}; fi
+      else seen=$5; up=0; if [ $first = 1 ]; then since=$before; else since=$(now_ms); fi; since=\${since:-$slept}; fi
       [ $(( ${settleMs} - up )) -lt "$nap" ] && nap=$(( ${settleMs} - up ))
     elif { [ "$2" = false ] && [ "$3" = false ] && [ "$1" != created ] && [ "$1" != configured ]; } || [ "$4" != 0 ]; then
       why="it stopped right after starting (status $1, exit code $6, $4 restarts). Its last output:
@@ -518,7 +521,7 @@ $(d logs --tail 20 "$c" 2>&1 | tail -c 1500)"
       return 1
     fi
     [ "$(date +%s)" -gt "$deadline" ] && { why="it was not running ${Math.ceil(startTimeoutMs / 1000)}s after it was started (status $1)"; return 2; }
-    sleep "$(printf '%d.%03d' $((nap / 1000)) $((nap % 1000)))"; slept=$((slept + nap)); [ "$ms" -lt 400 ] && ms=$((ms * 2))
+    sleep "$(printf '%d.%03d' $((nap / 1000)) $((nap % 1000)))"; slept=$((slept + nap)); first=0; [ "$ms" -lt 400 ] && ms=$((ms * 2))
   done
 }`;
 }
@@ -553,7 +556,7 @@ function swapScript(t: SshDeploy, image: string, plan: Extract<SwapPlan, { kind:
       'say kept',
     ].join('\n') : '',
     `out=$(d create --name ${main} ${createArgs(t, labels).map(q).join(' ')} ${q(image)} 2>&1) || { kind=start; why="the engine could not create it: $out"; }`,
-    plan.kept ? `[ -z "$kind" ] && { d stop -t 10 ${kept} >/dev/null 2>&1; d update --restart no ${kept} >/dev/null 2>&1; }` : '',
+    plan.kept ? `[ -z "$kind" ] && { d update --restart no ${kept} >/dev/null 2>&1; d stop -t 10 ${kept} >/dev/null 2>&1; }` : '',
     '[ -z "$kind" ] && say created',
     `[ -z "$kind" ] && { out=$(d start ${main} 2>&1) || { kind=start; why="the engine could not start it: $out"; }; }`,
     `if [ -z "$kind" ]; then steady ${main}; rc=$?; [ $rc = 1 ] && kind=crash; [ $rc = 2 ] && kind=slow; fi`,
@@ -601,8 +604,8 @@ function restoreScript(t: SshDeploy, image: string, labels: Record<string, strin
   fi
 fi`,
     'say version "$ver"',
-    `d stop -t 10 ${failed} >/dev/null 2>&1`,
     `d update --restart ${q(t.restart)} ${main} >/dev/null 2>&1`,
+    `d stop -t 10 ${failed} >/dev/null 2>&1`,
     `out=$(d start ${main} 2>&1) || { say result start "the engine could not start it: $out"; exit 0; }`,
     `steady ${main}; rc=$?`,
     `[ $rc = 1 ] && { say result crash "$why"; exit 0; }`,
