@@ -124,34 +124,33 @@ export function createPreflight(deps: PreflightDeps) {
         ? `${version} is a semantic version`
         : `"${version}" is not a semantic version. Fix: release a version written like 1.2.3 (no leading "v"; pre-releases like 1.2.3-rc.1 are fine).`);
 
-      // 2. The remote: branch head and tags, read while the branch is cloned (the clone's failure counts only
-      // when the branch is there).
-      const [state, commit, commitTime] = await withTempDir('preflight', async (dir) => {
-        const checkout = path.join(dir, 'checkout');
-        const cloned = withHeartbeat(() => ({ check: 'checkout' }), () => git.cloneBranch(repo.url, repo.branch, checkout))
-          .then((head) => ({ head }), (err: unknown) => ({ err }));
-        const [remote, clone] = await Promise.all([
-          withHeartbeat(() => ({ check: 'remote' }), () => git.remoteState(repo.url, repo.branch)).then((st) => ({ st }), (err: unknown) => ({ err })),
-          cloned,
-        ]);
-        if ('err' in remote) throw gitFailure(remote.err, 'read the branches and tags of', repo.url, tokenRef);
-        if (!remote.st.head) {
-          add('branch', false, `Branch "${repo.branch}" does not exist on ${url}. ` +
-            `Fix: push the branch to the remote, or set repo.branch in the release config to the branch you release from.`);
-          return [remote.st, undefined, undefined] as const;
-        }
-        if ('err' in clone) throw gitFailure(clone.err, `check out branch ${repo.branch} of`, repo.url, tokenRef);
-        const { head } = clone;
-        add('branch', true, `commit ${short(head)} is the head of ${repo.branch} on ${url}`);
-        const time = await committerTime(git, checkout, head);
-        await checkFiles(checkout, head);
-        await runTests(dir, checkout, head);
-        return [remote.st, head, time] as const;
-      }, deps.workDir);
+      // 2. The remote: branch head and tags.
+      const state = await withHeartbeat(() => ({ check: 'remote' }), () => git.remoteState(repo.url, repo.branch))
+        .catch((err: unknown) => { throw gitFailure(err, 'read the branches and tags of', repo.url, tokenRef); });
+
+      if (!state.head) {
+        add('branch', false, `Branch "${repo.branch}" does not exist on ${url}. ` +
+          `Fix: push the branch to the remote, or set repo.branch in the release config to the branch you release from.`);
+      }
 
       // 3. Tag state: not released at another commit, not lower than the latest release.
       const existing = state.tags.get(tagName);
       const latest = latestReleased(state.tags.values());
+
+      let commit = state.head;
+      let commitTime: string | undefined;
+      if (state.head) {
+        commit = await withTempDir('preflight', async (dir) => {
+          const checkout = path.join(dir, 'checkout');
+          const head = await withHeartbeat(() => ({ check: 'checkout' }), () => git.cloneBranch(repo.url, repo.branch, checkout))
+            .catch((err: unknown) => { throw gitFailure(err, `check out branch ${repo.branch} of`, repo.url, tokenRef); });
+          add('branch', true, `commit ${short(head)} is the head of ${repo.branch} on ${url}`);
+          commitTime = await committerTime(git, checkout, head);
+          await checkFiles(checkout, head);
+          await runTests(dir, checkout, head);
+          return head;
+        }, deps.workDir);
+      }
 
       if (existing) {
         const atHead = commit !== undefined && existing.commit === commit;
