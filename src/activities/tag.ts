@@ -45,19 +45,17 @@ export function createTag(deps: TagDeps) {
         { tag, remoteCommit: other.commit, commit },
       );
 
+      const before = await readTag();
+      if (before) {
+        if (before.commit === commit) return { attempt: currentAttempt(), tag, commit, created: false };
+        throw conflict(before);
+      }
+
       let created = true;
-      const done = await withTempDir('tag', async (dir) => {
-        // The remote's tag is read while the commit is fetched (a read too): when the tag is there already, the
-        // fetch was for nothing, and its failure does not count.
-        const fetched = withHeartbeat(beat, () => git.fetchCommit(repo.url, commit, repo.branch, dir)).then(() => undefined, (err: unknown) => ({ err }));
-        const [before, fetch] = await Promise.all([readTag().then((t) => ({ t }), (err: unknown) => ({ err })), fetched]);
-        if ('err' in before) throw before.err;
-        if (before.t) {
-          if (before.t.commit === commit) return true;
-          throw conflict(before.t);
-        }
-        if (fetch) {
-          const { err } = fetch;
+      await withTempDir('tag', async (dir) => {
+        try {
+          await withHeartbeat(beat, () => git.fetchCommit(repo.url, commit, repo.branch, dir));
+        } catch (err) {
           if (err instanceof GitError && (err.kind === 'other' || err.kind === 'rejected' || err.kind === 'missing-ref')) {
             throw nonRetryable(GantryErrorType.TagConflict, `Cannot tag ${tag}: commit ${commit} is not on ${url} any more ` +
               `(was ${repo.branch} rewritten?). Nothing was tagged. Fix: start the release again so preflight picks the current head of ${repo.branch}.`,
@@ -75,15 +73,13 @@ export function createTag(deps: TagDeps) {
             const now = await readTag();
             if (now?.commit === commit) {
               created = false;
-              return false;
+              return;
             }
             if (now) throw conflict(now);
           }
           throw gitFailure(err, `push tag ${tag} to`, repo.url, tokenRef);
         }
-        return false;
       }, deps.workDir);
-      if (done) return { attempt: currentAttempt(), tag, commit, created: false };
 
       const after = await readTag();
       if (!after) {
