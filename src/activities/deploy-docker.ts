@@ -183,7 +183,12 @@ export function createDockerDeployer(deps: DockerDeployDeps): Deployer<DockerDep
     }
   }
 
-  /** Start `container` and wait until it runs steadily (same start, no restarts, for settleMs); polls with short backoff. */
+  /**
+   * Start `container` and wait until it runs steadily: running, not restarting, no restarts and the same start for
+   * settleMs (from the start of the first look when that look sees it so, since it then has run since before the
+   * look, else from the end of the look that first saw it so; to the start of the look that proves it). Looks again
+   * after 25 ms, doubling to 400 ms, never sleeping past the end of the settle window.
+   */
   async function startAndWait(docker: Docker, target: DockerDeploy, container: string, name: string): Promise<void> {
     try {
       await docker.getContainer(container).start();
@@ -199,12 +204,15 @@ export function createDockerDeployer(deps: DockerDeployDeps): Deployer<DockerDep
     const deadline = Date.now() + startTimeoutMs;
     let since: { startedAt: string; at: number } | undefined;
     let delay = 25;
-    for (;;) {
+    for (let first = true; ; first = false) {
+      const before = Date.now();
       const st = await inspect(docker, target, container);
       if (!st) throw new StartProblem('crash', 'it vanished right after it was started');
+      let nap = delay;
       if (st.running && !st.restarting && st.restartCount === 0) {
-        if (since?.startedAt === st.startedAt && Date.now() - since.at >= settleMs) return;
-        if (since?.startedAt !== st.startedAt) since = { startedAt: st.startedAt, at: Date.now() };
+        if (since?.startedAt !== st.startedAt) since = { startedAt: st.startedAt, at: first ? before : Date.now() };
+        else if (before - since.at >= settleMs) return;
+        nap = Math.min(nap, settleMs - Math.max(0, before - since.at));
       } else if ((!st.running && !st.restarting && st.status !== 'created' && st.status !== 'configured') || st.restartCount > 0) {
         const logs = await containerLogs(docker.getContainer(container));
         throw new StartProblem('crash', `it stopped right after starting (status ${st.status}, exit code ${st.exitCode}, ${st.restartCount} restarts). ` +
@@ -212,7 +220,7 @@ export function createDockerDeployer(deps: DockerDeployDeps): Deployer<DockerDep
       }
       if (Date.now() > deadline) throw new StartProblem('slow', `it was not running ${startTimeoutMs / 1000}s after it was started (status ${st.status})`);
       beat({ phase: 'wait', target: name, detail: st.status });
-      await pause(delay);
+      await pause(nap);
       delay = Math.min(delay * 2, 400);
     }
   }
@@ -266,8 +274,8 @@ export function createDockerDeployer(deps: DockerDeployDeps): Deployer<DockerDep
         step(`creating ${target.container} from ${req.imageRef}`);
         await create(docker, target, options);
         if (plan.kept) {
-          await stop(docker, target, keptName);
           await setRestart(docker, keptName, 'no');
+          await stop(docker, target, keptName);
         }
         step(`starting ${target.container}`);
         await startAndWait(docker, target, target.container, name);
@@ -333,8 +341,8 @@ export function createDockerDeployer(deps: DockerDeployDeps): Deployer<DockerDep
           await rename(docker, target, keptName, target.container);
         }
       }
-      await stop(docker, target, failed);
       await setRestart(docker, target.container, target.restart);
+      await stop(docker, target, failed);
       try {
         await startAndWait(docker, target, target.container, name);
       } catch (err) {

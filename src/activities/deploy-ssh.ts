@@ -1,12 +1,13 @@
 /**
- * Deploy target `kind: ssh`, the production path: one node-ssh session per host for the whole step, and on it two
- * remote scripts run by the container CLI there (`docker` by default; `containerCli` and `cliEnv` from config):
- * the survey (what runs, the kept container, the image id; pull by digest only when the host lacks it) and the
- * swap of deployer.ts (rename, create, stop the kept one, start, wait with short backoff; put the kept one back
- * when the new one does not start). Each script reports line by line, so what ran before reaches the heartbeat
- * before anything changes, and it ignores a lost session, so a worker dying mid-swap never leaves it half done.
- * Hosts go one after another; when one fails, the hosts this step already changed get their kept containers
- * back (over their open sessions) and the error says host by host what happened.
+ * Deploy target `kind: ssh`, the production path: one node-ssh session per host for the whole step, one remote
+ * shell in it, and in that shell two scripts run by the container CLI there (`docker` by default; `containerCli`
+ * and `cliEnv` from config): the survey (what runs, the kept container, the image id; pull by digest only when
+ * the host lacks it) and the swap of deployer.ts (rename, create, stop the kept one, start, wait with short
+ * backoff; put the kept one back when the new one does not start). Each script reports line by line, so what ran
+ * before reaches the heartbeat before anything changes, and it ignores a lost session, so a worker dying mid-swap
+ * never leaves it half done. Hosts go one after another (the next host's session opens while one swaps); when one
+ * fails, the hosts this step already changed get their kept containers back (over their open sessions) and the
+ * error says host by host what happened.
  *
  * The private key is a reference resolved here, on the worker; it never leaves this process. Every host's key is
  * pinned (`hostKey`: a public key or its SHA256 fingerprint, or `knownHosts`: a known_hosts file on the worker,
@@ -15,6 +16,8 @@
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
 import { NodeSSH } from 'node-ssh';
 import type { ServerHostKeyAlgorithm } from 'ssh2';
 import { parseHostKey, SSH_HOST_KEY_TYPES, sshKeyBlobType, type SshDeploy } from '../config/schema';
@@ -198,6 +201,29 @@ function hostKeyAlgorithms(policy: HostKeyPolicy): ServerHostKeyAlgorithm[] | un
   return ordered.flatMap((t): ServerHostKeyAlgorithm[] => (t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t]));
 }
 
+/**
+ * A TCP connection to an SSH server with Nagle's algorithm off. SSH's handshake and every script's start are
+ * small request/answer exchanges; with Nagle on, each one waits out the peer's delayed ACK (about 40 ms on Linux),
+ * which made the handshake alone take 200 ms on loopback.
+ */
+function tcpConnect(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = netConnect({ host, port, noDelay: true, timeout: timeoutMs });
+    const fail = (err: Error) => {
+      sock.destroy();
+      reject(err);
+    };
+    sock.once('error', fail);
+    sock.once('timeout', () => fail(new Error(`timed out after ${timeoutMs / 1000}s connecting to ${host}:${port}`)));
+    sock.once('connect', () => {
+      sock.removeListener('error', fail);
+      sock.removeAllListeners('timeout');
+      sock.setTimeout(0);
+      resolve(sock);
+    });
+  });
+}
+
 /** A failure on one host, before it is reported with what the other hosts did. */
 class HostError extends Error {
   constructor(message: string, readonly retry: boolean, readonly type: GantryErrorType = GantryErrorType.DeployFailed) {
@@ -205,8 +231,34 @@ class HostError extends Error {
   }
 }
 
+/** A remote script's end: its exit code (null when the session ended first), its reports and what it wrote to stderr. */
+interface ScriptResult {
+  code: number | null;
+  reports: Report[];
+  stderr: string;
+}
+
+/** The script running in the session's shell now: its reports so far, and how to end it. */
+interface Running {
+  token: string;
+  reports: Report[];
+  onReport: (key: string, args: string[]) => void;
+  stderrFrom: number;
+  done: (r: ScriptResult) => void;
+  fail: (err: unknown) => void;
+}
+
+/** One remote `sh -s` per session: every script of the step runs in it, so the host starts one shell, not one per script. */
+interface Shell {
+  stdin: PassThrough;
+  stderr: string;
+  running?: Running;
+}
+
 /** One SSH session to one host, running the container CLI. */
 class RemoteCli {
+  private shell?: Shell;
+
   private constructor(private readonly ssh: NodeSSH, private readonly target: SshDeploy, private readonly name: string, private readonly timeoutMs: number) {}
 
   static async connect(host: Host, target: SshDeploy, key: string, deps: SshDeployDeps): Promise<RemoteCli> {
@@ -215,13 +267,16 @@ class RemoteCli {
     const ssh = new NodeSSH();
     let refused: { blob: Buffer; revoked: boolean } | undefined;
     const serverHostKey = hostKeyAlgorithms(policy);
+    const timeoutMs = deps.connectTimeoutMs ?? 20_000;
+    const started = Date.now();
+    let sock: Socket | undefined;
     try {
+      sock = await tcpConnect(host.host, host.port, timeoutMs);
       await ssh.connect({
-        host: host.host,
-        port: host.port,
+        sock,
         username: host.user,
         privateKey: key,
-        readyTimeout: deps.connectTimeoutMs ?? 20_000,
+        readyTimeout: Math.max(1, timeoutMs - (Date.now() - started)),
         ...(serverHostKey ? { algorithms: { serverHostKey } } : {}),
         // During the key exchange, before any authentication: a false answer ends the connection.
         hostVerifier: (blob: Buffer) => {
@@ -237,6 +292,7 @@ class RemoteCli {
       });
     } catch (err) {
       ssh.dispose();
+      sock?.destroy();
       const text = redact(String((err as Error)?.message ?? err), [key]);
       if (refused) {
         const fp = hostKeyFingerprint(refused.blob);
@@ -267,7 +323,18 @@ class RemoteCli {
   }
 
   dispose(): void {
+    this.shell?.stdin.end();
+    this.shell = undefined;
     this.ssh.dispose();
+  }
+
+  /** Start the session's shell now, so it is up by the first script (a problem starting it shows at that script). */
+  warm(): void {
+    try {
+      this.openShell();
+    } catch {
+      // met again by the first script
+    }
   }
 
   /** `{cliEnv…} {containerCli}`, each word quoted: the start of every CLI command on the host. */
@@ -284,44 +351,95 @@ class RemoteCli {
   }
 
   /**
-   * Run one remote script (POSIX sh, on its stdin) in this session and hand each report line to `onReport` as it
-   * arrives. The script ignores a lost session (HUP, PIPE), so a worker dying mid-swap never leaves it half done.
+   * The session's shell, started on first use: `sh -s` reading scripts from its stdin as they come. It ignores a
+   * lost session (HUP, PIPE), so a worker dying mid-swap never leaves a script half done; each script is one
+   * subshell, parsed whole before any of it runs (a script cut short by a lost session runs not at all), with
+   * /dev/null as its stdin so no command in it can read the scripts after it.
    */
-  async script(body: string, onReport: (key: string, args: string[]) => void): Promise<{ code: number | null; reports: Report[]; stderr: string }> {
-    const token = randomBytes(6).toString('hex');
-    const cli0 = shellQuote(this.target.containerCli.trim().split(/\s+/)[0] ?? 'docker');
-    const text = [
+  private openShell(): Shell {
+    if (this.shell) return this.shell;
+    const prelude = [
       "trap '' HUP PIPE",
-      `T=${token}`,
       // One report per line: "@token key arg…"; multi-line values have their newlines as \036.
       'say() { printf \'@%s\' "$T"; for a in "$@"; do printf \' %s\' "$(printf \'%s\' "$a" | tr \'\\n \' \'\\036\\037\')"; done; printf \'\\n\'; }',
-      `command -v ${cli0} >/dev/null 2>&1 || { echo "${cli0}: command not found" >&2; exit 127; }`,
       `d() { ${this.cliPrefix()} "$@"; }`,
-      body,
+      '',
     ].join('\n');
-    const reports: Report[] = [];
+    const stdin = new PassThrough();
     let buffered = '';
+    const shell: Shell = { stdin, stderr: '' };
     const onStdout = (chunk: Buffer) => {
       buffered += chunk.toString('utf8');
       let nl: number;
       while ((nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
-        if (!line.startsWith(`@${token} `)) continue;
-        const [key = '', ...args] = line.slice(token.length + 2).split(' ').map((w) => w.replace(/\x1e/g, '\n').replace(/\x1f/g, ' '));
-        reports.push({ key, args });
-        onReport(key, args);
+        const r = shell.running;
+        if (!r || !line.startsWith(`@${r.token} `)) continue;
+        const [key = '', ...args] = line.slice(r.token.length + 2).split(' ').map((w) => w.replace(/\x1e/g, '\n').replace(/\x1f/g, ' '));
+        if (key === '~end') {
+          shell.running = undefined;
+          r.done({ code: Number(args[0]), reports: r.reports, stderr: shell.stderr.slice(r.stderrFrom) });
+          continue;
+        }
+        r.reports.push({ key, args });
+        r.onReport(key, args);
       }
     };
+    const onStderr = (chunk: Buffer) => {
+      shell.stderr += chunk.toString('utf8');
+    };
+    stdin.write(prelude);
+    void this.ssh.execCommand('sh -s', { stdin, onStdout, onStderr, noTrim: true }).then((res) => {
+      const r = shell.running;
+      shell.running = undefined;
+      r?.done({ code: res.code, reports: r.reports, stderr: shell.stderr.slice(r.stderrFrom) });
+    }, (err: unknown) => {
+      const r = shell.running;
+      shell.running = undefined;
+      r?.fail(err);
+    }).finally(() => {
+      if (this.shell === shell) this.shell = undefined;
+    });
+    this.shell = shell;
+    return shell;
+  }
+
+  /**
+   * Run one remote script (POSIX sh) in this session's shell and hand each report line to `onReport` as it
+   * arrives; its exit code is the subshell's.
+   */
+  async script(body: string, onReport: (key: string, args: string[]) => void): Promise<ScriptResult> {
+    const token = randomBytes(6).toString('hex');
+    const cli0 = shellQuote(this.target.containerCli.trim().split(/\s+/)[0] ?? 'docker');
+    const text = [
+      `T=${token}`,
+      '(',
+      `command -v ${cli0} >/dev/null 2>&1 || { echo "${cli0}: command not found" >&2; exit 127; }`,
+      body,
+      ') </dev/null',
+      'printf \'@%s ~end %s\\n\' "$T" "$?"',
+      '',
+    ].join('\n');
+    const shell = this.openShell();
+    if (shell.running) throw new Error(`${this.name}: a remote script is already running in this session`);
     const signal = cancellation();
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new HostError(`${this.name}: the remote script did not finish within ${this.timeoutMs / 1000}s; gantry retries.`, true)), this.timeoutMs);
-    });
     try {
-      const res = await keepBeating(() => Promise.race([this.ssh.execCommand('sh -s', { stdin: text, onStdout }), timeout]));
-      if (signal.aborted) throw signal.reason;
-      return { code: res.code, reports, stderr: res.stderr };
+      return await keepBeating(() => new Promise<ScriptResult>((resolve, reject) => {
+        shell.running = { token, reports: [], onReport, stderrFrom: shell.stderr.length, done: resolve, fail: reject };
+        timer = setTimeout(() => {
+          // That shell is busy until the script ends there: a later script gets a shell of its own.
+          shell.running = undefined;
+          if (this.shell === shell) this.shell = undefined;
+          shell.stdin.end();
+          reject(new HostError(`${this.name}: the remote script did not finish within ${this.timeoutMs / 1000}s; gantry retries.`, true));
+        }, this.timeoutMs);
+        shell.stdin.write(text);
+      })).then((res) => {
+        if (signal.aborted) throw signal.reason;
+        return res;
+      });
     } finally {
       clearTimeout(timer);
     }
@@ -376,24 +494,34 @@ function createArgs(t: SshDeploy, labels: Record<string, string>): string[] {
 const q = shellQuote;
 
 /**
- * Shell: `steady C` waits until container C runs steadily (same start, no restarts, for settleMs), polling with a
- * short backoff (25 ms doubling to 400 ms). Returns 1 when it stopped (and sets `why`), 2 when it is too slow.
+ * Shell: `steady C` (right after `start C`) waits until container C runs steadily: running, not restarting, no
+ * restarts and the same start for settleMs, as the host's clock measures it (from the start of the first look when
+ * that look sees it so, since it then has run since before the look, else from the end of the look that first saw
+ * it so; to the start of the look that proves it; where `date` has no %N, the time slept between the looks, which
+ * is less). It looks again
+ * after 25 ms, doubling to 400 ms, never sleeping past the end of the settle window. Returns 1 when the container
+ * stopped (and sets `why`), 2 when it is not running steadily startTimeoutMs after it was started.
  */
 function steadyFunction(startTimeoutMs: number, settleMs: number): string {
-  return `steady() {
-  c=$1; deadline=$(( $(date +%s) + ${Math.ceil(startTimeoutMs / 1000)} )); seen=""; settled=0; ms=25
+  return `now_ms() { t=$(date +%s%N 2>/dev/null); case $t in ''|*[!0-9]*) ;; *) printf '%s' "\${t%??????}";; esac; }
+steady() {
+  c=$1; deadline=$(( $(date +%s) + ${Math.ceil(startTimeoutMs / 1000)} )); seen=""; since=0; slept=0; ms=25; first=1
   while :; do
+    before=$(now_ms)
     st=$(d inspect --type container --format '{{.State.Status}}|{{.State.Running}}|{{.State.Restarting}}|{{.RestartCount}}|{{.State.StartedAt}}|{{.State.ExitCode}}' "$c" 2>&1) || { why="it vanished right after it was started ($st)"; return 1; }
     old=$IFS; IFS='|'; set -- $st; IFS=$old
+    nap=$ms
     if [ "$2" = true ] && [ "$3" = false ] && [ "$4" = 0 ]; then
-      if [ "$seen" = "$5" ]; then [ "$settled" -ge ${settleMs} ] && return 0; else seen=$5; settled=0; fi
+      if [ "$seen" = "$5" ]; then up=$(( \${before:-$slept} - since )); [ "$up" -ge ${settleMs} ] && return 0
+      else seen=$5; up=0; if [ $first = 1 ]; then since=$before; else since=$(now_ms); fi; since=\${since:-$slept}; fi
+      [ $(( ${settleMs} - up )) -lt "$nap" ] && nap=$(( ${settleMs} - up ))
     elif { [ "$2" = false ] && [ "$3" = false ] && [ "$1" != created ] && [ "$1" != configured ]; } || [ "$4" != 0 ]; then
       why="it stopped right after starting (status $1, exit code $6, $4 restarts). Its last output:
 $(d logs --tail 20 "$c" 2>&1 | tail -c 1500)"
       return 1
     fi
     [ "$(date +%s)" -gt "$deadline" ] && { why="it was not running ${Math.ceil(startTimeoutMs / 1000)}s after it was started (status $1)"; return 2; }
-    sleep "$(printf '0.%03d' "$ms")"; settled=$((settled + ms)); [ "$ms" -lt 400 ] && ms=$((ms * 2))
+    sleep "$(printf '%d.%03d' $((nap / 1000)) $((nap % 1000)))"; slept=$((slept + nap)); first=0; [ "$ms" -lt 400 ] && ms=$((ms * 2))
   done
 }`;
 }
@@ -428,7 +556,7 @@ function swapScript(t: SshDeploy, image: string, plan: Extract<SwapPlan, { kind:
       'say kept',
     ].join('\n') : '',
     `out=$(d create --name ${main} ${createArgs(t, labels).map(q).join(' ')} ${q(image)} 2>&1) || { kind=start; why="the engine could not create it: $out"; }`,
-    plan.kept ? `[ -z "$kind" ] && { d stop -t 10 ${kept} >/dev/null 2>&1; d update --restart no ${kept} >/dev/null 2>&1; }` : '',
+    plan.kept ? `[ -z "$kind" ] && { d update --restart no ${kept} >/dev/null 2>&1; d stop -t 10 ${kept} >/dev/null 2>&1; }` : '',
     '[ -z "$kind" ] && say created',
     `[ -z "$kind" ] && { out=$(d start ${main} 2>&1) || { kind=start; why="the engine could not start it: $out"; }; }`,
     `if [ -z "$kind" ]; then steady ${main}; rc=$?; [ $rc = 1 ] && kind=crash; [ $rc = 2 ] && kind=slow; fi`,
@@ -476,8 +604,8 @@ function restoreScript(t: SshDeploy, image: string, labels: Record<string, strin
   fi
 fi`,
     'say version "$ver"',
-    `d stop -t 10 ${failed} >/dev/null 2>&1`,
     `d update --restart ${q(t.restart)} ${main} >/dev/null 2>&1`,
+    `d stop -t 10 ${failed} >/dev/null 2>&1`,
     `out=$(d start ${main} 2>&1) || { say result start "the engine could not start it: $out"; exit 0; }`,
     `steady ${main}; rc=$?`,
     `[ $rc = 1 ] && { say result crash "$why"; exit 0; }`,
@@ -588,13 +716,25 @@ export function createSshDeployer(deps: SshDeployDeps): Deployer<SshDeploy> {
       const done: DeployedTarget[] = [];
       // One session per host for the whole step: a failure on a later host restores earlier ones over theirs.
       const sessions: { host: Host; cli: RemoteCli }[] = [];
+      // Host i's session, opened once; the next host's comes up (handshake, shell) while this one swaps.
+      const opening = new Map<number, Promise<RemoteCli>>();
+      const session = (i: number) => {
+        let p = opening.get(i);
+        if (!p) {
+          p = RemoteCli.connect(target.hosts[i]!, target, key, deps);
+          p.catch(() => undefined); // its failure is met when that host's turn comes
+          opening.set(i, p);
+        }
+        return p;
+      };
       try {
-        for (const host of target.hosts) {
+        for (const [i, host] of target.hosts.entries()) {
           const name = sshTargetName(host, target.container);
           try {
             beat({ ...progress, phase: 'connect', target: name });
-            const cli = await RemoteCli.connect(host, target, key, deps);
+            const cli = await session(i);
             sessions.push({ host, cli });
+            if (i + 1 < target.hosts.length) void session(i + 1).then((next) => next.warm(), () => undefined);
             done.push(await deployHost(cli, req, name, progress));
           } catch (err) {
             const restored = await restoreChanged(done, sessions, req);
@@ -603,7 +743,7 @@ export function createSshDeployer(deps: SshDeployDeps): Deployer<SshDeploy> {
         }
         return done;
       } finally {
-        for (const s of sessions) s.cli.dispose();
+        for (const p of opening.values()) void p.then((cli) => cli.dispose(), () => undefined);
       }
     },
 

@@ -177,4 +177,18 @@ describe('deploy kind ssh (node-ssh to the lab host, docker CLI there)', () => {
     expect(err.type).toBe(GantryErrorType.ConfigInvalid);
     expect(err.message).toContain('`no-such-docker` is not installed there');
   });
+
+  it('goes host by host over sessions opened ahead: the second host (the same one again) finds the new version running', async () => {
+    const { lab } = ctx;
+    const [labHost] = productionTarget().hosts;
+    const target = productionTarget({ hosts: [labHost!, { ...labHost! }] });
+    const name = `ssh:${lab.ssh.user}@127.0.0.1:${lab.ssh.port}/${lab.production.container}`;
+    const { result } = await runActivity(deploy, [request('production', target, broken)]);
+    expect(result.targets).toEqual([
+      { target: name, previousImage: good.imageRef, image: broken.imageRef, changed: true },
+      { target: name, previousImage: good.imageRef, image: broken.imageRef, changed: false },
+    ]);
+    expect((await container(lab.production.container)).Config.Image).toBe(broken.imageRef);
+    expect(JSON.parse((await httpGet(`${lab.production.url}/version`)).body)).toEqual({ version: '1.1.0' });
+  });
 });
