@@ -120,6 +120,9 @@ interface LiveSink {
   stop(): void;
 }
 
+/** How often a follower that approves as someone reads the status until the gate opens. */
+const APPROVER_INTERVAL_MS = 100;
+
 async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOptions, live: LiveSink | undefined): Promise<FollowResult> {
   const st = opts.style ?? PLAIN;
   const say = opts.print;
@@ -267,7 +270,9 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
       }
 
       try {
-        const pause = sleep(interval, undefined, opts.signal ? { signal: opts.signal } : {});
+        // Approving as someone (`--approve-as`): look often until the gate opens, so the approval goes out at once.
+        const wait = opts.approveAs && !approvalSent ? Math.min(interval, APPROVER_INTERVAL_MS) : interval;
+        const pause = sleep(wait, undefined, opts.signal ? { signal: opts.signal } : {});
         // Once the end has woken the loop, later rounds (a closed release still without an outcome) wait the interval.
         await (endSeen ? pause : Promise.race([pause, ended]));
       } catch {

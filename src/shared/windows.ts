@@ -7,9 +7,14 @@
  * the clock. `denyWindowProblem` is the config-time check the schema calls, so a bad cron, recurrence or time
  * zone stops the worker at start with the fix rather than a release later.
  */
-import { CronExpressionParser } from 'cron-parser';
-import { rrulestr, type RRule, type RRuleSet } from 'rrule';
+import type { CronExpressionParser as CronParser } from 'cron-parser';
+import type { RRule, RRuleSet, rrulestr as RRuleStr } from 'rrule';
 import { durationMs } from './duration';
+
+// Loaded when a window has a schedule of that kind: a config without deny windows (and every CLI command that only
+// validates one) never pays for the parsers (cron-parser brings luxon).
+const cronParser = (): typeof CronParser => (require('cron-parser') as { CronExpressionParser: typeof CronParser }).CronExpressionParser;
+const rrulestr: typeof RRuleStr = (...args) => (require('rrule') as { rrulestr: typeof RRuleStr }).rrulestr(...args);
 
 /** One deny window as the config states it (top-level `denyWindows:` or a service's). */
 export interface DenyWindowSpec {
@@ -96,7 +101,7 @@ export function denyWindowProblem(w: DenyWindowSpec): string | undefined {
   if (!(dur > 0)) return `deny window "${w.name}": duration "${String(w.duration)}" is not a duration; write it like 62h, 90m or 1d`;
   if (w.cron !== undefined) {
     try {
-      CronExpressionParser.parse(w.cron, { tz: w.timezone ?? 'UTC', currentDate: 0 }).next();
+      cronParser().parse(w.cron, { tz: w.timezone ?? 'UTC', currentDate: 0 }).next();
     } catch (err) {
       return `deny window "${w.name}": cron "${w.cron}" does not parse (${errorText(err)}); write five fields, minute hour day-of-month month day-of-week, like "0 18 * * 5" for Fridays at 18:00`;
     }
@@ -146,7 +151,7 @@ function schedule(w: DenyWindowSpec): Schedule {
 }
 
 function cronSchedule(expr: string, tz: string): Schedule {
-  const at = (currentDate: number) => CronExpressionParser.parse(expr, { tz, currentDate });
+  const at = (currentDate: number) => cronParser().parse(expr, { tz, currentDate });
   const step = (fn: () => number): number | undefined => {
     try {
       return fn();
