@@ -128,6 +128,9 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
   const say = opts.print;
   const interval = opts.intervalMs ?? 500;
   const handle = gc.client.workflow.getHandle(addr.workflowId);
+  // Signing needs ssh2 and the curves, which following alone never does: loaded only to approve, and then up front,
+  // so loading them is not between the gate opening and the approval.
+  const approving = opts.approveAs ? (require('./actions') as typeof import('./actions')) : undefined;
   // The server's long poll for the release's end wakes the loop the moment it closes, so a follower exits with the
   // release instead of up to one interval later. Aborted when following stops.
   const stopWatching = new AbortController();
@@ -226,8 +229,7 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
         if (g.state === 'open' && opts.approveAs && !approvalSent) {
           approvalSent = true;
           const who = { as: opts.approveAs, ...(opts.approveReason ? { reason: opts.approveReason } : {}) };
-          // Loaded only here: signing needs ssh2 and the curves, which following alone never does.
-          const { buildVote, vote } = require('./actions') as typeof import('./actions');
+          const { buildVote, vote } = approving!;
           const answer = await vote(gc, addr, 'approve', await buildVote(gc, addr, 'approve', who, opts.signing ?? {}));
           say(`  ${st.ok('✓')} approved as ${opts.approveAs}: ${answer.message}`);
           if (opts.stopAtGate) return { kind: 'gate', status: s };
