@@ -111,7 +111,7 @@ export interface ReleaseWorkerOptions {
   workflowBundlePath?: string;
   /** Extra Worker options (tests tune concurrency, identity, …). */
   tuning?: Partial<Pick<WorkerOptions, 'identity' | 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'shutdownGraceTime' | 'maxCachedWorkflows' |
-    'maxConcurrentWorkflowTaskPolls' | 'maxConcurrentActivityTaskPolls' | 'workflowThreadPoolSize' | 'nonStickyToStickyPollRatio' | 'reuseV8Context'>>;
+    'workflowTaskPollerBehavior' | 'activityTaskPollerBehavior' | 'workflowThreadPoolSize' | 'nonStickyToStickyPollRatio' | 'reuseV8Context'>>;
   /** Trace releases (from setupTelemetry): the OpenTelemetry interceptors and the workflow span sink. */
   tracing?: Tracing;
   /** Where notes about the worker's set-up go. @default stderr */
