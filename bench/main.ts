@@ -6,7 +6,7 @@
  *   npm run bench -- overhead [--runs 30] [--warmup 5] [--target 1.15] [--strict] [--verbose]
  *   npm run bench -- floor [--runs 10]     the server's own cost per activity, per server and worker setting
  *   npm run bench -- latency [--runs 7]    what the user waits for: approval, status, CLI start-up, worker cold start
- *   npm run bench -- scale [--n 200] [--max-cached-workflows 500] [--concurrency 50]
+ *   npm run bench -- scale [--n 200] [--max-cached-workflows <default>] [--concurrency 50] [--approve <n>] [--worker-options <json>]
  *   npm run bench -- script [--pairs 3] [--target 1.25]   the lab release: gantry against bench/release-script.sh
  *   npm run bench -- swap [--runs 3]       on the lab: the gap in service during a swap, and the restore time (target ≤ 10 s)
  */
@@ -28,6 +28,13 @@ function int(min: number): (raw: string) => number {
     if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`a whole number ≥ ${min}, e.g. ${Math.max(min, 10)}`);
     return n;
   };
+}
+
+function json(raw: string): string {
+  try {
+    if (typeof JSON.parse(raw) === 'object') return raw;
+  } catch { /* fall through */ }
+  throw new InvalidArgumentError('a JSON object of Worker options, e.g. \'{"maxConcurrentWorkflowTaskPolls":4}\'');
 }
 
 function ratio(raw: string): number {
@@ -78,8 +85,10 @@ program.command('scale')
   .description('N releases parked at the gate on one worker: its RSS, then all approved by update (targets: 10,000 at ≤ 400 MB, ≥ 100/s)')
   .option('--n <n>', 'releases to park', int(1), 200)
   .option('--max-cached-workflows <n>', 'the worker\'s cache size', int(2), DEFAULT_MAX_CACHED_WORKFLOWS)
-  .option('--concurrency <n>', 'starts and approvals in flight', int(1), 50)
-  .action((o: { n: number; maxCachedWorkflows: number; concurrency: number }) => run([['scale', () => scaleBench({ ...o, write })]]));
+  .option('--concurrency <n>', 'releases between start and gate (at most half the cache), and approvals in flight', int(1), 50)
+  .option('--approve <n>', 'approve only the first n (default: all of them)', int(1))
+  .option('--worker-options <json>', 'further Worker options for the worker, e.g. \'{"workflowThreadPoolSize":2}\' (the SDK 1.24 ignores maxConcurrentWorkflowTaskPolls: give workflowTaskPollerBehavior)', json)
+  .action((o: { n: number; maxCachedWorkflows: number; concurrency: number; approve?: number; workerOptions?: string }) => run([['scale', () => scaleBench({ ...o, write })]]));
 
 program.command('script')
   .description('a real lab release: gantry start --approve-as alice --wait against bench/release-script.sh (target ratio ≤ 1.25)')

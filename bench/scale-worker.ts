@@ -1,20 +1,22 @@
 /**
  * The worker process of `npm run bench -- scale`: gantry's release worker (src/worker.ts createReleaseWorker, the
  * prebuilt bundle as in production) with no-op steps, in a process of its own so its RSS is the worker's alone.
- * Run by bench/scale.ts as `node --import tsx bench/scale-worker.ts <address> <task-queue> <max-cached-workflows>`.
- * Prints `ready` once polling, then `smoke N` / `done N` as releases reach the gate and end (batched, every 100 ms).
+ * Run by bench/scale.ts as `node --import tsx bench/scale-worker.ts <address> <task-queue> <max-cached-workflows> [<tuning>]`,
+ * where <tuning> is a JSON object of further Worker options to measure (`--worker-options` of the bench), over the
+ * ones createReleaseWorker derives from the cache size. GANTRY_WORKFLOW_BUNDLE runs another bundle than dist's.
+ * Prints `ready` once polling, then `smoke N done M` as releases reach the gate and end (batched, every 100 ms).
  */
 import { NativeConnection, DefaultLogger, Runtime } from '@temporalio/worker';
-import { createReleaseWorker, DEFAULT_BUNDLE_PATH, parseMaxCachedWorkflows } from '../src/worker';
+import { createReleaseWorker, DEFAULT_BUNDLE_PATH, parseMaxCachedWorkflows, type ReleaseWorkerOptions } from '../src/worker';
 import { noopReleaseActivities } from './lib/noop-activities';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 async function main(): Promise<void> {
-  const [address, taskQueue, cache] = process.argv.slice(2);
-  if (!address || !taskQueue || !cache) throw new Error('usage: scale-worker.ts <address> <task-queue> <max-cached-workflows>');
+  const [address, taskQueue, cache, tuning] = process.argv.slice(2);
+  if (!address || !taskQueue || !cache) throw new Error('usage: scale-worker.ts <address> <task-queue> <max-cached-workflows> [<tuning JSON>]');
   Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
-  const bundle = path.resolve(__dirname, '..', 'dist', path.basename(DEFAULT_BUNDLE_PATH));
+  const bundle = process.env.GANTRY_WORKFLOW_BUNDLE ?? path.resolve(__dirname, '..', 'dist', path.basename(DEFAULT_BUNDLE_PATH));
   if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build first`);
   let smoke = 0;
   let done = 0;
@@ -28,16 +30,25 @@ async function main(): Promise<void> {
       onSmoke: () => void (smoke += 1),
       onCall: (name) => { if (name === 'announce') done += 1; },
     }),
-    tuning: { maxCachedWorkflows: parseMaxCachedWorkflows(cache) },
+    tuning: { maxCachedWorkflows: parseMaxCachedWorkflows(cache), ...(tuning ? JSON.parse(tuning) as ReleaseWorkerOptions['tuning'] : {}) },
     note: () => undefined,
   });
   let reported = '';
+  let ticks = 0;
   const timer = setInterval(() => {
+    // Every 2 s, the main thread's heap (the workflow thread's is not visible from here) and off-heap memory.
+    if (ticks++ % 20 === 0) {
+      const m = process.memoryUsage();
+      const mb = (b: number): number => Math.round(b / 1048576);
+      process.stdout.write(`memory main-heap ${mb(m.heapUsed)}/${mb(m.heapTotal)} MB, external ${mb(m.external)} MB, array buffers ${mb(m.arrayBuffers)} MB\n`);
+    }
     const line = `smoke ${smoke} done ${done}`;
     if (line !== reported) process.stdout.write(`${line}\n`);
     reported = line;
   }, 100);
-  process.stdout.write(`ready cache=${worker.options.maxCachedWorkflows}\n`);
+  const o = worker.options;
+  process.stdout.write(`options ${JSON.stringify({ workflowThreadPoolSize: o.workflowThreadPoolSize, reuseV8Context: o.reuseV8Context, tuner: o.tuner, workflowTaskPollerBehavior: o.workflowTaskPollerBehavior, activityTaskPollerBehavior: o.activityTaskPollerBehavior })}\n`);
+  process.stdout.write(`ready cache=${o.maxCachedWorkflows}\n`);
   await worker.run();
   clearInterval(timer);
   await connection.close();

@@ -9,6 +9,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import type { Logger, LogLevel } from '@temporalio/common';
 import { bundleWorkflowCode, Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import { TASK_QUEUE } from './shared/release';
@@ -31,12 +32,46 @@ export const DEFAULT_BUNDLE_PATH = path.resolve(__dirname, '..', 'workflow-bundl
 /**
  * How many workflows a worker keeps in memory (`--max-cached-workflows`, GANTRY_MAX_CACHED_WORKFLOWS). A release
  * parked at the gate for days needs no memory: once more than this many are open, the least recently used is
- * evicted and replayed from its history when a message (approval, decision, timer) arrives. A cached release
- * costs about 1 MB and an idle worker about 200 MB RSS, so the default bounds the worker near 700-850 MB however many
- * releases are parked (measured: docs/performance.md); ~150 would keep it near 400 MB, but a run with 100 stalled
- * and is not explained yet, so the default stays at the size that was seen to work.
+ * evicted and replayed from its history when a message (approval, decision, timer) arrives. The worker's memory
+ * is then its idle ~200 MB, the cached releases and the garbage replays leave: the workflow thread's heap is
+ * bounded from the cache size (workflowHeapMb), so that garbage is collected instead of growing the heap. 100 keeps
+ * the scale bench's worker near 400 MB however many are parked, and lets 50 releases run between start and gate,
+ * or 50 approvals be in flight, without evicting each other (docs/performance.md). Every message to an
+ * evicted release costs a replay (~70 ms of CPU for a parked release), so a worker whose releases get many
+ * messages at once gains from a bigger cache where it has the memory.
  */
-export const DEFAULT_MAX_CACHED_WORKFLOWS = 500;
+export const DEFAULT_MAX_CACHED_WORKFLOWS = 100;
+
+/**
+ * The V8 heap the workflow thread may use, in MB, for a cache of `maxCachedWorkflows`: room for the SDK and
+ * the bundle, and 1 MB for each cached release (a cached release's share of the worker's RSS, garbage included;
+ * a cache of 100 ran in 128 MB). Without a bound, V8 lets the heap grow with the garbage every replay leaves
+ * (300 parked on a cache of 100: 517 MB RSS, against 401 MB with this bound), so a small cache alone did not
+ * keep the worker small. Only the workflow thread is bounded: the main thread's heap is sized when node starts.
+ * A heap limit given to node (`--max-old-space-size`, in NODE_OPTIONS or on its command line) is left as it is.
+ */
+export function workflowHeapMb(maxCachedWorkflows: number): number {
+  return WORKFLOW_HEAP_BASE_MB + maxCachedWorkflows * WORKFLOW_HEAP_PER_CACHED_MB;
+}
+const WORKFLOW_HEAP_BASE_MB = 96;
+const WORKFLOW_HEAP_PER_CACHED_MB = 1;
+
+/**
+ * Workflow tasks a worker runs at once for a cache of `maxCachedWorkflows`: the SDK's 40, but at most half the
+ * cache. A task for a release that is not cached waits, holding its slot, until Core evicts a cached release
+ * that has no task in flight; with more slots than that, every cached release can be busy and the tasks wait on
+ * each other and on evictions (Core: buffer_resp_on_full_cache, reconcile_buffered). The SDK's own check that
+ * slots ≤ cache only applies when maxConcurrentWorkflowTaskExecutions is given, not to its default of 40.
+ */
+export function workflowTaskSlots(maxCachedWorkflows: number): number {
+  return Math.max(2, Math.min(SDK_WORKFLOW_TASK_SLOTS, Math.floor(maxCachedWorkflows / 2)));
+}
+const SDK_WORKFLOW_TASK_SLOTS = 40;
+
+/** Whether node was started with its own heap limit (which the workflow thread then inherits). */
+function heapLimitGiven(env: NodeJS.ProcessEnv = process.env): boolean {
+  return [...process.execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => /^--max-old-space-size(=|$)/.test(a));
+}
 
 /**
  * A cache size from a flag or the environment: a whole number ≥ 2 (the SDK's smallest working cache).
@@ -75,7 +110,8 @@ export interface ReleaseWorkerOptions {
   /** Path to a prebuilt workflow bundle; when unset the sources are bundled at start. */
   workflowBundlePath?: string;
   /** Extra Worker options (tests tune concurrency, identity, …). */
-  tuning?: Partial<Pick<WorkerOptions, 'identity' | 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'shutdownGraceTime' | 'maxCachedWorkflows'>>;
+  tuning?: Partial<Pick<WorkerOptions, 'identity' | 'maxConcurrentActivityTaskExecutions' | 'maxConcurrentWorkflowTaskExecutions' | 'shutdownGraceTime' | 'maxCachedWorkflows' |
+    'workflowTaskPollerBehavior' | 'activityTaskPollerBehavior' | 'workflowThreadPoolSize' | 'nonStickyToStickyPollRatio' | 'reuseV8Context'>>;
   /** Trace releases (from setupTelemetry): the OpenTelemetry interceptors and the workflow span sink. */
   tracing?: Tracing;
   /** Where notes about the worker's set-up go. @default stderr */
@@ -131,6 +167,10 @@ async function bundleSources(workflowModules: string[] | undefined, note: (line:
 
 export async function createReleaseWorker(opts: ReleaseWorkerOptions): Promise<Worker> {
   const note = opts.note ?? ((line: string) => void process.stderr.write(`gantry worker: ${line}\n`));
+  const maxCachedWorkflows = opts.tuning?.maxCachedWorkflows ?? DEFAULT_MAX_CACHED_WORKFLOWS;
+  // The workflow thread is a new V8 isolate: it takes the heap limit in force when Worker.create starts it
+  // (this process's own heap is sized already and does not change). A cache of 0 (no cache) keeps V8's default.
+  if (maxCachedWorkflows > 0 && !heapLimitGiven()) setFlagsFromString(`--max-old-space-size=${workflowHeapMb(maxCachedWorkflows)}`);
   const tracing: Partial<ReturnType<typeof tracingWorkerOptions>> = opts.tracing ? tracingWorkerOptions(opts.tracing) : {};
   const source = workflowSource(opts.workflowBundlePath, opts.tracing !== undefined, note);
   // Without a prebuilt bundle the sources are bundled here rather than by Worker.create, to keep webpack's
@@ -147,7 +187,8 @@ export async function createReleaseWorker(opts: ReleaseWorkerOptions): Promise<W
     ...tracing,
     ...interceptors,
     shutdownGraceTime: '30s',
-    maxCachedWorkflows: DEFAULT_MAX_CACHED_WORKFLOWS,
+    maxCachedWorkflows,
+    ...(maxCachedWorkflows > 0 ? { maxConcurrentWorkflowTaskExecutions: workflowTaskSlots(maxCachedWorkflows) } : {}),
     ...opts.tuning,
   });
 }
@@ -183,7 +224,7 @@ export interface RunWorkerOptions {
   taskQueue?: string;
   /** Metrics endpoint and tracing (`--metrics`, `--otel`). @default from the environment: telemetrySettings({}) */
   telemetry?: TelemetrySettings;
-  /** Workflows kept in memory (`--max-cached-workflows`). @default maxCachedWorkflowsFrom(undefined): GANTRY_MAX_CACHED_WORKFLOWS or DEFAULT_MAX_CACHED_WORKFLOWS (500) */
+  /** Workflows kept in memory (`--max-cached-workflows`). @default maxCachedWorkflowsFrom(undefined): GANTRY_MAX_CACHED_WORKFLOWS or DEFAULT_MAX_CACHED_WORKFLOWS (100) */
   maxCachedWorkflows?: number;
 }
 
@@ -214,7 +255,11 @@ export async function runWorker(activities: ReleaseActivities, opts: RunWorkerOp
       });
       // Worker.run() installs SIGINT/SIGTERM handlers that start a graceful shutdown.
       for (const line of telemetry.describe()) process.stderr.write(`gantry worker: ${line}\n`);
-      process.stderr.write(`gantry worker: keeping up to ${worker.options.maxCachedWorkflows} workflows in memory (--max-cached-workflows)\n`);
+      const cached = worker.options.maxCachedWorkflows;
+      const slots = worker.options.tuner.workflowTaskSlotSupplier;
+      process.stderr.write(`gantry worker: keeping up to ${cached} workflows in memory (--max-cached-workflows); ` +
+        `workflow heap ${heapLimitGiven() ? 'as node was told (--max-old-space-size)' : `≤ ${workflowHeapMb(cached)} MB`}` +
+        `${slots.type === 'fixed-size' ? `, ${slots.numSlots} workflow tasks at a time` : ''}\n`);
       process.stderr.write(`gantry worker: polling ${opts.taskQueue ?? TASK_QUEUE} on ${settings.address} (namespace ${settings.namespace})\n`);
       await worker.run();
       process.stderr.write('gantry worker: stopped\n');

@@ -16,7 +16,8 @@ interface WorkerOptions {
 /** The worker's cache size, shared with `gantry dev` (docs/performance.md). */
 export function addWorkerTuningOptions(cmd: Command): Command {
   return cmd.option('--max-cached-workflows <n>', 'workflows kept in memory; releases parked beyond that are evicted and replayed from their ' +
-    `history when a message arrives (a whole number ≥ 2; default: GANTRY_MAX_CACHED_WORKFLOWS, else ${DEFAULT_MAX_CACHED_WORKFLOWS})`);
+    'history when a message arrives; the workflow heap (96 MB + 1 MB each) and workflow task slots (half, at most 40) follow from it ' +
+    `(a whole number ≥ 2; default: GANTRY_MAX_CACHED_WORKFLOWS, else ${DEFAULT_MAX_CACHED_WORKFLOWS})`);
 }
 
 /** `--metrics` and `--otel`, shared with `gantry dev` (docs/metrics.md). */
