@@ -3,9 +3,6 @@
  * the caller gets the answer, or the reason it was refused; cancel asks the workflow to stop.
  */
 import {
-  isGrpcCancelledError,
-  isGrpcDeadlineError,
-  ServiceError,
   WorkflowUpdateFailedError,
   WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
@@ -24,7 +21,7 @@ import {
 } from '../shared/release';
 import { cancelMessage, decisionMessage, voteMessage, type SigningOptions } from './decisions';
 import type { GantryClient } from './context';
-import { NoWorkerError, RefusedError } from './errors';
+import { NoWorkerError, RefusedError, timedOut } from './errors';
 import { describeRelease, describeState, translateRpcError, type ReleaseAddress } from './release';
 
 /** How long an update may wait for a worker to accept it. */
@@ -42,14 +39,15 @@ async function ensureRunning(gc: GantryClient, addr: ReleaseAddress, what: strin
 
 async function runUpdate<T>(gc: GantryClient, addr: ReleaseAddress, what: string, timeoutMs: number, call: () => Promise<T>): Promise<T> {
   await ensureRunning(gc, addr, what);
+  const asked = Date.now();
   try {
-    return await gc.connection.withDeadline(Date.now() + timeoutMs, call);
+    return await gc.connection.withDeadline(asked + timeoutMs, call);
   } catch (err) {
     if (err instanceof WorkflowUpdateFailedError) {
       const why = err.cause?.message ?? err.message;
       throw new RefusedError(`Release ${addr.label} refused to ${what}: ${why}. \`gantry status ${addr.args}\` shows the gate and the stage.`);
     }
-    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isGrpcDeadlineError(err) || (err instanceof ServiceError && isGrpcDeadlineError(err.cause))) {
+    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || timedOut(err, { askedMs: asked, timeoutMs })) {
       throw new NoWorkerError(
         `No worker answered within ${Math.round(timeoutMs / 1000)}s, so the request to ${what} release ${addr.label} was not taken. ` +
           'Start a worker (`gantry worker`, or `gantry dev` on a laptop) and retry; nothing was recorded.',
@@ -75,9 +73,7 @@ export async function releaseForSigning(gc: GantryClient, addr: ReleaseAddress, 
     const status = await gc.connection.withDeadline(asked + timeoutMs, () => handle.query(statusQuery));
     return { status, runId: d.runId };
   } catch (err) {
-    // A busy server may answer the expired call as cancelled rather than past its deadline: the same thing.
-    const atDeadline = Date.now() - asked >= timeoutMs - 250 && (isGrpcCancelledError(err) || (err instanceof ServiceError && isGrpcCancelledError(err.cause)));
-    if (atDeadline || isGrpcDeadlineError(err) || (err instanceof ServiceError && isGrpcDeadlineError(err.cause))) {
+    if (timedOut(err, { askedMs: asked, timeoutMs })) {
       throw new NoWorkerError(`No worker answered within ${Math.round(timeoutMs / 1000)}s (the status query of ${addr.label}), so the request to ${what} it was not sent. ` +
         'Start a worker (`gantry worker`, or `gantry dev` on a laptop) and retry; nothing was recorded.');
     }

@@ -4,8 +4,6 @@
  * `gantry freeze`, `unfreeze` and `freezes` print.
  */
 import {
-  isGrpcDeadlineError,
-  ServiceError,
   WithStartWorkflowOperation,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
@@ -31,7 +29,7 @@ import { TASK_QUEUE } from '../shared/release';
 import { DEFAULT_VALIDITY_MS, formatStatement, MAX_VALIDITY_MS } from '../shared/statement';
 import { windowsAt, type DenyWindowSpec } from '../shared/windows';
 import type { GantryConfig } from '../config/schema';
-import { NoWorkerError, RefusedError, UsageError } from './errors';
+import { NoWorkerError, RefusedError, timedOut, UsageError } from './errors';
 import { formatDuration, formatTime } from './format';
 import { openSigner, SigningError } from './signing';
 import type { SigningOptions } from './decisions';
@@ -94,7 +92,7 @@ export async function sendFreeze(client: Client, kind: FreezeKind, message: Free
     if (err instanceof WorkflowUpdateFailedError) {
       throw new RefusedError(`The freeze registry refused to ${kind} ${what}: ${err.cause?.message ?? err.message}`);
     }
-    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isGrpcDeadlineError(err) || (err instanceof ServiceError && isGrpcDeadlineError(err.cause))) {
+    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || timedOut(err)) {
       throw new NoWorkerError(`No worker answered within ${Math.round(timeoutMs / 1000)}s, so the ${kind} of ${what} was not taken. ` +
         'Start a worker (`gantry worker`, or `gantry dev` on a laptop) and retry; nothing was recorded.');
     }
@@ -120,7 +118,7 @@ export async function readFreezes(client: Client, timeoutMs = 10_000): Promise<F
     return await client.connection.withDeadline(Date.now() + timeoutMs, () => handle.query(freezesQuery));
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return undefined;
-    if (isGrpcDeadlineError(err) || (err instanceof ServiceError && isGrpcDeadlineError(err.cause))) {
+    if (timedOut(err)) {
       throw new NoWorkerError(`No worker answered the freeze registry's query within ${Math.round(timeoutMs / 1000)}s. Start a worker (\`gantry worker\` or \`gantry dev\`) and retry.`);
     }
     throw err;

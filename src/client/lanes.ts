@@ -3,11 +3,10 @@
  * for its holder and queue, and said in words: "hello/production: held by 1.4.0 since 12:01 (3 min); waiting:
  * 1.5.0 (since 12:02)".
  */
-import { isGrpcDeadlineError, ServiceError } from '@temporalio/client';
 import { LANE_WORKFLOW_TYPE, laneQuery, type LaneView } from '../shared/lanes';
 import { SERVICE_NAME } from '../shared/release';
 import type { GantryClient } from './context';
-import { NoWorkerError, UsageError } from './errors';
+import { NoWorkerError, timedOut, UsageError } from './errors';
 
 export async function listLanes(gc: GantryClient, service?: string, timeoutMs = 10_000): Promise<LaneView[]> {
   if (service !== undefined && !SERVICE_NAME.test(service)) throw new UsageError(`"${service.slice(0, 64)}" is not a service name (lowercase letters, digits, dashes).`);
@@ -18,7 +17,7 @@ export async function listLanes(gc: GantryClient, service?: string, timeoutMs = 
       const v = await gc.connection.withDeadline(Date.now() + timeoutMs, () => gc.client.workflow.getHandle(e.workflowId).query(laneQuery));
       if (service === undefined || v.service === service) views.push(v);
     } catch (err) {
-      if (isGrpcDeadlineError(err) || (err instanceof ServiceError && isGrpcDeadlineError(err.cause))) {
+      if (timedOut(err)) {
         throw new NoWorkerError(`No worker answered the lane ${e.workflowId} within ${Math.round(timeoutMs / 1000)}s. Start a worker (\`gantry worker\` or \`gantry dev\`) and retry.`);
       }
       // A lane that completed between the list and the query: it holds nothing.

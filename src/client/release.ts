@@ -3,7 +3,6 @@
  * is derived from them) or by its workflow id.
  */
 import {
-  isGrpcDeadlineError,
   isGrpcServiceError,
   ServiceError,
   type WorkflowExecutionDescription,
@@ -21,7 +20,7 @@ import {
   type ReleaseStatus,
 } from '../shared/release';
 import type { GantryClient } from './context';
-import { ReleaseNotFoundError, UsageError } from './errors';
+import { ReleaseNotFoundError, timedOut, UsageError } from './errors';
 
 export interface ReleaseAddress {
   workflowId: string;
@@ -121,18 +120,16 @@ export async function readRelease(gc: GantryClient, workflowId: string, timeoutM
   const description = await describeRelease(gc, workflowId);
   const answer = await query;
   if ('status' in answer) return { description, status: answer.status };
-  {
-    const { err } = answer;
-    if (err instanceof ServerUnreachableError || err instanceof ReleaseNotFoundError) throw err;
-    if (description.status.name === 'COMPLETED') {
-      try {
-        return { description, status: (await handle.result()) as ReleaseStatus };
-      } catch {
-        // fall through to the explanation below
-      }
+  const { err } = answer;
+  if (err instanceof ServerUnreachableError || err instanceof ReleaseNotFoundError) throw err;
+  if (description.status.name === 'COMPLETED') {
+    try {
+      return { description, status: (await handle.result()) as ReleaseStatus };
+    } catch {
+      // fall through to the explanation below
     }
-    return { description, statusProblem: queryProblem(err, timeoutMs, Date.now() - asked) };
   }
+  return { description, statusProblem: queryProblem(err, timeoutMs, Date.now() - asked) };
 }
 
 export async function queryStatus(gc: GantryClient, handle: WorkflowHandle, timeoutMs: number): Promise<ReleaseStatus> {
@@ -144,8 +141,7 @@ export async function queryStatus(gc: GantryClient, handle: WorkflowHandle, time
 }
 
 function queryProblem(err: unknown, timeoutMs: number, elapsedMs: number): string {
-  const deadline = isGrpcDeadlineError(err) || (err instanceof ServiceError && isGrpcDeadlineError(err.cause));
-  if (deadline || elapsedMs >= timeoutMs - 250) {
+  if (timedOut(err) || elapsedMs >= timeoutMs - 250) {
     return `no worker answered the status query within ${Math.round(timeoutMs / 1000)}s; start one with \`gantry worker\` (or \`gantry dev\`)`;
   }
   const cause = err instanceof Error && err.cause instanceof Error ? ` (${err.cause.message})` : '';
