@@ -1,7 +1,8 @@
 /**
  * The worker process of `npm run bench -- scale`: gantry's release worker (src/worker.ts createReleaseWorker, the
  * prebuilt bundle as in production) with no-op steps, in a process of its own so its RSS is the worker's alone.
- * Run by bench/scale.ts as `node --import tsx bench/scale-worker.ts <address> <task-queue> <max-cached-workflows> [<tuning>]`,
+ * Run by bench/scale.ts as `node dist/bench/scale-worker.js <address> <task-queue> <max-cached-workflows> [<tuning>]`
+ * (compiled by `npm run build`, as `gantry worker` runs; under tsx the loader alone adds ~60 MB of RSS),
  * where <tuning> is a JSON object of further Worker options to measure (`--worker-options` of the bench), over the
  * ones createReleaseWorker derives from the cache size. GANTRY_WORKFLOW_BUNDLE runs another bundle than dist's.
  * Prints `ready` once polling, then `smoke N done M` as releases reach the gate and end (batched, every 100 ms).
@@ -16,7 +17,9 @@ async function main(): Promise<void> {
   const [address, taskQueue, cache, tuning] = process.argv.slice(2);
   if (!address || !taskQueue || !cache) throw new Error('usage: scale-worker.ts <address> <task-queue> <max-cached-workflows> [<tuning JSON>]');
   Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
-  const bundle = process.env.GANTRY_WORKFLOW_BUNDLE ?? path.resolve(__dirname, '..', 'dist', path.basename(DEFAULT_BUNDLE_PATH));
+  // Compiled, src/worker.js sits in dist/ beside the bundle; under tsx, DEFAULT_BUNDLE_PATH points beside src/.
+  const compiled = __filename.endsWith('.js');
+  const bundle = process.env.GANTRY_WORKFLOW_BUNDLE ?? (compiled ? DEFAULT_BUNDLE_PATH : path.resolve(__dirname, '..', 'dist', path.basename(DEFAULT_BUNDLE_PATH)));
   if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build first`);
   let smoke = 0;
   let done = 0;

@@ -13,7 +13,7 @@
  *
  * Targets (docs/performance.md): 10,000 parked at ≤ 400 MB worker RSS, approving all at ≥ 100/s.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as pause } from 'node:timers/promises';
@@ -82,13 +82,25 @@ async function whyStuck(client: TestWorkflowEnvironment['client']): Promise<stri
   return first ?? 'no release is running';
 }
 
+/**
+ * The worker as it runs in production: compiled (dist/bench/scale-worker.js, built with the CLI by `npm run build`),
+ * so its RSS is gantry's and not the TypeScript loader's; under tsx only when the compiled one is missing or older.
+ */
+function scaleWorkerEntry(): string[] {
+  const source = path.join(__dirname, 'scale-worker.ts');
+  const compiled = path.resolve(__dirname, '..', 'dist', 'bench', 'scale-worker.js');
+  if (existsSync(compiled) && statSync(compiled).mtimeMs >= statSync(source).mtimeMs) return [compiled];
+  return ['--import', 'tsx', source];
+}
+
 export async function scaleBench(opts: ScaleOptions): Promise<{ code: number; figures: Record<string, number> }> {
   const { n, write } = opts;
   // Eager activities and one partition: parking 10,000 releases is ~130,000 tasks; the server's floor is not
   // what this bench measures (bench floor does).
   const server = await benchServer({ file: false, dynamicConfig: { ...ONE_PARTITION, 'system.enableActivityEagerExecution': 'true' } });
   const taskQueue = 'gantry-bench-scale';
-  const worker = spawnProcess(process.execPath, ['--import', 'tsx', path.join(__dirname, 'scale-worker.ts'), server.env.address, taskQueue, String(opts.maxCachedWorkflows),
+  const entry = scaleWorkerEntry();
+  const worker = spawnProcess(process.execPath, [...entry, server.env.address, taskQueue, String(opts.maxCachedWorkflows),
     ...(opts.workerOptions ? [opts.workerOptions] : [])]);
   try {
     await worker.waitFor(/^ready cache=(\d+)$/m, 120_000);
@@ -98,7 +110,7 @@ export async function scaleBench(opts: ScaleOptions): Promise<{ code: number; fi
     const window = Math.max(1, Math.min(opts.concurrency, Math.floor(opts.maxCachedWorkflows / 2)));
     const options = /^options (.*)$/m.exec(worker.output())?.[1];
     if (opts.workerOptions) write(`scale: worker options ${options ?? '?'}`);
-    write(`scale: worker pid ${pid}, cache ${opts.maxCachedWorkflows} workflows, idle RSS ${idle.rssMb.toFixed(0)} MB; parking ${n} releases, ${window} at a time…`);
+    write(`scale: worker pid ${pid} (${entry[0] === '--import' ? 'under tsx: build for the compiled figure' : 'compiled'}), cache ${opts.maxCachedWorkflows} workflows, idle RSS ${idle.rssMb.toFixed(0)} MB; parking ${n} releases, ${window} at a time…`);
     const client = server.env.client;
     // Wait until the worker's count reaches `target`; fail with what the releases are stuck on if it stands still.
     let moved = { count: -1, at: performance.now() };

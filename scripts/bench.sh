@@ -21,7 +21,7 @@ if [[ $part == all || $part == script || $part == swap ]] && ! bash scripts/lab/
   [[ $(id -u) == 0 ]] || { echo "bench: the lab release needs the lab's Debian packages: run \`sudo bash scripts/lab/provision.sh\` once, then rerun" >&2; exit 1; }
   bash scripts/lab/provision.sh
 fi
-if [[ ! -f dist/workflow-bundle.js || ! -f dist/src/starter.js || -n $(find src scripts -newer dist/workflow-bundle.js -name '*.ts' -print -quit) ]]; then
+if [[ ! -f dist/workflow-bundle.js || ! -f dist/src/starter.js || -n $(find src scripts bench -newer dist/workflow-bundle.js -name '*.ts' -print -quit) ]]; then
   echo "bench: building (npm run build)…" >&2
   npm run --silent build >/dev/null
 fi
