@@ -5,25 +5,45 @@ const path = require('node:path');
 // `gantry --version` answers without loading the CLI (its commands pull in the Temporal client, the worker and the
 // step implementations: most of the start-up time; docs/performance.md). The same output as commander's.
 const args = process.argv.slice(2);
+const dist = path.join(__dirname, '..', 'dist');
 if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
   process.stdout.write(`${require('../package.json').version}\n`);
   process.exit(0);
-}
-const entry = path.join(__dirname, '..', 'dist', 'src', 'starter.js');
-let cli;
-try {
-  cli = require(entry);
-} catch (err) {
-  if (err && err.code === 'MODULE_NOT_FOUND' && String(err.message).includes(entry)) {
-    process.stderr.write(`gantry: ${entry} is missing. Build the CLI first: npm run build\n`);
-    process.exit(1);
+} else if (args.includes('status')) {
+  // `gantry status <service> <version>` first tries the server's HTTP API without loading the Temporal SDK
+  // (src/cli/quick-status.ts); whatever that does not answer whole, the full CLI answers instead.
+  let quick;
+  try {
+    quick = require(path.join(dist, 'src', 'cli', 'quick-status.js'));
+  } catch {
+    quick = undefined;
   }
-  throw err;
+  if (quick) {
+    quick.quickStatus(process.argv).then((code) => (code === undefined ? runCli() : process.exit(code)), () => runCli());
+  } else {
+    runCli();
+  }
+} else {
+  runCli();
 }
-cli.main(process.argv).then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`gantry: ${err && err.stack ? err.stack : String(err)}\n`);
-    process.exit(1);
-  },
-);
+
+function runCli() {
+  const entry = path.join(dist, 'src', 'starter.js');
+  let cli;
+  try {
+    cli = require(entry);
+  } catch (err) {
+    if (err && err.code === 'MODULE_NOT_FOUND' && String(err.message).includes(entry)) {
+      process.stderr.write(`gantry: ${entry} is missing. Build the CLI first: npm run build\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  cli.main(process.argv).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`gantry: ${err && err.stack ? err.stack : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { defaultStateDir, DevServerInterrupted, ensurePortsFree, findTemporalCli, startDevServer, type DevServer } from '../client/dev-server';
 import { UsageError } from '../client/errors';
+import { HTTP_PORT_OFFSET } from '../client/http-api';
 import { createActivities } from '../activities';
 import { maxCachedWorkflowsFrom, runWorker, workerConfig } from '../worker';
 import { err, globals, out } from './common';
@@ -16,6 +17,7 @@ import { addTelemetryOptions, addWorkerTuningOptions, telemetryFromFlags } from 
 interface DevOptions {
   port: string;
   uiPort?: string;
+  httpPort?: string;
   ip: string;
   stateDir: string;
   worker: boolean;
@@ -55,6 +57,7 @@ export function devCommand(): Command {
     )
     .option('--port <port>', 'gRPC port of the server', '7233')
     .option('--ui-port <port>', 'port of the Web UI (default: --port + 1000)')
+    .option('--http-port <port>', 'port of the server\'s HTTP API, which `gantry status` reads through (default: --port + 10, as Temporal\'s own servers)')
     .option('--ip <ip>', 'address to bind', '127.0.0.1')
     .addOption(new Option('--state-dir <dir>', 'where the database and the server log live').env('GANTRY_STATE_DIR').default(defaultStateDir()))
     .option('--no-worker', 'run only the server (run `gantry worker` yourself, e.g. under a debugger)')
@@ -65,12 +68,13 @@ export function devCommand(): Command {
       const g = globals(c);
       const grpcPort = port(opts.port, '--port');
       const uiPort = opts.uiPort ? port(opts.uiPort, '--ui-port') : grpcPort + 1000;
+      const httpPort = opts.httpPort ? port(opts.httpPort, '--http-port') : grpcPort + HTTP_PORT_OFFSET;
       const namespace = g.namespace ?? 'default';
       const temporalCli = findTemporalCli();
       const stateDir = path.resolve(opts.stateDir);
       const telemetry = telemetryFromFlags(opts);
       const maxCachedWorkflows = maxCachedWorkflowsFrom(opts.maxCachedWorkflows);
-      await ensurePortsFree(opts.ip, [['--port', grpcPort], ['--ui-port', uiPort]]);
+      await ensurePortsFree(opts.ip, [['--port', grpcPort], ['--ui-port', uiPort], ['--http-port', httpPort]]);
       const cfg = opts.worker ? workerConfig(opts.config) : undefined;
       if (!cfg && (opts.metrics !== undefined || opts.otel)) err.print('--metrics and --otel apply to the worker, and --no-worker runs none: ignored.');
       const activities = cfg ? createActivities({ config: cfg.source, env: process.env }) : undefined;
@@ -83,7 +87,7 @@ export function devCommand(): Command {
       out.print(`Starting the Temporal dev server on ${opts.ip}:${grpcPort} (data in ${path.join(stateDir, 'temporal.db')})…`);
       let server: DevServer;
       try {
-        server = await startDevServer({ temporalCli, ip: opts.ip, port: grpcPort, uiPort, stateDir, namespace, signal: startup.signal });
+        server = await startDevServer({ temporalCli, ip: opts.ip, port: grpcPort, uiPort, httpPort, stateDir, namespace, signal: startup.signal });
       } catch (e) {
         if (e instanceof DevServerInterrupted) {
           err.print(e.message);
@@ -99,11 +103,13 @@ export function devCommand(): Command {
         const st = out.style;
         out.print(st.bold(`Temporal dev server ready at ${server.address}, namespace ${namespace}.`));
         out.print(`  Web UI      ${server.uiUrl}/namespaces/${namespace}/workflows`);
+        out.print(`  HTTP API    http://${opts.ip}:${httpPort}`);
         out.print(`  server log  ${server.logFile}`);
         if (server.registration.added.length > 0) out.print(`  registered search attributes ${server.registration.added.join(', ')}`);
         const exports = [
           ...(grpcPort !== 7233 || opts.ip !== '127.0.0.1' ? [`TEMPORAL_ADDRESS=${server.address}`] : []),
           ...(uiPort !== grpcPort + 1000 ? [`GANTRY_UI_URL=${server.uiUrl}`] : []),
+          ...(httpPort !== grpcPort + HTTP_PORT_OFFSET ? [`GANTRY_HTTP_API=http://${opts.ip}:${httpPort}`] : []),
         ];
         if (exports.length > 0) out.print(`  point gantry at it: export ${exports.join(' ')}`);
         out.print(`  start a release: gantry start <service> <version> --wait`);

@@ -21,8 +21,8 @@ import {
 } from '../shared/release';
 import { cancelMessage, decisionMessage, voteMessage, type SigningOptions } from './decisions';
 import type { GantryClient } from './context';
-import { NoWorkerError, RefusedError, timedOut } from './errors';
-import { describeRelease, describeState, translateRpcError, type ReleaseAddress } from './release';
+import { NoWorkerError, RefusedError } from './errors';
+import { describeRelease, describeState, timedOut, translateRpcError, type ReleaseAddress } from './release';
 
 /** How long an update may wait for a worker to accept it. */
 export const DEFAULT_UPDATE_TIMEOUT_MS = 30_000;

@@ -4,6 +4,9 @@
  */
 import { Client, type Connection } from '@temporalio/client';
 import { connectClient, temporalSettings, type TemporalSettings } from '../connection';
+import { webUiBase } from './snapshot';
+
+export { webUiBase, workflowUrl } from './snapshot';
 
 export interface ConnectOptions {
   address?: string;
@@ -40,21 +43,4 @@ export async function openClient(opts: ConnectOptions = {}): Promise<GantryClien
     uiBase: webUiBase(settings.address, opts.uiUrl ?? env.GANTRY_UI_URL),
     close: () => connection.close(),
   };
-}
-
-/**
- * The Web UI's base URL: given explicitly (--ui-url, GANTRY_UI_URL), or, for a server on this machine, the dev
- * server's default (its gRPC port + 1000, which is what `temporal server start-dev` and `gantry dev` use).
- */
-export function webUiBase(address: string, explicit?: string): string | undefined {
-  if (explicit) return explicit.replace(/\/+$/, '');
-  const m = /^(localhost|127\.0\.0\.1|\[::1\]):(\d+)$/.exec(address);
-  if (!m) return undefined;
-  const port = Number(m[2]) + 1000;
-  return port <= 65535 ? `http://${m[1]}:${port}` : undefined;
-}
-
-export function workflowUrl(uiBase: string | undefined, namespace: string, workflowId: string): string | undefined {
-  if (!uiBase) return undefined;
-  return `${uiBase}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }

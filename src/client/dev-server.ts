@@ -37,6 +37,8 @@ export interface DevServerOptions {
   ip: string;
   port: number;
   uiPort: number;
+  /** Port of the server's HTTP API (`gantry status` reads through it without the SDK: src/cli/quick-status.ts); without it, the server picks a free one. */
+  httpPort?: number;
   stateDir: string;
   namespace: string;
   /** How long to wait for the server to answer. */
@@ -91,7 +93,7 @@ export async function ensurePortsFree(ip: string, ports: (readonly [flag: string
 }
 
 export async function startDevServer(opts: DevServerOptions): Promise<DevServer> {
-  await ensurePortsFree(opts.ip, [['--port', opts.port], ['--ui-port', opts.uiPort]]);
+  await ensurePortsFree(opts.ip, [['--port', opts.port], ['--ui-port', opts.uiPort], ...(opts.httpPort ? [['--http-port', opts.httpPort] as const] : [])]);
   mkdirSync(opts.stateDir, { recursive: true });
   const dbFile = path.join(opts.stateDir, 'temporal.db');
   const logFile = path.join(opts.stateDir, 'temporal.log');
@@ -101,6 +103,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     '--ip', opts.ip,
     '--port', String(opts.port),
     '--ui-port', String(opts.uiPort),
+    ...(opts.httpPort ? ['--http-port', String(opts.httpPort)] : []),
     '--db-filename', dbFile,
     '--namespace', opts.namespace,
     '--log-level', 'warn',

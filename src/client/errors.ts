@@ -1,19 +1,8 @@
 /**
  * What can go wrong when gantry talks to a release, as named errors. Each message says what happened and what
- * to do next; the CLI maps each class to its exit code (src/cli/exit-codes.ts).
+ * to do next; the CLI maps each class to its exit code (src/cli/exit-codes.ts). No Temporal SDK here (the quick
+ * status path loads this module); telling gRPC errors apart is src/client/release.ts's.
  */
-import { isGrpcCancelledError, isGrpcDeadlineError, ServiceError } from '@temporalio/client';
-
-/**
- * A call that ran out of its deadline: gRPC's deadline error, on the error or as its cause. Given when the call
- * was made, also a cancellation that came back at the deadline, which is how a busy server may answer one.
- */
-export function timedOut(err: unknown, call?: { askedMs: number; timeoutMs: number }): boolean {
-  const is = (test: (e: unknown) => boolean): boolean => test(err) || (err instanceof ServiceError && test(err.cause));
-  if (is(isGrpcDeadlineError)) return true;
-  return call !== undefined && Date.now() - call.askedMs >= call.timeoutMs - 250 && is(isGrpcCancelledError);
-}
-
 /** Bad input on the command line (not the config file): unknown service, version not semver, missing argument. */
 export class UsageError extends Error {
   override readonly name = 'UsageError';

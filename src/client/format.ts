@@ -2,9 +2,9 @@
  * Human views of a release: the plan, the status, shared time and duration formats. Pure functions over the
  * shared types, so `status`, `start --wait` and the tests see the same words.
  */
-import { approveCommand, describeNeeds, gateRulesView, webUiInstruction } from '../shared/gate';
+import { approveCommand, describeNeeds, gateRulesView, webUiInstruction } from '../shared/gate-rules';
 import type { ReleaseInput, ReleasePlan, ReleaseStatus, StepStatus } from '../shared/release';
-import { describeState, indexedFields, type ReleaseAddress, type ReleaseSnapshot } from './release';
+import { describeExecution, type ReleaseAddress, type ReleaseSnapshot } from './snapshot';
 import { PLAIN, type Style } from './style';
 
 /** `2026-11-23 09:01:24Z`: UTC, to the second, unambiguous in a shared on-call channel. */
@@ -115,8 +115,8 @@ export function formatStatus(addr: ReleaseAddress, snap: ReleaseSnapshot, opts: 
   const s = snap.status;
   const lines: string[] = [];
   if (!s) {
-    const f = indexedFields(d);
-    lines.push(st.bold(`Release ${addr.label}: ${describeState(d)}`));
+    const f = d.fields;
+    lines.push(st.bold(`Release ${addr.label}: ${describeExecution(d)}`));
     lines.push(`  workflow   ${d.workflowId} (run ${d.runId})`);
     lines.push(`  started    ${formatTime(d.startTime)}${d.closeTime ? ` · ended ${formatTime(d.closeTime)}` : ''}`);
     if (f.outcome) lines.push(`  outcome    ${f.outcome}`);

@@ -6,7 +6,8 @@
 import { LANE_WORKFLOW_TYPE, laneQuery, type LaneView } from '../shared/lanes';
 import { SERVICE_NAME } from '../shared/release';
 import type { GantryClient } from './context';
-import { NoWorkerError, timedOut, UsageError } from './errors';
+import { NoWorkerError, UsageError } from './errors';
+import { timedOut } from './release';
 
 export async function listLanes(gc: GantryClient, service?: string, timeoutMs = 10_000): Promise<LaneView[]> {
   if (service !== undefined && !SERVICE_NAME.test(service)) throw new UsageError(`"${service.slice(0, 64)}" is not a service name (lowercase letters, digits, dashes).`);

@@ -3,6 +3,8 @@
  * is derived from them) or by its workflow id.
  */
 import {
+  isGrpcCancelledError,
+  isGrpcDeadlineError,
   isGrpcServiceError,
   ServiceError,
   type WorkflowExecutionDescription,
@@ -11,7 +13,6 @@ import {
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { ServerUnreachableError } from '../connection';
 import {
-  releaseWorkflowId,
   SA_OUTCOME,
   SA_SERVICE,
   SA_STAGE,
@@ -20,32 +21,10 @@ import {
   type ReleaseStatus,
 } from '../shared/release';
 import type { GantryClient } from './context';
-import { ReleaseNotFoundError, timedOut, UsageError } from './errors';
+import { ReleaseNotFoundError } from './errors';
+import { describeExecution, type ExecutionView, type IndexedFields, type ReleaseSnapshot } from './snapshot';
 
-export interface ReleaseAddress {
-  workflowId: string;
-  /** `hello 1.2.3`, or the workflow id when addressed by id. */
-  label: string;
-  /** The arguments that address it again in a command (`hello 1.2.3` or `--id release-…`). */
-  args: string;
-}
-
-/** `v1.2.3` and `1.2.3` address the same release, as in `gantry start`. */
-export function normalizeVersion(version: string): string {
-  return version.replace(/^v(?=\d)/, '');
-}
-
-export function releaseAddress(service: string | undefined, version: string | undefined, id: string | undefined): ReleaseAddress {
-  if (id) {
-    if (service || version) throw new UsageError('Give either <service> <version> or --id <workflow-id>, not both.');
-    return { workflowId: id, label: id, args: `--id ${id}` };
-  }
-  if (!service || !version) {
-    throw new UsageError('Say which release: `<service> <version>` (e.g. `hello 1.2.3`) or `--id <workflow-id>`; `gantry list` shows the releases.');
-  }
-  const v = normalizeVersion(version);
-  return { workflowId: releaseWorkflowId(service, v), label: `${service} ${v}`, args: `${service} ${v}` };
-}
+export { normalizeVersion, releaseAddress, type IndexedFields, type ReleaseAddress, type ReleaseSnapshot } from './snapshot';
 
 /** Map Temporal's "not found" to ours; a lost connection to ServerUnreachableError; anything else as is. */
 export function translateRpcError(err: unknown, gc: GantryClient, workflowId: string): unknown {
@@ -62,20 +41,22 @@ export function isUnavailable(err: unknown): boolean {
   return isGrpcServiceError(cause) && Number(cause.code) === GRPC_UNAVAILABLE;
 }
 
+/**
+ * A call that ran out of its deadline: gRPC's deadline error, on the error or as its cause. Given when the call
+ * was made, also a cancellation that came back at the deadline, which is how a busy server may answer one.
+ */
+export function timedOut(err: unknown, call?: { askedMs: number; timeoutMs: number }): boolean {
+  const is = (test: (e: unknown) => boolean): boolean => test(err) || (err instanceof ServiceError && test(err.cause));
+  if (is(isGrpcDeadlineError)) return true;
+  return call !== undefined && Date.now() - call.askedMs >= call.timeoutMs - 250 && is(isGrpcCancelledError);
+}
+
 export async function describeRelease(gc: GantryClient, workflowId: string): Promise<WorkflowExecutionDescription> {
   try {
     return await gc.client.workflow.getHandle(workflowId).describe();
   } catch (err) {
     throw translateRpcError(err, gc, workflowId);
   }
-}
-
-/** The search attributes gantry indexes releases by, as plain strings. */
-export interface IndexedFields {
-  service?: string;
-  version?: string;
-  stage?: string;
-  outcome?: string;
 }
 
 export function indexedFields(d: Pick<WorkflowExecutionDescription, 'typedSearchAttributes'>): IndexedFields {
@@ -94,18 +75,12 @@ export function indexedFields(d: Pick<WorkflowExecutionDescription, 'typedSearch
 
 /** Describe the execution in a few words without needing a worker: `running, stage smoke` / `ended: succeeded`. */
 export function describeState(d: WorkflowExecutionDescription): string {
-  const f = indexedFields(d);
-  if (d.status.name === 'RUNNING') return `running, stage ${f.stage ?? 'unknown'}`;
-  const how = f.outcome ?? d.status.name.toLowerCase();
-  return `ended ${how}${d.closeTime ? ` at ${d.closeTime.toISOString()}` : ''}`;
+  return describeExecution(executionView(d));
 }
 
-export interface ReleaseSnapshot {
-  description: WorkflowExecutionDescription;
-  /** The workflow's own status (query, or its result once completed); missing when no worker answered. */
-  status?: ReleaseStatus;
-  /** Why `status` is missing, in words. */
-  statusProblem?: string;
+/** The server's description as the CLI shows it (src/client/snapshot.ts). */
+export function executionView(d: WorkflowExecutionDescription): ExecutionView {
+  return { workflowId: d.workflowId, runId: d.runId, status: { name: d.status.name }, startTime: d.startTime, closeTime: d.closeTime, fields: indexedFields(d) };
 }
 
 /**
@@ -117,7 +92,7 @@ export async function readRelease(gc: GantryClient, workflowId: string, timeoutM
   const asked = Date.now();
   // Both at once (one round trip less for `gantry status`); the description's error, if any, is the one to say.
   const query = queryStatus(gc, handle, timeoutMs).then((status) => ({ status }), (err: unknown) => ({ err }));
-  const description = await describeRelease(gc, workflowId);
+  const description = executionView(await describeRelease(gc, workflowId));
   const answer = await query;
   if ('status' in answer) return { description, status: answer.status };
   const { err } = answer;

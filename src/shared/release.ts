@@ -11,14 +11,12 @@ import type { Actor, IdentityMode, PrincipalKey, VoteRecord } from './gate';
 import { parseSignedPayload, type SignedStatement } from './statement';
 import { checkName, checkReason, displayText, MAX_NAME } from './text';
 import type { StepId, StepName, StepOptions } from './steps';
+import { SA_NAMES } from './ids';
+
+export { releaseWorkflowId } from './ids';
 
 export const TASK_QUEUE = 'gantry-releases';
 export const WORKFLOW_TYPE = 'releaseWorkflow';
-
-/** One release per service and version: the id is derived, so a second start of the same release is refused. */
-export function releaseWorkflowId(service: string, version: string): string {
-  return `release-${service}-${version}`;
-}
 
 /**
  * What starts a release: the request alone. The worker owns the config; the workflow's first step resolves the
@@ -335,11 +333,11 @@ export interface ReleaseStatus {
 
 // ---- Search attributes (registered by scripts/provision.sh and `gantry dev`) ----
 
-export const SA_SERVICE = defineSearchAttributeKey('GantryService', SearchAttributeType.KEYWORD);
-export const SA_VERSION = defineSearchAttributeKey('GantryVersion', SearchAttributeType.KEYWORD);
-export const SA_STAGE = defineSearchAttributeKey('GantryStage', SearchAttributeType.KEYWORD);
-export const SA_OUTCOME = defineSearchAttributeKey('GantryOutcome', SearchAttributeType.KEYWORD);
-export const SA_ENVIRONMENT = defineSearchAttributeKey('GantryEnvironment', SearchAttributeType.KEYWORD);
+export const SA_SERVICE = defineSearchAttributeKey(SA_NAMES.service, SearchAttributeType.KEYWORD);
+export const SA_VERSION = defineSearchAttributeKey(SA_NAMES.version, SearchAttributeType.KEYWORD);
+export const SA_STAGE = defineSearchAttributeKey(SA_NAMES.stage, SearchAttributeType.KEYWORD);
+export const SA_OUTCOME = defineSearchAttributeKey(SA_NAMES.outcome, SearchAttributeType.KEYWORD);
+export const SA_ENVIRONMENT = defineSearchAttributeKey(SA_NAMES.environment, SearchAttributeType.KEYWORD);
 export const SEARCH_ATTRIBUTES = [SA_SERVICE, SA_VERSION, SA_STAGE, SA_OUTCOME, SA_ENVIRONMENT] as const;
 
 /**

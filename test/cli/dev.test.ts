@@ -73,16 +73,18 @@ describe('gantry dev', () => {
   it('serves the Web UI, registers the search attributes, keeps releases across a restart, and stops cleanly on Ctrl-C', async () => {
     const port = await freePort();
     const uiPort = await freePort();
+    const httpPort = await freePort();
     const state = tempDir('gantry-dev-');
     const config = writeConfig(state, 'gantry.yaml');
-    const args = ['--no-worker', '--port', String(port), '--ui-port', String(uiPort), '--state-dir', state];
+    const args = ['--no-worker', '--port', String(port), '--ui-port', String(uiPort), '--http-port', String(httpPort), '--state-dir', state];
     const address = { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, GANTRY_UI_URL: `http://127.0.0.1:${uiPort}` };
 
     const first = startDev(args);
     await waitFor('gantry dev to report ready', async () => first.stdout().includes('ready'), 90_000);
     expect(first.stdout()).toContain(`Temporal dev server ready at 127.0.0.1:${port}, namespace default.`);
     expect(first.stdout()).toContain(`Web UI      http://127.0.0.1:${uiPort}/namespaces/default/workflows`);
-    expect(first.stdout()).toContain(`export TEMPORAL_ADDRESS=127.0.0.1:${port} GANTRY_UI_URL=http://127.0.0.1:${uiPort}`);
+    expect(first.stdout()).toContain(`HTTP API    http://127.0.0.1:${httpPort}`);
+    expect(first.stdout()).toContain(`export TEMPORAL_ADDRESS=127.0.0.1:${port} GANTRY_UI_URL=http://127.0.0.1:${uiPort} GANTRY_HTTP_API=http://127.0.0.1:${httpPort}`);
     expect(existsSync(path.join(state, 'temporal.db'))).toBe(true);
 
     const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
@@ -97,6 +99,10 @@ describe('gantry dev', () => {
       const r = await gantry(['list', '--stage', 'planning', '--json'], { env: address });
       return r.code === 0 && r.stdout.includes('release-hello-1.0.0');
     });
+    // The server's HTTP API is on the port given (`gantry status` reads through it: test/cli/quick-status.test.ts).
+    const described = await fetch(`http://127.0.0.1:${httpPort}/api/v1/namespaces/default/workflows/release-hello-1.0.0`);
+    expect(described.status).toBe(200);
+    expect(await described.text()).toContain('WORKFLOW_EXECUTION_STATUS_RUNNING');
 
     expect(await stopDev(first, 'SIGINT')).toBe(0);
     expect(first.stderr()).toContain('Stopping the Temporal dev server…');
@@ -132,7 +138,7 @@ describe('gantry dev', () => {
     const port = await freePort();
     const uiPort = await freePort();
     const state = tempDir('gantry-dev-');
-    const first = startDev(['--no-worker', '--port', String(port), '--ui-port', String(uiPort), '--state-dir', state]);
+    const first = startDev(['--no-worker', '--port', String(port), '--ui-port', String(uiPort), '--http-port', String(await freePort()), '--state-dir', state]);
     await waitFor('gantry dev to report ready', async () => first.stdout().includes('ready'), 90_000);
     const other = await gantry(['dev', '--port', String(port), '--state-dir', tempDir('gantry-dev-')], { env: { GANTRY_TEMPORAL_CLI: TEMPORAL_CLI } });
     expect(other.code, show(other)).toBe(2);
@@ -145,7 +151,7 @@ describe('gantry dev', () => {
     const uiPort = await freePort();
     const state = tempDir('gantry-dev-');
     const config = writeConfig(state, 'gantry.yaml');
-    const dev = startDev(['--port', String(port), '--ui-port', String(uiPort), '--state-dir', state, '--config', config]);
+    const dev = startDev(['--port', String(port), '--ui-port', String(uiPort), '--http-port', String(await freePort()), '--state-dir', state, '--config', config]);
     await waitFor('the worker to poll', async () => dev.stderr().includes('gantry worker: polling gantry-releases'), 90_000)
       .catch((e: unknown) => {
         throw new Error(`${e instanceof Error ? e.message : String(e)}\n--- stdout\n${dev.stdout()}\n--- stderr\n${dev.stderr()}`);

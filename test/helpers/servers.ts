@@ -29,7 +29,7 @@ export function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
 }
 
 /** A real dev server (the Temporal CLI's `server start-dev`) with gantry's search attributes registered. */
-export function devServerEnv(opts: { ui?: boolean; uiPort?: number; port?: number; dynamicConfig?: Record<string, string | number> } = {}): Promise<TestWorkflowEnvironment> {
+export function devServerEnv(opts: { ui?: boolean; uiPort?: number; port?: number; httpPort?: number; dynamicConfig?: Record<string, string | number> } = {}): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: requireBinary(TEMPORAL_CLI, 'The Temporal CLI (dev server)') },
@@ -38,6 +38,7 @@ export function devServerEnv(opts: { ui?: boolean; uiPort?: number; port?: numbe
       extraArgs: [
         '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true',
         ...Object.entries(opts.dynamicConfig ?? {}).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]),
+        ...(opts.httpPort ? ['--http-port', String(opts.httpPort)] : []),
       ],
       ...(opts.port ? { port: opts.port } : {}),
       ...(opts.ui ? { ui: true, ...(opts.uiPort ? { uiPort: opts.uiPort } : {}) } : {}),
