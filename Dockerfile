@@ -42,4 +42,4 @@ USER node
 VOLUME ["/var/lib/gantry"]
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["node", "deploy/worker-healthcheck.js"]
-CMD ["node", "dist/src/worker.js"]
+CMD ["node", "--max-semi-space-size=4", "dist/src/worker.js"]

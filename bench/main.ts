@@ -6,13 +6,13 @@
  *   npm run bench -- overhead [--runs 30] [--warmup 5] [--target 1.15] [--strict] [--verbose]
  *   npm run bench -- floor [--runs 10]     the server's own cost per activity, per server and worker setting
  *   npm run bench -- latency [--runs 7]    what the user waits for: approval, status, CLI start-up, worker cold start
- *   npm run bench -- scale [--n 200] [--max-cached-workflows <default>] [--concurrency 50] [--approve <n>] [--worker-options <json>]
+ *   npm run bench -- scale [--n 200] [--max-cached-workflows <default>] [--concurrency 50] [--approve <n>] [--worker-options <json>] [--node-flags "<flags>"]
  *   npm run bench -- script [--pairs 3] [--target 1.25]   the lab release: gantry against bench/release-script.sh
  *   npm run bench -- swap [--runs 3]       on the lab: the gap in service during a swap, and the restore time (target ≤ 10 s)
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { DEFAULT_MAX_CACHED_WORKFLOWS } from '../src/worker';
+import { DEFAULT_MAX_CACHED_WORKFLOWS, WORKER_NODE_FLAGS } from '../src/worker';
 import { floorBench } from './floor';
 import { latencyBench } from './latency';
 import { overheadBench } from './release-overhead';
@@ -88,7 +88,9 @@ program.command('scale')
   .option('--concurrency <n>', 'releases between start and gate (at most half the cache), and approvals in flight', int(1), 50)
   .option('--approve <n>', 'approve only the first n (default: all of them)', int(1))
   .option('--worker-options <json>', 'further Worker options for the worker, e.g. \'{"workflowThreadPoolSize":2}\' (the SDK 1.24 ignores maxConcurrentWorkflowTaskPolls: give workflowTaskPollerBehavior)', json)
-  .action((o: { n: number; maxCachedWorkflows: number; concurrency: number; approve?: number; workerOptions?: string }) => run([['scale', () => scaleBench({ ...o, write })]]));
+  .option('--node-flags <flags>', 'node\'s flags for the worker process (default: the Dockerfile\'s, WORKER_NODE_FLAGS; "" for none)')
+  .action((o: { n: number; maxCachedWorkflows: number; concurrency: number; approve?: number; workerOptions?: string; nodeFlags?: string }) =>
+    run([['scale', () => scaleBench({ ...o, nodeFlags: o.nodeFlags === undefined ? WORKER_NODE_FLAGS : o.nodeFlags.split(/\s+/).filter(Boolean), write })]]));
 
 program.command('script')
   .description('a real lab release: gantry start --approve-as alice --wait against bench/release-script.sh (target ratio ≤ 1.25)')
@@ -108,7 +110,7 @@ program.command('all', { isDefault: true })
     ['overhead', () => overheadBench({ runs: 10, warmup: 3, target: 1.15, strict: false, verbose: false })],
     ['floor', async () => ({ code: 0, figures: await floorBench({ runs: 5, warmup: 2, activities: 9, write }) })],
     ['latency', () => latencyBench({ runs: 5, write })],
-    ['scale', () => scaleBench({ n: 200, maxCachedWorkflows: DEFAULT_MAX_CACHED_WORKFLOWS, concurrency: 50, write })],
+    ['scale', () => scaleBench({ n: 200, maxCachedWorkflows: DEFAULT_MAX_CACHED_WORKFLOWS, concurrency: 50, nodeFlags: WORKER_NODE_FLAGS, write })],
     ['script', () => scriptBench({ pairs: 3, target: 1.25, write })],
     ['swap', () => swapBench({ runs: 3, write })],
   ]));

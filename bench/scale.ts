@@ -33,6 +33,8 @@ export interface ScaleOptions {
   approve?: number;
   /** Further Worker options for the worker process (JSON), to measure pollers, slots and threads. */
   workerOptions?: string;
+  /** node's flags for the worker process: by default the Dockerfile's (src/worker.ts WORKER_NODE_FLAGS). */
+  nodeFlags: readonly string[];
   write: (line: string) => void;
 }
 
@@ -100,7 +102,7 @@ export async function scaleBench(opts: ScaleOptions): Promise<{ code: number; fi
   const server = await benchServer({ file: false, dynamicConfig: { ...ONE_PARTITION, 'system.enableActivityEagerExecution': 'true' } });
   const taskQueue = 'gantry-bench-scale';
   const entry = scaleWorkerEntry();
-  const worker = spawnProcess(process.execPath, [...entry, server.env.address, taskQueue, String(opts.maxCachedWorkflows),
+  const worker = spawnProcess(process.execPath, [...opts.nodeFlags, ...entry, server.env.address, taskQueue, String(opts.maxCachedWorkflows),
     ...(opts.workerOptions ? [opts.workerOptions] : [])]);
   try {
     await worker.waitFor(/^ready cache=(\d+)$/m, 120_000);
@@ -110,7 +112,7 @@ export async function scaleBench(opts: ScaleOptions): Promise<{ code: number; fi
     const window = Math.max(1, Math.min(opts.concurrency, Math.floor(opts.maxCachedWorkflows / 2)));
     const options = /^options (.*)$/m.exec(worker.output())?.[1];
     if (opts.workerOptions) write(`scale: worker options ${options ?? '?'}`);
-    write(`scale: worker pid ${pid} (${entry[0] === '--import' ? 'under tsx: build for the compiled figure' : 'compiled'}), cache ${opts.maxCachedWorkflows} workflows, idle RSS ${idle.rssMb.toFixed(0)} MB; parking ${n} releases, ${window} at a time…`);
+    write(`scale: worker pid ${pid} (${entry[0] === '--import' ? 'under tsx: build for the compiled figure' : 'compiled'}, node ${opts.nodeFlags.join(' ') || 'without flags'}), cache ${opts.maxCachedWorkflows} workflows, idle RSS ${idle.rssMb.toFixed(0)} MB; parking ${n} releases, ${window} at a time…`);
     const client = server.env.client;
     // Wait until the worker's count reaches `target`; fail with what the releases are stuck on if it stands still.
     let moved = { count: -1, at: performance.now() };

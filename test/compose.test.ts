@@ -14,6 +14,7 @@ import { SearchAttributeType } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { SEARCH_ATTRIBUTES, TASK_QUEUE } from '../src/shared/release';
+import { WORKER_NODE_FLAGS } from '../src/worker';
 import { requireBinary, TEMPORAL_CLI } from './helpers/servers';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -216,7 +217,8 @@ describe('Dockerfile', () => {
     const runtime = stageBody('runtime');
     const user = runtime.filter((l) => l.startsWith('USER ')).pop();
     expect(user).toBe('USER node');
-    expect(runtime.filter((l) => l.startsWith('CMD ')).pop()).toBe('CMD ["node", "dist/src/worker.js"]');
+    // The worker's node flags (src/worker.ts WORKER_NODE_FLAGS: its young generation) come before the script.
+    expect(runtime.filter((l) => l.startsWith('CMD ')).pop()).toBe(`CMD ${JSON.stringify(['node', ...WORKER_NODE_FLAGS, 'dist/src/worker.js']).replace(/","/g, '", "')}`);
     expect(text).toMatch(/HEALTHCHECK [^\n]*\\\n\s+CMD \["node", "deploy\/worker-healthcheck\.js"\]/);
     expect(runtime.join('\n')).toContain('COPY --chown=root:root deploy/worker-healthcheck.js ./deploy/worker-healthcheck.js');
     expect(runtime.join('\n')).toMatch(/apt-get install [^\n]*git openssh-client/);

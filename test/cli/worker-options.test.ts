@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DEFAULT_MAX_CACHED_WORKFLOWS, workflowHeapMb, workflowTaskSlots } from '../../src/worker';
+import { DEFAULT_MAX_CACHED_WORKFLOWS, WORKFLOW_SEMI_SPACE_MB, workflowHeapMb, workflowTaskSlots } from '../../src/worker';
 import { devServerEnv } from '../helpers/servers';
 import { freePort } from '../helpers/ports';
 import { BIN, gantry, removeTempDirs, requireBuild, show, tempDir, waitFor, writeConfig } from './harness';
@@ -52,14 +52,14 @@ describe('gantry worker --max-cached-workflows', () => {
     expect(r.stderr).toContain('gantry worker: keeping up to 7 workflows in memory');
     // What the worker derives from it: the workflow thread's heap (96 MB + 1 MB a cached workflow) and half the
     // cache as workflow task slots (the SDK's 40 at most).
-    expect(r.stderr).toContain(`workflow heap ≤ ${workflowHeapMb(7)} MB, ${workflowTaskSlots(7)} workflow tasks at a time`);
+    expect(r.stderr).toContain(`workflow heap ≤ ${workflowHeapMb(7)} MB, ${workflowTaskSlots(7)} workflow tasks at a time, young generation ${WORKFLOW_SEMI_SPACE_MB} MB semi-spaces`);
     expect([workflowHeapMb(7), workflowTaskSlots(7), workflowTaskSlots(2), workflowTaskSlots(500)]).toEqual([103, 3, 2, 40]);
   }, 90_000);
 
-  it('leaves a heap limit given to node as it is', async () => {
-    const r = await workerUntilPolling(['--max-cached-workflows', '7'], { NODE_OPTIONS: '--max-old-space-size=300' });
+  it('leaves a heap limit and a young generation given to node as they are', async () => {
+    const r = await workerUntilPolling(['--max-cached-workflows', '7'], { NODE_OPTIONS: '--max-old-space-size=300 --max-semi-space-size=8' });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain('workflow heap as node was told (--max-old-space-size), 3 workflow tasks at a time');
+    expect(r.stderr).toContain('workflow heap as node was told (--max-old-space-size), 3 workflow tasks at a time, young generation as node was told (--max-semi-space-size)');
   }, 90_000);
 
   it(`defaults to ${DEFAULT_MAX_CACHED_WORKFLOWS}, or GANTRY_MAX_CACHED_WORKFLOWS when set; the flag wins over the environment`, async () => {
