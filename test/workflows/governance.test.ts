@@ -84,6 +84,34 @@ describe('group rules at the gate', () => {
       expect(fake.calls).toEqual([...BEFORE_GATE, ...AFTER_GATE]);
     });
   });
+
+  it('keeps the Web UI\'s current details on what the gate still needs after each vote, not what it needed when it opened', async () => {
+    const fake = fakeActivities();
+    const input = gatedInput({ required: 2, from: { sre: 1, product: 1 }, approvers: [], reasonRequired: false }, { sre: ['carol', 'dave'], product: ['erin'] });
+    // The details are markdown: the parentheses of the needs text are escaped.
+    const both = 'needs 1 more from sre \\(carol or dave\\) and 1 more from product \\(erin\\)';
+    const productOnly = 'needs 1 more from product \\(erin\\)';
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const details = async () => (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails;
+      await waitForStatus(handle, gateOpen, 'the production gate to open');
+      expect(await details()).toContain(`- **Needs:** ${both}`);
+
+      const partial = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'carol' }] });
+      expect(partial.gate).toBe('open');
+      expect((await handle.query(statusQuery)).gate.needs).toBe('needs 1 more from product (erin)');
+      const after = await details();
+      expect(after).toContain(`waits for approval to production: ${productOnly}`);
+      expect(after).toContain(`- **Needs:** ${productOnly}`);
+      expect(after).not.toContain('needs 1 more from sre');
+
+      // A second vote from sre changes nothing the gate needs; the details still say product.
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'dave' }] });
+      expect(await details()).toContain(`- **Needs:** ${productOnly}`);
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'erin' }] });
+      expect((await handle.result()).outcome).toBe('succeeded');
+      expect(await details()).toMatch(/^\*\*succeeded\*\*: /);
+    });
+  });
 });
 
 describe('vetoes, reasons and changed votes', () => {
