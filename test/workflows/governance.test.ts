@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { PrincipalKey } from '../../src/shared/gate';
-import { approveUpdate, decideUpdate, rejectUpdate, releaseWorkflowId, statusQuery } from '../../src/shared/release';
+import { approveUpdate, decideUpdate, rejectUpdate, releaseWorkflowId, SA_ENVIRONMENT, SA_OUTCOME, SA_STAGE, statusQuery } from '../../src/shared/release';
 import type { Statement } from '../../src/shared/statement';
 import { ReleaseEndType } from '../../src/shared/errors';
 import type { AnnounceRequest } from '../../src/activities/types';
@@ -25,7 +25,8 @@ import { startRequestFor } from '../helpers/fixtures';
 import { timeSkippingEnv } from '../helpers/servers';
 import { allowedKeys, configSourceWith, keyedPerson, RECORDED_NOTICES, serviceConfigOf, signedBy, stepById, type KeyedPerson } from '../helpers/governance';
 import {
-  BEFORE_GATE, bundleReleaseWorkflow, expectFailure, expectUpdateRefused, gateOpen, latch, stepOf, testInput, waitForStatus, withRelease, type ReleaseHandle,
+  BEFORE_GATE, bundleReleaseWorkflow, expectFailure, expectUpdateRefused, gateOpen, latch, registerSearchAttributes, stepOf, testInput, waitForStatus, withRelease,
+  type ReleaseHandle,
 } from './harness';
 
 let env: TestWorkflowEnvironment;
@@ -219,6 +220,38 @@ describe('environments in the config\'s order', () => {
       expect(fake.calls).toEqual(['preflight', 'tag', 'build', 'deploy:staging', 'smoke', 'deploy:qa', 'smoke', ...AFTER_GATE]);
       expect(result.environments!.map((e) => `${e.name}:${e.state}`)).toEqual(['staging:passed', 'qa:passed', 'production:passed']);
     });
+  });
+
+  it('keeps the searchable GantryEnvironment on the environment the release is in: staging, qa, then production at the gate', async () => {
+    // Read back with describe(): this server cannot list by them (release-lanes.test.ts queries a dev server's visibility).
+    await registerSearchAttributes(env);
+    const staging = latch();
+    const qa = latch();
+    // The fake reads holdUntil at each deploy: staging's deploy waits for one latch, qa's for the other.
+    const holdUntil: { deploy: Promise<void> } = { deploy: staging.promise };
+    const fake = fakeActivities({ holdUntil });
+    const input = testInput();
+    const { staging: stagingEnv, production } = input.config.environments;
+    input.config.environments = { staging: stagingEnv!, qa: structuredClone(stagingEnv!), production: production! };
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const indexed = async () => {
+        const sa = (await handle.describe()).typedSearchAttributes;
+        return { environment: sa.get(SA_ENVIRONMENT), stage: sa.get(SA_STAGE) };
+      };
+      await waitForStatus(handle, (s) => stepById(s, 'deployStaging').state === 'running', 'the staging deploy to run');
+      expect(await indexed()).toEqual({ environment: 'staging', stage: 'deploy-staging' });
+      holdUntil.deploy = qa.promise;
+      staging.open();
+      await waitForStatus(handle, (s) => stepById(s, 'deploy:qa').state === 'running', 'the qa deploy to run');
+      expect((await indexed()).environment).toBe('qa');
+      qa.open();
+      await waitForStatus(handle, gateOpen, 'the production gate to open');
+      expect(await indexed()).toEqual({ environment: 'production', stage: 'awaiting-approval' });
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      expect((await handle.result()).outcome).toBe('succeeded');
+      const sa = (await handle.describe()).typedSearchAttributes;
+      expect([sa.get(SA_ENVIRONMENT), sa.get(SA_STAGE), sa.get(SA_OUTCOME)]).toEqual(['production', 'done', 'succeeded']);
+    }, undefined, true);
   });
 });
 
