@@ -487,6 +487,10 @@ describe('notices to the approvers\' channel (the real notify, the lab\'s webhoo
   it('tells the channel the gate opened (with everything an approver needs), reminds it before the timeout, then says it timed out', async () => {
     const config = configSourceWith(['notices: { webhook: { env: GANTRY_TEST_NOTICE_URL }, reminderBefore: 1h, webUi: "http://127.0.0.1:8233" }']);
     const fake = fakeActivities({ governance: createNotify({ config, env: { GANTRY_TEST_NOTICE_URL: lab.url } }) });
+    // The build ran in CI: its run's URL goes into every notice about the gate.
+    const ciRunUrl = 'https://github.com/acme/hello/actions/runs/4242';
+    const build = fake.build;
+    fake.build = async (req) => ({ ...(await build(req)), ciRunId: 4242, ciRunUrl });
     const input = testInput({ approval: '3h' });
     input.config.notices = serviceConfigOf(config).notices;
     const { version } = input;
@@ -519,7 +523,10 @@ describe('notices to the approvers\' channel (the real notify, the lab\'s webhoo
         Commit: 'a'.repeat(12),
         Digest: `sha256:${'b'.repeat(64)}`,
         Smoke: 'health: 200 OK; version: 200 OK',
+        // A link in Slack's mrkdwn, labelled with the URL itself.
+        'Build run': `<${ciRunUrl}|${ciRunUrl}>`,
       });
+      expect(fake.notices[0]!.summary.buildRunUrl).toBe(ciRunUrl);
       const blocks = JSON.stringify(opened.blocks);
       expect(blocks).toContain(`\`${approveMrkdwn}\``);
       expect(blocks).toContain(`"url":"${webUi}"`);
@@ -529,6 +536,7 @@ describe('notices to the approvers\' channel (the real notify, the lab\'s webhoo
       expect(meta.currentDetails).toContain(`\`${approve}\``);
       expect(meta.currentDetails).toContain('waits for approval to production');
       expect(meta.currentDetails).toContain(webUi);
+      expect(meta.currentDetails).toContain(`- **Build run:** [${ciRunUrl}](${ciRunUrl})`);
 
       // No one approves: awaiting the result lets the server skip the 3 hours.
       const failure = await expectFailure(handle);
@@ -545,6 +553,14 @@ describe('notices to the approvers\' channel (the real notify, the lab\'s webhoo
       const reminder = all[1]!;
       expect(reminder.text).toContain(`Reminder: hello ${version} still waits for approval to production and times out at ${status.gate.deadline}`);
       expect(reminder.text).toContain(approveMrkdwn);
+      // The reminder carries the facts an approver decides on, as the gate-opened notice did.
+      expect(fieldsOf(reminder)).toMatchObject({
+        Needs: 'needs 1 more approval from alice, bob or carol',
+        'Times out': status.gate.deadline,
+        Commit: 'a'.repeat(12),
+        Digest: `sha256:${'b'.repeat(64)}`,
+        'Build run': `<${ciRunUrl}|${ciRunUrl}>`,
+      });
       expect(all[2]!.text).toContain(`gantry start hello ${version}`);
       expect(all[2]!.text).toContain('nothing was deployed to production and the release ended aborted');
       // The webhook URL is the secret: never in the release's status.
