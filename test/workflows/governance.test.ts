@@ -567,6 +567,49 @@ describe('notices to the approvers\' channel (the real notify, the lab\'s webhoo
       expect(JSON.stringify(status)).not.toContain('s3cr3tgovernancepath');
     });
   });
+
+  it('never holds the release up when the channel is down: every notice refused with a 500, the release passes its gate and succeeds', async () => {
+    const down = await startWebhookReceiver({ file: path.join(dir, 'down.jsonl'), token: 'T0GOV/B0DOWN/s3cr3tdownpath' });
+    // More refusals than the notices could ever use (notify gives up after 5 attempts).
+    down.script(...Array.from({ length: 50 }, () => ({ refuse: 500 })));
+    const config = configSourceWith(['notices: { webhook: { env: GANTRY_TEST_NOTICE_URL } }']);
+    const real = createNotify({ config, env: { GANTRY_TEST_NOTICE_URL: down.url } });
+    const refused: string[] = [];
+    const fake = fakeActivities({
+      governance: {
+        notify: async (req) => real.notify(req).catch((err: unknown) => {
+          refused.push(`${req.kind}: ${err instanceof Error ? err.message : String(err)}`);
+          throw err;
+        }),
+      },
+    });
+    const input = testInput();
+    input.config.notices = serviceConfigOf(config).notices;
+    try {
+      await withRelease(env, bundle, fake, input, async ({ handle }) => {
+        await waitForStatus(handle, gateOpen, 'the production gate to open');
+        await until(() => refused, (r) => r.length >= 1, 'the gate-opened notice to be refused');
+        expect(refused[0]).toBe('gate-opened: The approvers\' webhook (env GANTRY_TEST_NOTICE_URL) answered 500 "service_unavailable". Gantry retries.');
+        const answer = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+        expect(answer).toMatchObject({ gate: 'approved', message: 'Approved: production deploy starts now.' });
+        const result = await handle.result();
+        expect(result.outcome).toBe('succeeded');
+        expect(fake.calls).toEqual([...BEFORE_GATE, ...AFTER_GATE]);
+        expect(down.count()).toBe(0);
+
+        // Workflow time: the deploy started with the approval, while the gate-opened notice was still being retried,
+        const approvedAt = Date.parse(result.gate.approvals[0]!.at);
+        expect(Date.parse(stepOf(result, 'deployProduction').startedAt!) - approvedAt).toBeLessThan(1000);
+        // and the release closed within the 10 s it gives notices still on their way (run.ts main()), not after
+        // notify's retries (5 attempts, 2 + 4 + 8 + 16 s of backoff).
+        const closedAt = (await handle.describe()).closeTime!.getTime();
+        expect(closedAt - Date.parse(stepOf(result, 'announce').endedAt!)).toBeLessThanOrEqual(10_000 + 1000);
+        expect(closedAt - Date.parse(result.gate.openedAt!)).toBeLessThan(2_000 + 4_000 + 8_000 + 16_000);
+      });
+    } finally {
+      await down.close();
+    }
+  });
 });
 
 /** The facts of a notice (its section fields), label → text. */
