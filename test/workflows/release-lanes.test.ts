@@ -15,7 +15,7 @@ import path from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowExecutionInfo } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createFreezeActivities } from '../../src/activities/freezes';
 import { createLaneActivities } from '../../src/activities/lanes';
@@ -28,6 +28,7 @@ import {
   approveUpdate,
   cancelUpdate,
   releaseWorkflowId,
+  SA_ENVIRONMENT,
   startSearchAttributes,
   statusQuery,
   TASK_QUEUE,
@@ -228,6 +229,20 @@ async function approveAndFinish(r: Release): Promise<ReleaseStatus> {
   return s;
 }
 
+/** The workflows visibility lists for `query`, once `ok` holds of them (visibility trails the workflows' upserts: polled). */
+async function listed(query: string, ok: (found: WorkflowExecutionInfo[]) => boolean, what: string, timeoutMs = 20_000): Promise<WorkflowExecutionInfo[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const found: WorkflowExecutionInfo[] = [];
+    for await (const w of client.workflow.list({ query })) found.push(w);
+    if (ok(found)) return found;
+    if (Date.now() > until) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for visibility to list ${what} (${query}); it lists ${found.map((w) => w.workflowId).join(', ') || 'nothing'}`);
+    }
+    await pause(200);
+  }
+}
+
 async function laneOf(service: Service): Promise<LaneView> {
   return client.workflow.getHandle(laneWorkflowId(service, 'production')).query(laneQuery);
 }
@@ -284,6 +299,12 @@ describe('lanes in the release workflow', () => {
       // B went through staging (A had left it) but not to production's gate.
       expect(waiting.lanes?.staging?.state).toBe('released');
       expect(waiting.gate.state).toBe('not_open');
+      // Visibility finds B by its searchable stage, in the environment whose lane it waits for.
+      const bId = b.handle.workflowId;
+      const found = await listed(`GantryService = '${svc}' AND GantryStage = 'waiting-for-lane'`, (ws) => ws.some((w) => w.workflowId === bId), 'B waiting for the lane');
+      expect(found.map((w) => w.workflowId)).toEqual([bId]);
+      expect(found[0]!.typedSearchAttributes.get(SA_ENVIRONMENT)).toBe('production');
+      expect((await client.workflow.count(`GantryService = '${svc}' AND GantryStage = 'waiting-for-lane' AND GantryEnvironment = 'production'`)).count).toBe(1);
 
       // However long A stays in its deploy, B waits.
       await pause(4000);
