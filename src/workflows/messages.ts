@@ -79,6 +79,8 @@ export class ReleaseMessages {
   private votesApplied = 0;
   /** Counts the freeze checks the gate made after its quorum was met (an approving update waits for the next). */
   private freezeChecksDone = 0;
+  /** Shows the open gate's summary as the workflow's current details (the Web UI); set only while a gate is open. */
+  private showGate: (() => void) | undefined;
 
   constructor(private readonly run: ReleaseRun) {}
 
@@ -207,10 +209,12 @@ export class ReleaseMessages {
     const timeout = run.input.config.timeouts.approval;
     const { service } = run.status.request;
     run.status.message = this.waitingMessage(env, rules);
-    const details = () => {
-      const text = run.governed ? gateSummaryMarkdown('gate-opened', { ...run.summaryBase(env, rules), ...this.freezeWords() }) : `**Awaiting approval** of ${imageRef} (${digest}): ${run.status.message}`;
-      setCurrentDetails(text);
-    };
+    // The current details follow the gate: each vote and freeze check shows it again. Setting them writes no
+    // command and no history event (only the metadata query reads them), so releases recorded before replay.
+    const details = () => setCurrentDetails(run.governed
+      ? gateSummaryMarkdown('gate-opened', { ...run.summaryBase(env, rules), ...this.freezeWords() })
+      : `**Awaiting approval** of ${imageRef} (${digest}): ${run.status.message}`);
+    this.showGate = details;
     details();
     run.notify('gate-opened', run.summaryBase(env, rules));
     const deadlineMs = Date.parse(gate.deadline!);
@@ -262,6 +266,7 @@ export class ReleaseMessages {
         run.notify('gate-reminder', { ...run.summaryBase(env, rules), ...this.freezeWords() });
       }
     }
+    this.showGate = undefined;
     gate.closedAt = new Date().toISOString();
     const decided = (gate.state) !== 'open';
     observeGateWait(secondsBetween(gate.openedAt, gate.closedAt), decided ? ((gate.state) === 'rejected' ? 'rejected' : 'approved') : 'timed_out', service);
@@ -427,6 +432,8 @@ export class ReleaseMessages {
       }
     }
     gate.needs = describeNeeds(gate.approvals, rules, run.status.requester);
+    // What the gate still needs changed: the Web UI says so at once (a closed gate's details come when it closes).
+    if (gate.state === 'open') this.showGate?.();
     const target = this.target();
     const message = v.breakGlass
       ? `Break-glass approval by ${vote.approver} recorded (${gate.breakGlass!.length} of ${rules.breakGlass?.required ?? 1}); it lets the release through a freeze once the gate has its approvals.`

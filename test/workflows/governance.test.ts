@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { PrincipalKey } from '../../src/shared/gate';
-import { approveUpdate, decideUpdate, rejectUpdate, releaseWorkflowId, statusQuery } from '../../src/shared/release';
+import { approveUpdate, decideUpdate, rejectUpdate, releaseWorkflowId, SA_ENVIRONMENT, SA_OUTCOME, SA_STAGE, statusQuery } from '../../src/shared/release';
 import type { Statement } from '../../src/shared/statement';
 import { ReleaseEndType } from '../../src/shared/errors';
 import type { AnnounceRequest } from '../../src/activities/types';
@@ -25,7 +25,8 @@ import { startRequestFor } from '../helpers/fixtures';
 import { timeSkippingEnv } from '../helpers/servers';
 import { allowedKeys, configSourceWith, keyedPerson, RECORDED_NOTICES, serviceConfigOf, signedBy, stepById, type KeyedPerson } from '../helpers/governance';
 import {
-  BEFORE_GATE, bundleReleaseWorkflow, expectFailure, expectUpdateRefused, gateOpen, latch, stepOf, testInput, waitForStatus, withRelease, type ReleaseHandle,
+  BEFORE_GATE, bundleReleaseWorkflow, expectFailure, expectUpdateRefused, gateOpen, latch, registerSearchAttributes, stepOf, testInput, waitForStatus, withRelease,
+  type ReleaseHandle,
 } from './harness';
 
 let env: TestWorkflowEnvironment;
@@ -82,6 +83,34 @@ describe('group rules at the gate', () => {
       expect(result.outcome).toBe('succeeded');
       expect(result.gate.approvals.map((v) => v.approver)).toEqual(['carol', 'dave', 'erin']);
       expect(fake.calls).toEqual([...BEFORE_GATE, ...AFTER_GATE]);
+    });
+  });
+
+  it('keeps the Web UI\'s current details on what the gate still needs after each vote, not what it needed when it opened', async () => {
+    const fake = fakeActivities();
+    const input = gatedInput({ required: 2, from: { sre: 1, product: 1 }, approvers: [], reasonRequired: false }, { sre: ['carol', 'dave'], product: ['erin'] });
+    // The details are markdown: the parentheses of the needs text are escaped.
+    const both = 'needs 1 more from sre \\(carol or dave\\) and 1 more from product \\(erin\\)';
+    const productOnly = 'needs 1 more from product \\(erin\\)';
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const details = async () => (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails;
+      await waitForStatus(handle, gateOpen, 'the production gate to open');
+      expect(await details()).toContain(`- **Needs:** ${both}`);
+
+      const partial = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'carol' }] });
+      expect(partial.gate).toBe('open');
+      expect((await handle.query(statusQuery)).gate.needs).toBe('needs 1 more from product (erin)');
+      const after = await details();
+      expect(after).toContain(`waits for approval to production: ${productOnly}`);
+      expect(after).toContain(`- **Needs:** ${productOnly}`);
+      expect(after).not.toContain('needs 1 more from sre');
+
+      // A second vote from sre changes nothing the gate needs; the details still say product.
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'dave' }] });
+      expect(await details()).toContain(`- **Needs:** ${productOnly}`);
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'erin' }] });
+      expect((await handle.result()).outcome).toBe('succeeded');
+      expect(await details()).toMatch(/^\*\*succeeded\*\*: /);
     });
   });
 });
@@ -191,6 +220,38 @@ describe('environments in the config\'s order', () => {
       expect(fake.calls).toEqual(['preflight', 'tag', 'build', 'deploy:staging', 'smoke', 'deploy:qa', 'smoke', ...AFTER_GATE]);
       expect(result.environments!.map((e) => `${e.name}:${e.state}`)).toEqual(['staging:passed', 'qa:passed', 'production:passed']);
     });
+  });
+
+  it('keeps the searchable GantryEnvironment on the environment the release is in: staging, qa, then production at the gate', async () => {
+    // Read back with describe(): this server cannot list by them (release-lanes.test.ts queries a dev server's visibility).
+    await registerSearchAttributes(env);
+    const staging = latch();
+    const qa = latch();
+    // The fake reads holdUntil at each deploy: staging's deploy waits for one latch, qa's for the other.
+    const holdUntil: { deploy: Promise<void> } = { deploy: staging.promise };
+    const fake = fakeActivities({ holdUntil });
+    const input = testInput();
+    const { staging: stagingEnv, production } = input.config.environments;
+    input.config.environments = { staging: stagingEnv!, qa: structuredClone(stagingEnv!), production: production! };
+    await withRelease(env, bundle, fake, input, async ({ handle }) => {
+      const indexed = async () => {
+        const sa = (await handle.describe()).typedSearchAttributes;
+        return { environment: sa.get(SA_ENVIRONMENT), stage: sa.get(SA_STAGE) };
+      };
+      await waitForStatus(handle, (s) => stepById(s, 'deployStaging').state === 'running', 'the staging deploy to run');
+      expect(await indexed()).toEqual({ environment: 'staging', stage: 'deploy-staging' });
+      holdUntil.deploy = qa.promise;
+      staging.open();
+      await waitForStatus(handle, (s) => stepById(s, 'deploy:qa').state === 'running', 'the qa deploy to run');
+      expect((await indexed()).environment).toBe('qa');
+      qa.open();
+      await waitForStatus(handle, gateOpen, 'the production gate to open');
+      expect(await indexed()).toEqual({ environment: 'production', stage: 'awaiting-approval' });
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+      expect((await handle.result()).outcome).toBe('succeeded');
+      const sa = (await handle.describe()).typedSearchAttributes;
+      expect([sa.get(SA_ENVIRONMENT), sa.get(SA_STAGE), sa.get(SA_OUTCOME)]).toEqual(['production', 'done', 'succeeded']);
+    }, undefined, true);
   });
 });
 
@@ -426,6 +487,10 @@ describe('notices to the approvers\' channel (the real notify, the lab\'s webhoo
   it('tells the channel the gate opened (with everything an approver needs), reminds it before the timeout, then says it timed out', async () => {
     const config = configSourceWith(['notices: { webhook: { env: GANTRY_TEST_NOTICE_URL }, reminderBefore: 1h, webUi: "http://127.0.0.1:8233" }']);
     const fake = fakeActivities({ governance: createNotify({ config, env: { GANTRY_TEST_NOTICE_URL: lab.url } }) });
+    // The build ran in CI: its run's URL goes into every notice about the gate.
+    const ciRunUrl = 'https://github.com/acme/hello/actions/runs/4242';
+    const build = fake.build;
+    fake.build = async (req) => ({ ...(await build(req)), ciRunId: 4242, ciRunUrl });
     const input = testInput({ approval: '3h' });
     input.config.notices = serviceConfigOf(config).notices;
     const { version } = input;
@@ -458,7 +523,10 @@ describe('notices to the approvers\' channel (the real notify, the lab\'s webhoo
         Commit: 'a'.repeat(12),
         Digest: `sha256:${'b'.repeat(64)}`,
         Smoke: 'health: 200 OK; version: 200 OK',
+        // A link in Slack's mrkdwn, labelled with the URL itself.
+        'Build run': `<${ciRunUrl}|${ciRunUrl}>`,
       });
+      expect(fake.notices[0]!.summary.buildRunUrl).toBe(ciRunUrl);
       const blocks = JSON.stringify(opened.blocks);
       expect(blocks).toContain(`\`${approveMrkdwn}\``);
       expect(blocks).toContain(`"url":"${webUi}"`);
@@ -468,6 +536,7 @@ describe('notices to the approvers\' channel (the real notify, the lab\'s webhoo
       expect(meta.currentDetails).toContain(`\`${approve}\``);
       expect(meta.currentDetails).toContain('waits for approval to production');
       expect(meta.currentDetails).toContain(webUi);
+      expect(meta.currentDetails).toContain(`- **Build run:** [${ciRunUrl}](${ciRunUrl})`);
 
       // No one approves: awaiting the result lets the server skip the 3 hours.
       const failure = await expectFailure(handle);
@@ -484,11 +553,62 @@ describe('notices to the approvers\' channel (the real notify, the lab\'s webhoo
       const reminder = all[1]!;
       expect(reminder.text).toContain(`Reminder: hello ${version} still waits for approval to production and times out at ${status.gate.deadline}`);
       expect(reminder.text).toContain(approveMrkdwn);
+      // The reminder carries the facts an approver decides on, as the gate-opened notice did.
+      expect(fieldsOf(reminder)).toMatchObject({
+        Needs: 'needs 1 more approval from alice, bob or carol',
+        'Times out': status.gate.deadline,
+        Commit: 'a'.repeat(12),
+        Digest: `sha256:${'b'.repeat(64)}`,
+        'Build run': `<${ciRunUrl}|${ciRunUrl}>`,
+      });
       expect(all[2]!.text).toContain(`gantry start hello ${version}`);
       expect(all[2]!.text).toContain('nothing was deployed to production and the release ended aborted');
       // The webhook URL is the secret: never in the release's status.
       expect(JSON.stringify(status)).not.toContain('s3cr3tgovernancepath');
     });
+  });
+
+  it('never holds the release up when the channel is down: every notice refused with a 500, the release passes its gate and succeeds', async () => {
+    const down = await startWebhookReceiver({ file: path.join(dir, 'down.jsonl'), token: 'T0GOV/B0DOWN/s3cr3tdownpath' });
+    // More refusals than the notices could ever use (notify gives up after 5 attempts).
+    down.script(...Array.from({ length: 50 }, () => ({ refuse: 500 })));
+    const config = configSourceWith(['notices: { webhook: { env: GANTRY_TEST_NOTICE_URL } }']);
+    const real = createNotify({ config, env: { GANTRY_TEST_NOTICE_URL: down.url } });
+    const refused: string[] = [];
+    const fake = fakeActivities({
+      governance: {
+        notify: async (req) => real.notify(req).catch((err: unknown) => {
+          refused.push(`${req.kind}: ${err instanceof Error ? err.message : String(err)}`);
+          throw err;
+        }),
+      },
+    });
+    const input = testInput();
+    input.config.notices = serviceConfigOf(config).notices;
+    try {
+      await withRelease(env, bundle, fake, input, async ({ handle }) => {
+        await waitForStatus(handle, gateOpen, 'the production gate to open');
+        await until(() => refused, (r) => r.length >= 1, 'the gate-opened notice to be refused');
+        expect(refused[0]).toBe('gate-opened: The approvers\' webhook (env GANTRY_TEST_NOTICE_URL) answered 500 "service_unavailable". Gantry retries.');
+        const answer = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice' }] });
+        expect(answer).toMatchObject({ gate: 'approved', message: 'Approved: production deploy starts now.' });
+        const result = await handle.result();
+        expect(result.outcome).toBe('succeeded');
+        expect(fake.calls).toEqual([...BEFORE_GATE, ...AFTER_GATE]);
+        expect(down.count()).toBe(0);
+
+        // Workflow time: the deploy started with the approval, while the gate-opened notice was still being retried,
+        const approvedAt = Date.parse(result.gate.approvals[0]!.at);
+        expect(Date.parse(stepOf(result, 'deployProduction').startedAt!) - approvedAt).toBeLessThan(1000);
+        // and the release closed within the 10 s it gives notices still on their way (run.ts main()), not after
+        // notify's retries (5 attempts, 2 + 4 + 8 + 16 s of backoff).
+        const closedAt = (await handle.describe()).closeTime!.getTime();
+        expect(closedAt - Date.parse(stepOf(result, 'announce').endedAt!)).toBeLessThanOrEqual(10_000 + 1000);
+        expect(closedAt - Date.parse(result.gate.openedAt!)).toBeLessThan(2_000 + 4_000 + 8_000 + 16_000);
+      });
+    } finally {
+      await down.close();
+    }
   });
 });
 

@@ -6,11 +6,12 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as pause } from 'node:timers/promises';
 import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { WORKFLOWS_PATH } from '../../src/worker';
 import { releaseWorkflow } from '../../src/workflows';
-import { releaseWorkflowId, statusQuery, type ReleaseInput, type ReleaseStatus, type StartRequest } from '../../src/shared/release';
+import { releaseWorkflowId, SEARCH_ATTRIBUTES, startSearchAttributes, statusQuery, type ReleaseInput, type ReleaseStatus, type StartRequest } from '../../src/shared/release';
 import { STEP_NAMES, type StepName } from '../../src/shared/steps';
 import { sampleInput, startRequestFor } from '../helpers/fixtures';
 import type { FakeActivities } from '../helpers/fake-activities';
@@ -63,7 +64,8 @@ export interface ReleaseRun {
 
 /**
  * Start a release on a fresh task queue with a worker running `fake`, run `body`, then stop the worker.
- * Started without search attributes: the test server has no custom ones, and the workflow then skips upserts.
+ * Started without search attributes (the workflow then skips upserts) unless `indexed`: then with those
+ * `gantry start` gives, which the server must know ({@link registerSearchAttributes}).
  */
 export async function withRelease<T>(
   env: TestWorkflowEnvironment,
@@ -73,6 +75,8 @@ export async function withRelease<T>(
   body: (run: ReleaseRun) => Promise<T>,
   /** What the workflow is started with (default: the request `gantry start` sends for `input`). */
   start?: unknown,
+  /** Start with gantry's search attributes (register them on the server first). */
+  indexed = false,
 ): Promise<T> {
   const taskQueue = `wf-test-${randomUUID()}`;
   const worker = await Worker.create({
@@ -90,6 +94,7 @@ export async function withRelease<T>(
         taskQueue,
         workflowId: releaseWorkflowId(input.service, input.version),
         args: [(start ?? startRequestFor(input)) as StartRequest],
+        ...(indexed ? { typedSearchAttributes: startSearchAttributes(input) } : {}),
       });
       started = handle;
       return body({ handle, input });
@@ -99,6 +104,18 @@ export async function withRelease<T>(
     // time-skipping server skips time only when nothing is pending: end it so later tests in the file can skip.
     if (started) await started.terminate('test finished').catch(() => undefined);
   }
+}
+
+/**
+ * Register gantry's search attributes on the time-skipping server, once per server. It takes them and describe()
+ * reads them back, but it has no ListSearchAttributes (so not ensureSearchAttributes) and cannot list or count
+ * workflows by them: visibility queries need a dev server.
+ */
+export async function registerSearchAttributes(env: TestWorkflowEnvironment): Promise<void> {
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: env.namespace ?? 'default',
+    searchAttributes: Object.fromEntries(SEARCH_ATTRIBUTES.map((k) => [k.name, encodeSearchAttributeIndexedValueType(k.type)!])),
+  });
 }
 
 /** Poll the status query until `ok` holds (real time: polling does not unlock time skipping). */

@@ -6,7 +6,8 @@
  *
  * Each test has its own service (the config lists one per test), so a lane or a freeze one test leaves behind
  * cannot touch the next. The doubles record when each step of each release started and ended, so "B deployed
- * only after A ended" is a comparison of times taken in this process.
+ * only after A ended" is a comparison of times taken in this process. Notices are the real notify, to the lab's
+ * webhook receiver; only the service that configures them sends any.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,19 +16,22 @@ import path from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowExecutionInfo } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createFreezeActivities } from '../../src/activities/freezes';
 import { createLaneActivities } from '../../src/activities/lanes';
+import { createNotify, type NoticeBody } from '../../src/activities/notify';
 import { createResolve, fileConfigSource } from '../../src/activities/resolve';
 import type { ReleaseActivities } from '../../src/activities/types';
 import { sendFreeze } from '../../src/client/freezes';
 import { startDevServer, type DevServer } from '../../src/client/dev-server';
+import { startWebhookReceiver, type WebhookReceiver } from '../../src/lab/webhook';
 import { laneQuery, laneWorkflowId, type LaneView } from '../../src/shared/lanes';
 import {
   approveUpdate,
   cancelUpdate,
   releaseWorkflowId,
+  SA_ENVIRONMENT,
   startSearchAttributes,
   statusQuery,
   TASK_QUEUE,
@@ -46,14 +50,22 @@ quietRuntime();
 const exec = promisify(execFile);
 
 /** One service per test, each a copy of the sample's `hello` (declared approvals, staging then production). */
-const SERVICES = ['queue-two', 'pass-on', 'queue-three', 'freeze-until', 'freeze-lift', 'freeze-restart', 'lanes-cli'] as const;
+const SERVICES = ['queue-two', 'pass-on', 'queue-three', 'freeze-until', 'freeze-lift', 'freeze-restart', 'lanes-cli', 'lane-notice'] as const;
 type Service = (typeof SERVICES)[number];
+
+/** The webhook notify posts to (the lab's receiver), by the reference the config gives. */
+const NOTICE_URL_ENV = 'GANTRY_TEST_LANE_NOTICE_URL';
+/** Service keys beyond the sample's, by service. */
+const EXTRA: Partial<Record<Service, string[]>> = {
+  'lane-notice': [`notices: { webhook: { env: ${NOTICE_URL_ENV} }, laneWaitLongerThan: 2s }`],
+};
 
 function configYaml(): string {
   const at = SAMPLE_CONFIG_YAML.indexOf('\nservices:\n') + '\nservices:\n'.length;
   const block = SAMPLE_CONFIG_YAML.slice(at);
-  if (!block.startsWith('  hello:\n')) throw new Error('SAMPLE_CONFIG_YAML changed: expected services.hello first');
-  return SAMPLE_CONFIG_YAML.slice(0, at) + SERVICES.map((s) => block.replace(/^ {2}hello:\n/, `  ${s}:\n`)).join('');
+  if (!block.startsWith('  hello:\n') || !block.includes('\n    approvals:\n')) throw new Error('SAMPLE_CONFIG_YAML changed: expected services.hello first, with approvals:');
+  return SAMPLE_CONFIG_YAML.slice(0, at) + SERVICES.map((s) => block.replace(/^ {2}hello:\n/, `  ${s}:\n`)
+    .replace('\n    approvals:\n', `\n${(EXTRA[s] ?? []).map((l) => `    ${l}\n`).join('')}    approvals:\n`)).join('');
 }
 
 let dir: string;
@@ -66,6 +78,7 @@ let connection: Connection;
 let client: Client;
 let worker: Worker;
 let running: Promise<void>;
+let lab: WebhookReceiver;
 
 // ---- the step doubles, one per release (by version), with a shared timeline ----
 
@@ -109,7 +122,7 @@ function workerActivities(): Record<string, unknown> {
     ...realGovernance(), // the lane workflow's own watchLaneHolder/checkLaneHolder, the registry's authorizeFreeze
     laneEnqueue: (req: Parameters<FakeActivities['laneEnqueue']>[0]) => shared.laneEnqueue(req),
     checkFreeze: (req: Parameters<FakeActivities['checkFreeze']>[0]) => shared.checkFreeze(req),
-    notify: (req: Parameters<FakeActivities['notify']>[0]) => shared.notify(req),
+    ...createNotify({ config: fileConfigSource(configFile), env: { [NOTICE_URL_ENV]: lab.url } }),
     ...createResolve({ config: fileConfigSource(configFile) }),
     ...routed,
   };
@@ -159,12 +172,14 @@ beforeAll(async () => {
   configFile = path.join(dir, 'gantry.yaml');
   writeFileSync(configFile, configYaml());
   ports = { port: await freePort(), uiPort: await freePort() };
+  lab = await startWebhookReceiver({ file: path.join(dir, 'notices.jsonl'), token: 'T0LANE/B0HOOK/lanenoticepath' });
   [bundle] = await Promise.all([bundleReleaseWorkflow(), startServer()]);
   await startWorker();
 }, 240_000);
 
 afterAll(async () => {
   await stopAll();
+  await lab?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -228,6 +243,20 @@ async function approveAndFinish(r: Release): Promise<ReleaseStatus> {
   return s;
 }
 
+/** The workflows visibility lists for `query`, once `ok` holds of them (visibility trails the workflows' upserts: polled). */
+async function listed(query: string, ok: (found: WorkflowExecutionInfo[]) => boolean, what: string, timeoutMs = 20_000): Promise<WorkflowExecutionInfo[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const found: WorkflowExecutionInfo[] = [];
+    for await (const w of client.workflow.list({ query })) found.push(w);
+    if (ok(found)) return found;
+    if (Date.now() > until) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for visibility to list ${what} (${query}); it lists ${found.map((w) => w.workflowId).join(', ') || 'nothing'}`);
+    }
+    await pause(200);
+  }
+}
+
 async function laneOf(service: Service): Promise<LaneView> {
   return client.workflow.getHandle(laneWorkflowId(service, 'production')).query(laneQuery);
 }
@@ -284,6 +313,12 @@ describe('lanes in the release workflow', () => {
       // B went through staging (A had left it) but not to production's gate.
       expect(waiting.lanes?.staging?.state).toBe('released');
       expect(waiting.gate.state).toBe('not_open');
+      // Visibility finds B by its searchable stage, in the environment whose lane it waits for.
+      const bId = b.handle.workflowId;
+      const found = await listed(`GantryService = '${svc}' AND GantryStage = 'waiting-for-lane'`, (ws) => ws.some((w) => w.workflowId === bId), 'B waiting for the lane');
+      expect(found.map((w) => w.workflowId)).toEqual([bId]);
+      expect(found[0]!.typedSearchAttributes.get(SA_ENVIRONMENT)).toBe('production');
+      expect((await client.workflow.count(`GantryService = '${svc}' AND GantryStage = 'waiting-for-lane' AND GantryEnvironment = 'production'`)).count).toBe(1);
 
       // However long A stays in its deploy, B waits.
       await pause(4000);
@@ -432,6 +467,42 @@ describe('lanes in the release workflow', () => {
       const prod = (JSON.parse(j.stdout) as LaneView[]).find((v) => v.environment === 'production');
       expect(prod?.holder?.workflowId).toBe(a.handle.workflowId);
       expect(prod?.queue.map((e) => e.workflowId)).toEqual([b.handle.workflowId]);
+    } finally {
+      await cleanUp(...rs);
+    }
+  }, 120_000);
+
+  it('tells the approvers\' channel when a release has waited for its lane longer than notices.laneWaitLongerThan, naming the holder, once', async () => {
+    const svc: Service = 'lane-notice';
+    const before = lab.count();
+    const noticesOf = (kind: NoticeBody['kind'], version: string) => lab.requests().slice(before).map((r) => r.body as NoticeBody)
+      .filter((n) => n.kind === kind && n.release.service === svc && n.release.version === version);
+    const a = await start(svc, '9.0.0');
+    const rs: Release[] = [a];
+    try {
+      await waitFor(a, atProductionGate, 'A at the production gate');
+      const b = await start(svc, '9.1.0');
+      rs.push(b);
+      const waiting = await waitFor(b, waitingForLane, 'B to wait behind A');
+      const lane = waiting.lanes!.production!;
+      // The config says 2s: the notice comes while B still waits.
+      const end = Date.now() + 20_000;
+      while (noticesOf('lane-wait', '9.1.0').length === 0 && Date.now() < end) await pause(100);
+      const [notice, ...more] = noticesOf('lane-wait', '9.1.0');
+      expect(notice, `no lane-wait notice for B within 20 s; the receiver got ${lab.requests().slice(before).map((r) => (r.body as NoticeBody).kind).join(', ')}`).toBeDefined();
+      expect(more).toEqual([]);
+      expect((await statusOf(b)).stage).toBe('waiting-for-lane');
+      expect(notice!.release).toMatchObject({ environment: 'production', workflowId: b.handle.workflowId });
+      expect(notice!.text).toContain(`${svc} 9.1.0 has waited for the production lane since ${lane.since}: ${svc} 9.0.0 holds it (since ${lane.holder!.heldSince})`);
+      expect(notice!.text).toContain(`gantry status ${svc} 9.1.0`);
+      expect(JSON.stringify(notice!.blocks)).toContain(`held by ${svc} 9.0.0 since ${lane.holder!.heldSince}; waiting since ${lane.since}`);
+
+      // Once per wait: B gets the lane when A ends, with no second notice; A, which never waited, got none.
+      await approveAndFinish(a);
+      await waitFor(b, atProductionGate, 'B to get the lane');
+      expect(noticesOf('lane-wait', '9.1.0')).toHaveLength(1);
+      expect(noticesOf('lane-wait', '9.0.0')).toEqual([]);
+      expect(noticesOf('gate-opened', '9.0.0')).toHaveLength(1);
     } finally {
       await cleanUp(...rs);
     }
