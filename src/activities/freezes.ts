@@ -8,6 +8,7 @@ import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { ConfigError, type LoadedConfig } from '../config/load';
 import { expandRefs } from '../shared/principals';
+import { environmentsOf } from '../shared/environments';
 import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
 import {
   describeScope,
@@ -75,8 +76,16 @@ export function manualFreezeView(f: Freeze): ActiveFreeze {
   };
 }
 
-/** Who may freeze a scope, by the worker's config. */
-export function freezeAuthority(loaded: LoadedConfig, scope: FreezeScope): FreezeAuthority {
+/** The environments of a service that have an approval gate: the only places a release checks its freezes. */
+function gatedEnvironments(svc: LoadedConfig['config']['services'][string]): string[] {
+  return environmentsOf({ environments: svc.environments ?? {} }).filter((e) => e.gated).map((e) => e.name);
+}
+
+/**
+ * Who may freeze a scope, by the worker's config. A freeze of an environment no gate guards would hold nothing,
+ * so it is refused; an unfreeze there is not (it may lift a freeze made before the rule).
+ */
+export function freezeAuthority(loaded: LoadedConfig, scope: FreezeScope, kind: FreezeKind = 'freeze'): FreezeAuthority {
   const config = loaded.config as LoadedConfig['config'] & { groups?: Record<string, string[]>; freezers?: string[] };
   const groups = config.groups ?? {};
   const global = expandRefs(config.freezers ?? [], groups);
@@ -88,6 +97,14 @@ export function freezeAuthority(loaded: LoadedConfig, scope: FreezeScope): Freez
     if (scope.environment && !known.has(scope.environment)) {
       return { ...base, identity, freezers: global, problem: `no service of the worker's config has an environment ${scope.environment} (they have ${[...known].sort().join(', ')})` };
     }
+    const env = scope.environment;
+    if (kind === 'freeze' && env && !services.some((s) => gatedEnvironments(config.services[s]!).includes(env))) {
+      return {
+        ...base, identity, freezers: global,
+        problem: `no service has an approval gate at ${env}, so a freeze there would hold nothing (releases check freezes at their gates); ` +
+          `freeze every service's gated environments with \`gantry freeze --all\` (no --env), or give ${env} a gate in the worker's config`,
+      };
+    }
     return { ...base, identity, freezers: global };
   }
   const svc = config.services[scope.service];
@@ -97,6 +114,15 @@ export function freezeAuthority(loaded: LoadedConfig, scope: FreezeScope): Freez
   const envs = Object.keys(svc.environments ?? {});
   if (scope.environment && !envs.includes(scope.environment)) {
     return { ...base, identity: svc.approvals.identity, freezers: [], problem: `${scope.service} has no environment ${scope.environment} (it has ${envs.join(', ')})` };
+  }
+  const gated = gatedEnvironments(svc);
+  if (kind === 'freeze' && scope.environment && !gated.includes(scope.environment)) {
+    const env = scope.environment;
+    return {
+      ...base, identity: svc.approvals.identity, freezers: [],
+      problem: `${env} has no approval gate, so a freeze there would hold nothing (releases check freezes at their gates); freeze ${gated.join(' or ')} ` +
+        `(\`gantry freeze ${scope.service} --env ${gated[gated.length - 1]}\`), or give ${env} a gate in the worker's config (services.${scope.service}.environments.${env}.gate)`,
+    };
   }
   const own = svc.freezers !== undefined ? expandRefs(svc.freezers, groups) : svc.operators.length > 0 ? [...svc.operators] : undefined;
   return { ...base, identity: svc.approvals.identity, freezers: own === undefined ? 'anyone' : [...new Set([...own, ...global])] };
@@ -132,7 +158,7 @@ export function createFreezeActivities(deps: FreezeActivityDeps): FreezeActiviti
 
   return {
     async authorizeFreeze(req) {
-      return { ...freezeAuthority(load(), { service: req.service, ...(req.environment ? { environment: req.environment } : {}) }), attempt: currentAttempt() };
+      return { ...freezeAuthority(load(), { service: req.service, ...(req.environment ? { environment: req.environment } : {}) }, req.kind), attempt: currentAttempt() };
     },
 
     async checkFreeze(req) {

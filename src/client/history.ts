@@ -1,6 +1,7 @@
 /**
  * The on-call timeline of a release, read from the workflow's event history (no worker needed): when it
- * started and who asked, each stage change, each step (activity) with its attempts, failures and duration,
+ * started and who asked, each stage change, each environment it enters, each step (activity) with its attempts,
+ * failures and duration,
  * every approve/reject/decide that arrived (signal or update) with who sent it and when, whether the release
  * took or refused it, cancellation, the rollback, and how it ended.
  */
@@ -39,6 +40,8 @@ export interface MessageEntry {
 export type TimelineEntry =
   | { kind: 'started'; at: string; requestedBy?: string; summary?: string; identity?: string }
   | { kind: 'stage'; at: string; stage: string; outcome?: string }
+  /** The release entered an environment (its GantryEnvironment search attribute changed). */
+  | { kind: 'environment'; at: string; environment: string }
   | {
       kind: 'step';
       at: string;
@@ -137,6 +140,10 @@ export function buildTimeline(history: History, status?: ReleaseStatus): Timelin
       const last = [...out].reverse().find((x) => x.kind === 'stage');
       // The workflow re-indexes the stage it returns to after a decision; one line per actual change.
       if (stage && !(last?.kind === 'stage' && last.stage === stage && !outcome)) out.push({ kind: 'stage', at, stage, ...(outcome ? { outcome } : {}) });
+      // `none` is what the start sets before the release reaches its first environment.
+      const environment = text(decode(fields.GantryEnvironment));
+      const lastEnv = [...out].reverse().find((x) => x.kind === 'environment');
+      if (environment && environment !== 'none' && !(lastEnv?.kind === 'environment' && lastEnv.environment === environment)) out.push({ kind: 'environment', at, environment });
     } else if (e.activityTaskScheduledEventAttributes) {
       const a = e.activityTaskScheduledEventAttributes;
       const activity = a.activityType?.name ?? 'activity';
@@ -380,6 +387,9 @@ export function formatTimeline(label: string, workflowId: string, runId: string,
         break;
       case 'stage':
         lines.push(`${t} stage → ${st.bold(e.stage)}${e.outcome ? ` (outcome ${e.outcome})` : ''}`);
+        break;
+      case 'environment':
+        lines.push(`${t} environment → ${st.bold(e.environment)}`);
         break;
       case 'step': {
         const mark = e.state === 'succeeded' ? st.ok(STEP_MARK[e.state]) : e.state === 'running' ? st.info(STEP_MARK[e.state]) : st.bad(STEP_MARK[e.state]);

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import * as semver from 'semver';
 import { expandRefs, ruleApprovers } from '../shared/principals';
 import { denyWindowProblem } from '../shared/windows';
+import { environmentsOf } from '../shared/environments';
 import { durationProblem } from '../shared/duration';
 
 export { expandRefs, ruleApprovers };
@@ -533,12 +534,27 @@ export const serviceSchema = z
       }
     }
     const names = Object.keys(svc.environments);
-    for (const w of svc.denyWindows) {
-      for (const e of w.environments ?? []) {
+    const gated = environmentsOf(svc).filter((e) => e.gated).map((e) => e.name);
+    svc.denyWindows.forEach((w, i) => {
+      (w.environments ?? []).forEach((e, j) => {
         if (!names.includes(e)) ctx.addIssue({ code: 'custom', path: ['denyWindows'], message: `deny window "${w.name}" names environment ${e}, which ${names.join(', ')} does not include` });
-      }
+        else if (!gated.includes(e)) ctx.addIssue({ code: 'custom', path: ['denyWindows', i, 'environments', j], message: ungatedWindowProblem(w.name, e, gated) });
+      });
+    });
+    if (svc.breakGlass && !svc.notices) {
+      ctx.addIssue({
+        code: 'custom', path: ['breakGlass'],
+        message: 'needs a notices: channel: a break-glass is always announced, and without one the only announcement is the release\'s, ' +
+          'which `decide skip` may skip; add notices: { webhook: { env: APPROVERS_WEBHOOK } } (the approvers\' channel), or remove breakGlass',
+      });
     }
   });
+
+/** Deny windows are checked at gates only: one covering an ungated environment would hold nothing. */
+function ungatedWindowProblem(window: string, environment: string, gated: string[]): string {
+  return `deny window "${window}" covers ${environment}, which has no approval gate, so it would hold nothing (releases check deny windows ` +
+    `and freezes at their gates); cover ${gated.join(' or ')} instead, or give ${environment} a gate (environments.${environment}.gate)`;
+}
 
 /**
  * The people who may sign decisions and their SSH public keys, in git's allowed_signers form
@@ -616,6 +632,15 @@ export const configSchema = z
         }
       }
     }
+    // A top-level window holds the services that gate the environment; when none does, it holds nothing.
+    const gatedAnywhere = new Set(Object.values(cfg.services).flatMap((s) => environmentsOf(s).filter((e) => e.gated).map((e) => e.name)));
+    cfg.denyWindows.forEach((w, i) => {
+      (w.environments ?? []).forEach((e, j) => {
+        if (Object.values(cfg.services).some((s) => e in s.environments) && !gatedAnywhere.has(e)) {
+          ctx.addIssue({ code: 'custom', path: ['denyWindows', i, 'environments', j], message: ungatedWindowProblem(w.name, e, [...gatedAnywhere].sort()) });
+        }
+      });
+    });
   });
 
 export type SecretRef = z.infer<typeof secretRefSchema>;

@@ -133,4 +133,20 @@ describe('gantry freeze, unfreeze and freezes', () => {
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain('Say what to freeze');
   });
+
+  it('refuses a freeze of an environment without a gate (exit 6, nothing frozen), since no release would check it; unfreezing there still works', async () => {
+    const r = await gantry(['freeze', 'hello', '--env', 'staging', '--reason', 'incident 43', '--as', 'bob', '--key', bob.keyFile], { env: temporalEnv });
+    expect(r.code, show(r)).toBe(6);
+    expect(r.stderr).toContain('The freeze registry refused to freeze hello in staging: staging has no approval gate, so a freeze there would hold nothing ' +
+      '(releases check freezes at their gates); freeze production (`gantry freeze hello --env production`), or give staging a gate in the worker\'s config ' +
+      '(services.hello.environments.staging.gate)');
+    const all = await gantry(['freeze', '--all', '--env', 'staging', '--reason', 'offsite', '--as', 'alice', '--key', alice.keyFile], { env: temporalEnv });
+    expect(all.code, show(all)).toBe(6);
+    expect(all.stderr).toContain('no service has an approval gate at staging, so a freeze there would hold nothing');
+    const listed = await gantry(['freezes', '--json'], { env: temporalEnv });
+    expect(JSON.parse(listed.stdout).freezes, show(listed)).toEqual([]);
+    const u = await gantry(['unfreeze', 'hello', '--env', 'staging', '--as', 'bob', '--key', bob.keyFile], { env: temporalEnv });
+    expect(u.code, show(u)).toBe(0);
+    expect(u.stdout).toContain('hello in staging had no freeze of its own to lift; nothing changed.');
+  });
 });

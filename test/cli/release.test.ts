@@ -36,7 +36,7 @@ let routed: Routed;
 /**
  * The worker's config for a release, by its version (read by the real resolve step, from disk, every release):
  * 1.0.0 needs two approvals; 20.x reads a directory of two files; 21.x a file a test edits while the worker
- * runs; 23.x a service in signed mode; the rest one approval.
+ * runs; 23.x a service in signed mode; 30.x the governed service gov; the rest one approval.
  */
 const workerConfigs: Record<string, () => string> = {};
 function workerConfigFor(version: string): string {
@@ -59,6 +59,7 @@ beforeAll(async () => {
         case '2.0.0': return { delayMs: { build: 120_000 } };
         case '3.0.0': return { failWhile: { build: () => registryDown } };
         case '5.0.0': return { fail: { health: 'fatal' } };
+        case '30.2.0': return { fail: { smoke: 'retryable' } };
         default: return {};
       }
     },
@@ -622,5 +623,96 @@ describe('`gantry approve --print` prints what `temporal workflow signal --input
     expect(human).toContain(`started by operator (signed, key ${operator.fingerprint})`);
     expect(human).toContain(`✓ approved by alice (signed, key ${alice.fingerprint}) at `);
     expect(human).toMatch(/✓ approved by alice \(signed, .* via signal/);
+  });
+});
+
+describe('governance through the CLI: group rules, freezes and break-glass, hotfixes, decide skip, environments in history', () => {
+  // Service gov (30.x), signed: production needs 2 approvals, at least 1 from sre; a hotfix needs 1 from sre; sre
+  // breaks glass; staging's smoke check is skippable. Its own service, so its freezes and lanes touch no hello test.
+  let people: Record<'operator' | 'alice' | 'carol' | 'dave', Person>;
+  const as = (who: keyof typeof people) => ['--as', who, '--key', people[who].keyFile];
+  const byOperator = () => ['--requested-by', 'operator', '--key', people.operator.keyFile];
+
+  beforeAll(() => {
+    const keys = tempDir('gantry-gov-keys-');
+    people = { operator: sshKeygen(keys, 'operator'), alice: sshKeygen(keys, 'alice'), carol: sshKeygen(keys, 'carol'), dave: sshKeygen(keys, 'dave') };
+    const governed = writeConfig(dir, 'governed.yaml', [
+      ['\nservices:\n', `\nallowedSigners: |\n${Object.values(people).map((p) => `  ${p.allowedSigner}\n`).join('')}groups:\n  sre: [carol, dave]\nservices:\n`],
+      ['  hello:\n', '  gov:\n'],
+      ['approvers: [alice, bob, carol]', 'approvers: [alice]'],
+      ['identity: declared', 'identity: signed'],
+      ['        window: 1m\n', '        window: 1m\n        gate: { required: 2, from: { sre: 1 }, approvers: [alice] }\n'],
+      ['    timeouts:\n', '    breakGlass: { group: sre }\n    hotfix: { allowed: true, gate: { from: { sre: 1 } } }\n' +
+        '    notices: { webhook: { env: GANTRY_TEST_UNUSED_WEBHOOK } }\n    timeouts:\n'],
+      ['      deployStaging:', '      smoke: { skippable: true, retry: { maximumAttempts: 1 } }\n      deployStaging:'],
+    ]);
+    workerConfigs['30.x'] = () => governed;
+  });
+
+  it('start says what the group rule needs; a freeze holds the approved gate (status: environment, path, who froze it, why, until); only sre breaks glass, with a reason; history shows each environment', async () => {
+    const start = await ok(['start', 'gov', '30.0.0', ...byOperator()]);
+    expect(start.stdout).toContain('Started release gov 30.0.0 requested by operator (signed)');
+    expect(start.stdout).toContain('needs 1 more from sre (carol or dave) and 1 more from anyone of alice, carol or dave (signed)');
+    await untilStage('30.0.0', 'awaiting-approval', 30_000, 'gov');
+    // The gate checks the freezes again once it has its approvals. (The worker's freeze registry reads the config
+    // of the newest release resolved: gov's, now.)
+    await ok(['freeze', 'gov', '--env', 'production', '--reason', 'incident 42', '--until', '2h', ...as('operator')]);
+    await ok(['approve', 'gov', '30.0.0', ...as('alice')]);
+    const carol = await ok(['approve', 'gov', '30.0.0', ...as('carol')]);
+    expect(carol.stdout).toContain('Approved, but gov production is frozen: frozen by operator');
+    expect(carol.stdout).toContain('`gantry approve gov 30.0.0 --as <name> --break-glass --reason "…"`');
+
+    const held = (await ok(['status', 'gov', '30.0.0'])).stdout;
+    expect(held).toMatch(/^ {2}stage {6}awaiting-approval · environment production$/m);
+    expect(held).toMatch(/^ {2}path {7}staging: passed → production \(gated\): active$/m);
+    const TIME = '\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ';
+    expect(held).toMatch(new RegExp(`^ {2}frozen {5}by operator since ${TIME}: incident 42 \\(until ${TIME}\\)$`, 'm'));
+
+    const noReason = await cli(['approve', 'gov', '30.0.0', '--break-glass', ...as('dave')]);
+    expect(noReason.code, show(noReason)).toBe(2);
+    expect(noReason.stderr).toContain('--break-glass needs --reason "…"');
+    const outsider = await cli(['approve', 'gov', '30.0.0', '--break-glass', '--reason', 'need it out', ...as('alice')]);
+    expect(outsider.code, show(outsider)).toBe(6);
+    expect(outsider.stderr).toContain('alice is not in the break-glass group sre (carol, dave)');
+    expect((await statusOf('30.0.0', 'gov')).gate.state).toBe('open');
+    const glass = await ok(['approve', 'gov', '30.0.0', '--break-glass', '--reason', 'the fix for incident 42', ...as('dave')]);
+    expect(glass.stdout).toContain('Approved: production deploy starts now.');
+    const done = await untilOutcome('30.0.0', 30_000, 'gov');
+    expect(done.outcome).toBe('succeeded');
+    expect(done.gate.breakGlass).toMatchObject([{ approver: 'dave', reason: 'the fix for incident 42', verified: true }]);
+    expect(routed.fakes.get('30.0.0')?.notices.map((n) => n.kind)).toContain('break-glass');
+
+    const h = (await ok(['history', 'gov', '30.0.0'])).stdout;
+    expect(h).toMatch(/environment → staging\n(.*\n)*.*environment → production/);
+    const json = JSON.parse((await ok(['history', 'gov', '30.0.0', '--json'])).stdout) as { entries: { kind: string; environment?: string }[] };
+    expect(json.entries.filter((e) => e.kind === 'environment').map((e) => e.environment)).toEqual(['staging', 'production']);
+    await ok(['unfreeze', 'gov', ...as('operator')]);
+  }, 120_000);
+
+  it('`start --hotfix --reason` (signed) skips staging and takes the hotfix rule; status shows the hotfix and its reason', async () => {
+    const start = await ok(['start', 'gov', '30.1.0', '--hotfix', '--reason', 'CVE-2026-1', ...byOperator()]);
+    expect(start.stdout).toContain('Started release gov 30.1.0 requested by operator (signed)');
+    expect(start.stdout).toContain('HOTFIX   skips staging: CVE-2026-1');
+    const s = await untilStage('30.1.0', 'awaiting-approval', 30_000, 'gov');
+    expect(s.hotfix).toEqual({ reason: 'CVE-2026-1', skipped: ['staging'] });
+    expect(s.steps.find((x) => x.name === 'deployStaging')).toMatchObject({ state: 'skipped', error: 'skipped by the hotfix: CVE-2026-1' });
+    expect(routed.fakes.get('30.1.0')?.calls).toEqual(['preflight', 'tag', 'build']);
+    const human = (await ok(['status', 'gov', '30.1.0'])).stdout;
+    expect(human).toMatch(/^ {2}hotfix {5}skips staging: CVE-2026-1$/m);
+    expect(human).toMatch(/^ {2}path {7}staging: skipped → production \(gated\): active$/m);
+    expect(human).toContain('it needs 1 more from sre (carol or dave) (signed)');
+  });
+
+  it('`decide skip` passes a skippable smoke check that used up its retries; the release goes on to the gate with the skip on the record', async () => {
+    await ok(['start', 'gov', '30.2.0', ...byOperator()]);
+    const waiting = await untilStage('30.2.0', 'awaiting-decision', 30_000, 'gov');
+    expect(waiting.pendingDecision).toMatchObject({ step: 'smoke', allowed: ['retry', 'abort', 'skip'] });
+    expect((await ok(['status', 'gov', '30.2.0'])).stdout).toContain('skip:  gantry decide skip gov 30.2.0 --as <name> --reason "…"');
+    const skip = await ok(['decide', 'skip', 'gov', '30.2.0', '--reason', 'staging checks are flaky today', ...as('operator')]);
+    expect(skip.stdout).toContain('Skipping Smoke-check staging; the release goes on.');
+    const gate = await untilStage('30.2.0', 'awaiting-approval', 30_000, 'gov');
+    expect(gate.steps.find((x) => x.name === 'smoke')?.state).toBe('skipped');
+    expect(gate.decisions).toMatchObject([{ step: 'smoke', decision: 'skip', operator: 'operator', reason: 'staging checks are flaky today' }]);
+    expect((await ok(['status', 'gov', '30.2.0'])).stdout).toMatch(/skip of smoke by operator at .*: staging checks are flaky today/);
   });
 });

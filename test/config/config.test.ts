@@ -2,22 +2,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseConfig } from '../../src/config/load';
+import { loadConfig, parseConfig } from '../../src/config/load';
 import type { SshDeploy } from '../../src/config/schema';
 import { buildReleaseInput } from '../../src/config/input';
 import { DEFAULT_STEP_OPTIONS } from '../../src/shared/steps';
 import { formatPublish, parsePort } from '../../src/activities/docker';
-import { SAMPLE_CONFIG_YAML, loadedFrom } from '../helpers/fixtures';
+import { SAMPLE_CONFIG_YAML, configProblems, loadedFrom } from '../helpers/fixtures';
 
-function problemsOf(yaml: string): string[] {
-  try {
-    parseConfig(yaml, 'gantry.yaml');
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected the config to be refused');
-}
+const problemsOf = configProblems;
 
 describe('release config', () => {
   it('accepts the sample config and fills in defaults', () => {

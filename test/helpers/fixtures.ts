@@ -1,6 +1,6 @@
 /** Release inputs for workflow tests, built through the same config path as the worker's resolve step. */
 import { createHash } from 'node:crypto';
-import { parseConfig, type LoadedConfig } from '../../src/config/load';
+import { ConfigError, parseConfig, type LoadedConfig } from '../../src/config/load';
 import { buildReleaseInput } from '../../src/config/input';
 import type { PrincipalKey } from '../../src/shared/gate';
 import type { ReleaseInput, StartRequest } from '../../src/shared/release';
@@ -42,6 +42,27 @@ services:
       build: { retry: { maximumAttempts: 2, initialInterval: 1s } }
       deployStaging: { retry: { maximumAttempts: 2, initialInterval: 1s } }
 `;
+
+/** The sample config with text replacements applied in order; each `from` must be there. */
+export function sampleConfigWith(edits: [string, string][]): string {
+  let yaml = SAMPLE_CONFIG_YAML;
+  for (const [from, to] of edits) {
+    if (!yaml.includes(from)) throw new Error(`test config edit: "${from}" not found in SAMPLE_CONFIG_YAML`);
+    yaml = yaml.replace(from, to);
+  }
+  return yaml;
+}
+
+/** The problems the config loader reports for a config it refuses (it must refuse it). */
+export function configProblems(yaml: string): string[] {
+  try {
+    parseConfig(yaml, 'gantry.yaml');
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected the config to be refused');
+}
 
 /** A parsed config as the worker's loader returns it (no files: keys given directly). */
 export function loadedFrom(yaml: string, keys: PrincipalKey[] = [], source = 'sample.yaml'): LoadedConfig {
