@@ -209,12 +209,22 @@ export class ReleaseMessages {
     const timeout = run.input.config.timeouts.approval;
     const { service } = run.status.request;
     run.status.message = this.waitingMessage(env, rules);
+    // What the open gate says while it waits for votes: what it still needs, and a freeze that would hold it.
+    const waiting = (): string => {
+      const frozen = this.freezeWords().freeze;
+      return frozen ? `${this.waitingMessage(env, rules)} Note: ${frozen}; even once approved it waits until the freeze ends (or for break-glass).` : this.waitingMessage(env, rules);
+    };
     // The current details follow the gate: each vote and freeze check shows it again. Setting them writes no
     // command and no history event (only the metadata query reads them), so releases recorded before replay.
     const details = () => setCurrentDetails(run.governed
       ? gateSummaryMarkdown('gate-opened', { ...run.summaryBase(env, rules), ...this.freezeWords() })
       : `**Awaiting approval** of ${imageRef} (${digest}): ${run.status.message}`);
-    this.showGate = details;
+    // After each vote: the status's message and the details say what the gate needs now (once the votes are in,
+    // the freeze check that follows says what holds it).
+    this.showGate = () => {
+      if (!gate.quorum) run.status.message = waiting();
+      details();
+    };
     details();
     run.notify('gate-opened', run.summaryBase(env, rules));
     const deadlineMs = Date.parse(gate.deadline!);
@@ -228,7 +238,7 @@ export class ReleaseMessages {
       const f = await run.checkFreeze(env);
       if (gate.state === 'open' && !gate.quorum) {
         this.noteFreeze(f);
-        if (f.frozen) run.status.message = `${this.waitingMessage(env, rules)} Note: ${this.freezeWords().freeze ?? 'frozen'}; even once approved it waits until the freeze ends (or for break-glass).`;
+        if (f.frozen) run.status.message = waiting();
         details();
       }
     }

@@ -86,7 +86,7 @@ describe('group rules at the gate', () => {
     });
   });
 
-  it('keeps the Web UI\'s current details on what the gate still needs after each vote, not what it needed when it opened', async () => {
+  it('keeps the Web UI\'s current details and the status message on what the gate still needs after each vote, not what it needed when it opened', async () => {
     const fake = fakeActivities();
     const input = gatedInput({ required: 2, from: { sre: 1, product: 1 }, approvers: [], reasonRequired: false }, { sre: ['carol', 'dave'], product: ['erin'] });
     // The details are markdown: the parentheses of the needs text are escaped.
@@ -99,7 +99,9 @@ describe('group rules at the gate', () => {
 
       const partial = await handle.executeUpdate(approveUpdate, { args: [{ approver: 'carol' }] });
       expect(partial.gate).toBe('open');
-      expect((await handle.query(statusQuery)).gate.needs).toBe('needs 1 more from product (erin)');
+      const st = await handle.query(statusQuery);
+      expect(st.gate.needs).toBe('needs 1 more from product (erin)');
+      expect(st.message).toContain('Waiting at the production approval gate: it needs 1 more from product (erin) before production.');
       const after = await details();
       expect(after).toContain(`waits for approval to production: ${productOnly}`);
       expect(after).toContain(`- **Needs:** ${productOnly}`);
