@@ -623,20 +623,16 @@ export const configSchema = z
       if (svc.breakGlass && unknownGroup(svc.breakGlass.group)) {
         ctx.addIssue({ code: 'custom', path: [...base, 'breakGlass', 'group'], message: `group ${svc.breakGlass.group} is not defined under groups: (groups: ${known})` });
       }
-      const envNames = Object.keys(svc.environments);
-      for (const w of cfg.denyWindows) {
-        for (const e of w.environments ?? []) {
-          if (!Object.values(cfg.services).some((s) => e in s.environments)) {
-            ctx.addIssue({ code: 'custom', path: ['denyWindows'], message: `deny window "${w.name}" names environment ${e}, which no service has (${name} has ${envNames.join(', ')})` });
-          }
-        }
-      }
     }
-    // A top-level window holds the services that gate the environment; when none does, it holds nothing.
-    const gatedAnywhere = new Set(Object.values(cfg.services).flatMap((s) => environmentsOf(s).filter((e) => e.gated).map((e) => e.name)));
+    // A top-level window names environments of the services; it holds those that gate it, and when none does, nothing.
+    const services = Object.values(cfg.services);
+    const environmentNames = [...new Set(services.flatMap((s) => Object.keys(s.environments)))];
+    const gatedAnywhere = new Set(services.flatMap((s) => environmentsOf(s).filter((e) => e.gated).map((e) => e.name)));
     cfg.denyWindows.forEach((w, i) => {
       (w.environments ?? []).forEach((e, j) => {
-        if (Object.values(cfg.services).some((s) => e in s.environments) && !gatedAnywhere.has(e)) {
+        if (!environmentNames.includes(e)) {
+          ctx.addIssue({ code: 'custom', path: ['denyWindows', i, 'environments', j], message: `deny window "${w.name}" names environment ${e}, which no service has (they have ${environmentNames.join(', ')})` });
+        } else if (!gatedAnywhere.has(e)) {
           ctx.addIssue({ code: 'custom', path: ['denyWindows', i, 'environments', j], message: ungatedWindowProblem(w.name, e, [...gatedAnywhere].sort()) });
         }
       });

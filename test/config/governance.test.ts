@@ -39,6 +39,16 @@ describe('deny windows cover gated environments only', () => {
     ]);
   });
 
+  it('refuses a top-level window naming an environment no service has, once however many services there are', () => {
+    const one = edited([topWindow('[prod, production]')]);
+    // A second service: the same block under another name (the sample's only service is the file's last block).
+    const two = `${one}${one.slice(one.indexOf('\n  hello:\n') + 1).replace('  hello:\n', '  world:\n')}`;
+    expect(Object.keys(parseConfig(two.replace('[prod, production]', '[production]'), 'gantry.yaml').services)).toEqual(['hello', 'world']);
+    const problem = 'denyWindows[0].environments[0]: deny window "weekend" names environment prod, which no service has (they have staging, production)';
+    expect(problemsOf(one)).toEqual([problem]);
+    expect(problemsOf(two)).toEqual([problem]);
+  });
+
   it('accepts windows over gated environments, a gated staging, and windows that name no environment (production\'s gate holds them)', () => {
     expect(() => parseConfig(edited([serviceWindow('[production]'), topWindow('[production]')]), 'gantry.yaml')).not.toThrow();
     expect(() => parseConfig(edited([STAGING_GATE, serviceWindow('[staging]'), topWindow('[staging]')]), 'gantry.yaml')).not.toThrow();
