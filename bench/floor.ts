@@ -40,7 +40,7 @@ export const SERVER_VARIANTS: ServerVariant[] = [
 ];
 
 /** A dev server like `gantry dev`'s (search attributes, updates on), in memory or in a file, with extra dynamic config. */
-export async function benchServer(variant: Pick<ServerVariant, 'file' | 'dynamicConfig'>): Promise<{ env: TestWorkflowEnvironment; dispose(): Promise<void> }> {
+export async function benchServer(variant: Pick<ServerVariant, 'file' | 'dynamicConfig'> & { httpPort?: number }): Promise<{ env: TestWorkflowEnvironment; dispose(): Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-server-'));
   const env = await TestWorkflowEnvironment.createLocal({
     server: {
@@ -52,6 +52,7 @@ export async function benchServer(variant: Pick<ServerVariant, 'file' | 'dynamic
         '--log-level', 'error',
         ...Object.entries({ 'frontend.enableUpdateWorkflowExecution': 'true', ...variant.dynamicConfig })
           .flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]),
+        ...(variant.httpPort ? ['--http-port', String(variant.httpPort)] : []),
       ],
     },
   });

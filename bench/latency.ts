@@ -3,8 +3,8 @@
  *
  *   approval    the `approve` update sent → the production deploy step starts, against a bare signal sent → a
  *               no-op activity starts (a workflow waiting on a signal); target ≤ 2×
- *   status      `gantry status hello <v>` wall time against `temporal workflow query --type status` on the same
- *               parked release; target ≤ 1.5×
+ *   status      `gantry status hello <v>` wall time (through the server's HTTP API, as against `gantry dev`; and
+ *               over gRPC) against `temporal workflow query --type status` on the same parked release; target ≤ 1.5×
  *   start-up    `gantry --version` and `gantry --help` wall time, against `node -e 0`
  *   cold start  `gantry worker` exec → polling, with the prebuilt bundle against bundling at start (GANTRY_DEV=1),
  *               and the idle worker's RSS
@@ -27,6 +27,7 @@ import { benchServer } from './floor';
 import { noopReleaseActivities } from './lib/noop-activities';
 import { rssOf, spawnProcess, timeCommand } from './lib/proc';
 import { median, row, verdict } from './lib/stats';
+import { freePort } from '../src/lab/daemon';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'gantry.js');
@@ -47,7 +48,9 @@ async function times(runs: number, fn: () => Promise<number>): Promise<number[]>
 export async function latencyBench(opts: { runs: number; write: (line: string) => void }): Promise<{ code: number; figures: Record<string, number> }> {
   const { runs, write } = opts;
   const figures: Record<string, number> = {};
-  const server = await benchServer({ file: true, dynamicConfig: { 'system.enableActivityEagerExecution': 'true' } });
+  // The HTTP API on a known port, as `gantry dev` serves it (`gantry status` reads through it: src/cli/quick-status.ts).
+  const httpPort = await freePort();
+  const server = await benchServer({ file: true, dynamicConfig: { 'system.enableActivityEagerExecution': 'true' }, httpPort });
   const env = server.env;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-latency-'));
   try {
@@ -114,19 +117,23 @@ export async function latencyBench(opts: { runs: number; write: (line: string) =
       const parked = await park();
       const version = parked.replace('release-hello-', '');
       const address = env.address;
-      const statusMs = await times(runs, async () => {
-        const r = await timeCommand(process.execPath, [BIN, 'status', 'hello', version], { env: cliEnv({ TEMPORAL_ADDRESS: address }) });
+      const status = (http: string) => async () => {
+        const r = await timeCommand(process.execPath, [BIN, 'status', 'hello', version], { env: cliEnv({ TEMPORAL_ADDRESS: address, GANTRY_HTTP_API: http }) });
         if (r.code !== 0) throw new Error(`gantry status exited ${r.code}: ${r.output}`);
         return r.ms;
-      });
+      };
+      const statusMs = await times(runs, status(`http://127.0.0.1:${httpPort}`));
+      const grpcStatusMs = await times(runs, status('off'));
       const queryMs = await times(runs, async () => {
         const r = await timeCommand(TEMPORAL_CLI, ['workflow', 'query', '--address', address, '--workflow-id', parked, '--type', 'status'], { env: cliEnv() });
         if (r.code !== 0) throw new Error(`temporal workflow query exited ${r.code}: ${r.output}`);
         return r.ms;
       });
       write(row('gantry status hello <v>', statusMs));
+      write(row('… over gRPC (GANTRY_HTTP_API=off)', grpcStatusMs));
       write(row('temporal workflow query --type status', queryMs));
       figures['latency.status'] = median(statusMs);
+      figures['latency.statusGrpc'] = median(grpcStatusMs);
       figures['latency.query'] = median(queryMs);
       write(`  status / query: ${verdict(median(statusMs) / median(queryMs), 1.5)}`);
     });

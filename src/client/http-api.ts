@@ -6,7 +6,6 @@
  * it answers a snapshot or `undefined`.
  */
 import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { SA_NAMES } from '../shared/ids';
 import type { ReleaseStatus } from '../shared/release';
 import type { ExecutionView, IndexedFields, ReleaseSnapshot } from './snapshot';
@@ -50,7 +49,8 @@ function decodePayload(p: Payload | undefined): { ok: true; value: unknown } | {
  */
 function call(url: string, method: 'GET' | 'POST', body: string | undefined, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve) => {
-    const send = url.startsWith('https:') ? httpsRequest : httpRequest;
+    // node:https (and TLS with it) loads only for an https URL: most of this module's own start-up otherwise.
+    const send = url.startsWith('https:') ? (require('node:https') as typeof import('node:https')).request : httpRequest;
     const req = send(url, {
       method,
       timeout: timeoutMs,
