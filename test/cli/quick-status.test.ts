@@ -24,9 +24,18 @@ let closedPort: number;
 beforeAll(async () => {
   requireBuild();
   requireBinary(TEMPORAL_CLI, 'The Temporal CLI');
-  const httpPort = await freePort();
-  env = await devServerEnv({ httpPort });
-  httpApi = `http://127.0.0.1:${httpPort}`;
+  // The HTTP port is picked free, then bound by the server a moment later: another process may take it in between
+  // (seen once in CI, the server then fails to start), so a start that fails is tried again on another port.
+  for (let attempt = 1; ; attempt++) {
+    const httpPort = await freePort();
+    try {
+      env = await devServerEnv({ httpPort });
+      httpApi = `http://127.0.0.1:${httpPort}`;
+      break;
+    } catch (err) {
+      if (attempt === 3) throw err;
+    }
+  }
   closedPort = await freePort();
   dir = tempDir();
   config = writeConfig(dir, 'one.yaml');
@@ -35,7 +44,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await endOpenReleases(env.client);
+  if (env) await endOpenReleases(env.client);
   worker?.shutdown();
   await workerRunning;
   await env?.teardown();
