@@ -4,11 +4,10 @@
  * TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_TLS) and the profiles of the Temporal
  * config file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE), read through @temporalio/envconfig.
  */
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import type { X509Certificate as X509 } from 'node:crypto';
 import { createConnection } from 'node:net';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
-import { Connection } from '@temporalio/client';
-import type { ConnectionOptions } from '@temporalio/client';
+import type { Connection, ConnectionOptions } from '@temporalio/client';
 import type { NativeConnection, NativeConnectionOptions } from '@temporalio/worker';
 import { UsageError } from './client/errors';
 
@@ -101,9 +100,11 @@ function checkTls(tls: ConnectionOptions['tls'], env: NodeJS.ProcessEnv): void {
     throw new ConnectionSettingsError(`${given} is set but ${missing} is not: mTLS needs both the client certificate and its key. Set ${missing} too, or unset ${given}; nothing was sent to the server.`);
   }
   if (!tls || typeof tls !== 'object') return;
+  // node:crypto loads only for TLS material (`gantry status`'s quick path reads plaintext settings).
+  const { createPrivateKey, X509Certificate } = require('node:crypto') as typeof import('node:crypto');
   const pair = tls.clientCertPair;
   if (pair) {
-    let x509: X509Certificate;
+    let x509: X509;
     try {
       x509 = new X509Certificate(pair.crt);
     } catch {
@@ -155,8 +156,10 @@ export function temporalSettings(overrides: { address?: string; namespace?: stri
 }
 
 export async function connectClient(settings: TemporalSettings): Promise<Connection> {
+  // Loaded here, not at the top: `gantry status`'s quick path reads the settings and never connects over gRPC.
+  const { Connection: Client } = await import('@temporalio/client');
   try {
-    return await Connection.connect({ ...settings.client, connectTimeout: '5s' });
+    return await Client.connect({ ...settings.client, connectTimeout: '5s' });
   } catch (err) {
     throw new ServerUnreachableError(settings.address, err, Boolean(settings.client.tls), await probePort(settings.address));
   }

@@ -1,15 +1,13 @@
 /**
  * `gantry status <service> <version>` (or `--id`, `--json`) without the Temporal SDK: bin/gantry.js calls this
  * before loading the CLI. It reads the release through the server's HTTP API (src/client/http-api.ts) and prints
- * exactly what `gantry status` prints. It takes only the plain case: a server with no TLS, API key, config profile
- * or codec, an HTTP API it can find, and a release that answers in time. Anything else (other options, a
- * mistyped argument, no answer, an error) returns `undefined` and the ordinary command runs, which explains
- * the problem with its exit code. Nothing is printed unless the whole status was read.
+ * exactly what `gantry status` prints. It takes only the plain case: connection settings (read as every command
+ * reads them, src/connection.ts) with no TLS, API key or gRPC metadata, an HTTP API it can find, and a release
+ * that answers in time. Anything else (other options, a mistyped argument, unusable settings, no answer, an
+ * error) returns `undefined` and the ordinary command runs, which explains the problem with its exit code. Nothing is printed unless the whole status was read.
  */
-import { existsSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { temporalSettings, type TemporalSettings } from '../connection';
 import { formatStatus } from '../client/format';
 import { httpApiBase, readReleaseOverHttp } from '../client/http-api';
 import { releaseAddress, webUiBase, workflowUrl } from '../client/snapshot';
@@ -18,12 +16,10 @@ import { styleFor } from '../client/style';
 /** How long the status query may take here before the ordinary path (which waits longer and explains) asks again. */
 const QUICK_TIMEOUT_MS = 2000;
 
-/** Temporal's connection settings that this path does not apply: with any of them set, the SDK connects. */
-function needsTheSdk(env: NodeJS.ProcessEnv): boolean {
-  if (Object.keys(env).some((k) => k.startsWith('TEMPORAL_') && k !== 'TEMPORAL_ADDRESS' && k !== 'TEMPORAL_NAMESPACE' && env[k] !== '')) return true;
-  // Temporal's default config file (what @temporalio/envconfig reads): a profile there may set TLS or an API key.
-  const base = env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : path.join(env.HOME ?? os.homedir(), '.config');
-  return existsSync(path.join(base, 'temporalio', 'temporal.toml'));
+/** Settings only the SDK applies (TLS, an API key, gRPC metadata): with any of them, the SDK connects. */
+function needsTheSdk(settings: TemporalSettings): boolean {
+  const c = settings.client;
+  return (c.tls !== undefined && c.tls !== false) || c.apiKey !== undefined || c.metadata !== undefined;
 }
 
 export async function quickStatus(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number | undefined> {
@@ -34,9 +30,15 @@ export async function quickStatus(argv: string[], env: NodeJS.ProcessEnv = proce
     return undefined;
   }
   const { values, positionals } = parsed;
-  if (positionals[0] !== 'status' || positionals.length > 3 || needsTheSdk(env)) return undefined;
-  const address = values.address ?? (env.TEMPORAL_ADDRESS || 'localhost:7233');
-  const namespace = values.namespace ?? (env.TEMPORAL_NAMESPACE || 'default');
+  if (positionals[0] !== 'status' || positionals.length > 3) return undefined;
+  let settings: TemporalSettings;
+  try {
+    settings = temporalSettings({ ...(values.address ? { address: values.address } : {}), ...(values.namespace ? { namespace: values.namespace } : {}), env });
+  } catch {
+    return undefined; // unusable settings: the ordinary path says which, with its exit code
+  }
+  if (needsTheSdk(settings)) return undefined;
+  const { address, namespace } = settings;
   const base = httpApiBase(address, env);
   if (!base) return undefined;
   let addr: ReturnType<typeof releaseAddress>;
