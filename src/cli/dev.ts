@@ -103,13 +103,14 @@ export function devCommand(): Command {
         const st = out.style;
         out.print(st.bold(`Temporal dev server ready at ${server.address}, namespace ${namespace}.`));
         out.print(`  Web UI      ${server.uiUrl}/namespaces/${namespace}/workflows`);
-        out.print(`  HTTP API    http://${opts.ip}:${httpPort}`);
+        const httpApi = `http://${opts.ip}:${httpPort}`;
+        out.print(`  HTTP API    ${httpApi}`);
         out.print(`  server log  ${server.logFile}`);
         if (server.registration.added.length > 0) out.print(`  registered search attributes ${server.registration.added.join(', ')}`);
         const exports = [
           ...(grpcPort !== 7233 || opts.ip !== '127.0.0.1' ? [`TEMPORAL_ADDRESS=${server.address}`] : []),
           ...(uiPort !== grpcPort + 1000 ? [`GANTRY_UI_URL=${server.uiUrl}`] : []),
-          ...(httpPort !== grpcPort + HTTP_PORT_OFFSET ? [`GANTRY_HTTP_API=http://${opts.ip}:${httpPort}`] : []),
+          ...(httpPort !== grpcPort + HTTP_PORT_OFFSET ? [`GANTRY_HTTP_API=${httpApi}`] : []),
         ];
         if (exports.length > 0) out.print(`  point gantry at it: export ${exports.join(' ')}`);
         out.print(`  start a release: gantry start <service> <version> --wait`);

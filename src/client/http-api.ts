@@ -8,7 +8,7 @@
 import { request as httpRequest } from 'node:http';
 import { SA_NAMES } from '../shared/ids';
 import type { ReleaseStatus } from '../shared/release';
-import type { ExecutionView, IndexedFields, ReleaseSnapshot } from './snapshot';
+import { localSibling, type ExecutionView, type IndexedFields, type ReleaseSnapshot } from './snapshot';
 
 /** Temporal's own default: the frontend's HTTP port is its gRPC port + 10 (7233 → 7243); `gantry dev` does the same. */
 export const HTTP_PORT_OFFSET = 10;
@@ -21,10 +21,7 @@ export function httpApiBase(address: string, env: NodeJS.ProcessEnv = process.en
   const explicit = env.GANTRY_HTTP_API?.trim();
   if (explicit === 'off' || explicit === '0') return undefined;
   if (explicit) return /^https?:\/\//.test(explicit) ? explicit.replace(/\/+$/, '') : undefined;
-  const m = /^(localhost|127\.0\.0\.1|\[::1\]):(\d+)$/.exec(address);
-  if (!m) return undefined;
-  const port = Number(m[2]) + HTTP_PORT_OFFSET;
-  return port <= 65535 ? `http://${m[1]}:${port}` : undefined;
+  return localSibling(address, HTTP_PORT_OFFSET);
 }
 
 interface Payload {

@@ -72,9 +72,17 @@ export interface ReleaseSnapshot {
  */
 export function webUiBase(address: string, explicit?: string): string | undefined {
   if (explicit) return explicit.replace(/\/+$/, '');
+  return localSibling(address, 1000);
+}
+
+/**
+ * `http://host:port` of a service beside a Temporal server on this machine, at its gRPC port + `offset`; none
+ * for a remote server (whose other ports are never guessed) or past the last port.
+ */
+export function localSibling(address: string, offset: number): string | undefined {
   const m = LOOPBACK.exec(address);
   if (!m) return undefined;
-  const port = Number(m[2]) + 1000;
+  const port = Number(m[2]) + offset;
   return port <= 65535 ? `http://${m[1]}:${port}` : undefined;
 }
 
