@@ -8,7 +8,7 @@ import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { ConfigError, type LoadedConfig } from '../config/load';
 import { expandRefs } from '../shared/principals';
-import { environmentsOf } from '../shared/environments';
+import { gatedEnvironments } from '../shared/environments';
 import { GantryErrorType, nonRetryable, retryable } from '../shared/errors';
 import {
   describeScope,
@@ -74,11 +74,6 @@ export function manualFreezeView(f: Freeze): ActiveFreeze {
   return {
     kind: 'manual', id: f.id, scope: describeScope(f), by: f.by.principal, reason: f.reason, since: f.since, ...(f.until ? { until: f.until } : {}),
   };
-}
-
-/** The environments of a service that have an approval gate: the only places a release checks its freezes. */
-function gatedEnvironments(svc: LoadedConfig['config']['services'][string]): string[] {
-  return environmentsOf({ environments: svc.environments ?? {} }).filter((e) => e.gated).map((e) => e.name);
 }
 
 /**

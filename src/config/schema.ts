@@ -9,7 +9,7 @@ import { z } from 'zod';
 import * as semver from 'semver';
 import { expandRefs, ruleApprovers } from '../shared/principals';
 import { denyWindowProblem } from '../shared/windows';
-import { environmentsOf } from '../shared/environments';
+import { gatedEnvironments } from '../shared/environments';
 import { durationProblem } from '../shared/duration';
 
 export { expandRefs, ruleApprovers };
@@ -534,7 +534,7 @@ export const serviceSchema = z
       }
     }
     const names = Object.keys(svc.environments);
-    const gated = environmentsOf(svc).filter((e) => e.gated).map((e) => e.name);
+    const gated = gatedEnvironments(svc);
     svc.denyWindows.forEach((w, i) => {
       (w.environments ?? []).forEach((e, j) => {
         if (!names.includes(e)) ctx.addIssue({ code: 'custom', path: ['denyWindows'], message: `deny window "${w.name}" names environment ${e}, which ${names.join(', ')} does not include` });
@@ -627,7 +627,7 @@ export const configSchema = z
     // A top-level window names environments of the services; it holds those that gate it, and when none does, nothing.
     const services = Object.values(cfg.services);
     const environmentNames = [...new Set(services.flatMap((s) => Object.keys(s.environments)))];
-    const gatedAnywhere = new Set(services.flatMap((s) => environmentsOf(s).filter((e) => e.gated).map((e) => e.name)));
+    const gatedAnywhere = new Set(services.flatMap((s) => gatedEnvironments(s)));
     cfg.denyWindows.forEach((w, i) => {
       (w.environments ?? []).forEach((e, j) => {
         if (!environmentNames.includes(e)) {

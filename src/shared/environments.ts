@@ -29,3 +29,8 @@ export function environmentsOf(config: { environments: Record<string, Environmen
     return { name, config: env, final, gated: final || env.gate !== undefined, deploy, check };
   });
 }
+
+/** The names of the environments a gate protects: the only places a release checks deny windows and freezes. */
+export function gatedEnvironments(config: { environments: Record<string, EnvironmentConfig> }): string[] {
+  return environmentsOf(config).filter((e) => e.gated).map((e) => e.name);
+}
