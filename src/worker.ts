@@ -35,12 +35,10 @@ export const DEFAULT_BUNDLE_PATH = path.resolve(__dirname, '..', 'workflow-bundl
  * evicted and replayed from its history when a message (approval, decision, timer) arrives. The worker's memory
  * is then its idle ~200 MB, the cached releases and the garbage replays leave: the workflow thread's heap is
  * bounded from the cache size (workflowHeapMb), so that garbage is collected instead of growing the heap. With 100
- * the scale bench's worker (under tsx, ~60 MB above the compiled one) held 10,000 parked in 453 MB, flat from the
- * first 1,000 on; 50 releases can run between start and gate, or 50 approvals be in flight, without evicting each
- * other. What is left above 400 MB is mostly the main thread's heap, sized when node starts (docs/performance.md).
- * Every message to an
- * evicted release costs a replay (~70 ms of CPU for a parked release), so a worker whose releases get many
- * messages at once gains from a bigger cache where it has the memory.
+ * (and WORKER_NODE_FLAGS) the scale bench's worker held 10,000 parked in 410 MB idle, 1,000 in 265 MB; 50 releases
+ * can run between start and gate, or 50 approvals be in flight, without evicting each other (docs/performance.md).
+ * Every message to an evicted release costs a replay (~70 ms of CPU for a parked release), so a worker whose
+ * releases get many messages at once gains from a bigger cache where it has the memory.
  */
 export const DEFAULT_MAX_CACHED_WORKFLOWS = 100;
 
@@ -79,8 +77,8 @@ const heapLimitGiven = (): boolean => nodeFlagGiven('--max-old-space-size');
 /**
  * The workflow thread's young generation, in MB per semi-space (V8's default is 16 MB on 64-bit). Replays make
  * short-lived garbage; with V8's default, each thread keeps up to 3 × 16 MB of it between scavenges. 1,000 parked on
- * the default cache: 435 MB RSS idle with V8's default, 265 MB with 4 MB (both threads, NODE_OPTIONS), for ~8% more
- * CPU per release (docs/performance.md). A `--max-semi-space-size` given to node is left as it is.
+ * the default cache: 435 MB RSS idle with V8's default, 369 MB with this, for ~8% more CPU per release
+ * (docs/performance.md). A `--max-semi-space-size` given to node is left as it is.
  */
 export const WORKFLOW_SEMI_SPACE_MB = 4;
 const semiSpaceGiven = (): boolean => nodeFlagGiven('--max-semi-space-size');
