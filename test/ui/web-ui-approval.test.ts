@@ -231,7 +231,10 @@ describe('approving from the Temporal Web UI', () => {
     await page.locator('button:visible', { hasText: 'More Actions' }).first().click();
     await page.locator('[role=menuitem]:visible', { hasText: 'Send a Signal' }).first().click();
     await page.locator('[data-testid=signal-select-button]:visible').click();
-    const options = await page.locator('[role=option]:visible').allInnerTexts();
+    // The list renders after the click: read it once every handler is in it (read at once, it was empty in one run).
+    const listed = page.locator('[role=option]:visible');
+    await expect.poll(async () => (await listed.allInnerTexts()).filter((o) => /^(approve|reject|decide|cancel)\b/.test(o)).length, { timeout: 15_000 }).toBe(4);
+    const options = await listed.allInnerTexts();
     const option = (name: string): string => (options.find((o) => o.startsWith(name)) ?? '').replace(/\s+/g, ' ');
     // Each description arrives whole: how to approve in both modes, what the others take.
     for (const name of ['approve', 'reject', 'decide', 'cancel'] as const) expect(option(name)).toContain(HANDLER_DESCRIPTIONS[name]);
