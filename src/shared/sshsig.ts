@@ -282,15 +282,34 @@ function sshTimeToIso(v: string): string | undefined {
 // Signatures
 
 /** Verify an armored SSH signature ("-----BEGIN SSH SIGNATURE-----" … ) over `message` (UTF-8 encoded exactly as given) for `namespace`. Checks: armor, magic "SSHSIG", version 1, namespace equal, hash algorithm sha256 or sha512, signature type matches the embedded key type, and the cryptographic signature over the SSHSIG signed data. Returns the embedded public key (the caller then checks it is an allowed key). */
-export function verifySshSignature(armored: string, message: string, namespace: string): Parsed<{ key: SshPublicKey; hashAlgorithm: 'sha256' | 'sha512' }> {
+export function verifySshSignature(armored: string, message: string, namespace: string, check: SignatureCheck = CURVES): Parsed<{ key: SshPublicKey; hashAlgorithm: 'sha256' | 'sha512' }> {
   try {
-    return verifyUnsafe(armored, message, namespace);
+    return verifyUnsafe(armored, message, namespace, check);
   } catch {
     return fail('the signature could not be checked (malformed)');
   }
 }
 
-function verifyUnsafe(armored: string, message: string, namespace: string): Parsed<{ key: SshPublicKey; hashAlgorithm: 'sha256' | 'sha512' }> {
+/**
+ * The cryptographic check under an SSH signature, once its framing has been read: `signed` is the SSHSIG signed
+ * data. The workflow checks with the pure-JS curves ({@link CURVES}: no Node builtins in workflow code); the CLI,
+ * which checks each signature it makes before sending it, passes Node's own crypto instead and never computes the
+ * curves' tables (src/client/signing.ts).
+ */
+export interface SignatureCheck {
+  /** ed25519 over `signed`: 64-byte signature, 32-byte public key. */
+  ed25519(signature: Uint8Array, signed: Uint8Array, publicKey: Uint8Array): boolean;
+  /** ECDSA P-256 over SHA-256 of `signed`: 64-byte r ‖ s, 65-byte uncompressed point. */
+  p256(rs: Uint8Array, signed: Uint8Array, point: Uint8Array): boolean;
+}
+
+export const CURVES: SignatureCheck = {
+  ed25519: (sig, signed, pk) => ed25519.verify(sig, signed, pk, { zip215: false }),
+  // SSH's ecdsa-sha2-nistp256 signs SHA-256 of the data; OpenSSH does not require low S.
+  p256: (rs, signed, q) => p256.verify(rs, sha256(signed), q, { prehash: false, lowS: false, format: 'compact' }),
+};
+
+function verifyUnsafe(armored: string, message: string, namespace: string, check: SignatureCheck): Parsed<{ key: SshPublicKey; hashAlgorithm: 'sha256' | 'sha512' }> {
   if (typeof armored !== 'string') return fail('the signature is not text');
   if (typeof message !== 'string') return fail('the signed message is not text');
   if (typeof namespace !== 'string' || namespace === '') return fail('no signature namespace given');
@@ -344,14 +363,13 @@ function verifyUnsafe(armored: string, message: string, namespace: string): Pars
   if (key.value.type === ED25519) {
     const pk = kr.string();
     if (!pk || sigBytes.length !== 64) return fail('the ssh-ed25519 signature is not 64 bytes');
-    good = attempt(() => ed25519.verify(sigBytes, signed, pk, { zip215: false }));
+    good = attempt(() => check.ed25519(sigBytes, signed, pk));
   } else {
     kr.string(); // curve name, checked by keyFromBlob
     const q = kr.string();
     const rs = ecdsaSigToCompact(sigBytes);
     if (!q || !rs) return fail('the ecdsa-sha2-nistp256 signature is malformed (expected mpint r, mpint s)');
-    // SSH's ecdsa-sha2-nistp256 signs SHA-256 of the data; OpenSSH does not require low S.
-    good = attempt(() => p256.verify(rs, sha256(signed), q, { prehash: false, lowS: false, format: 'compact' }));
+    good = attempt(() => check.p256(rs, signed, q));
   }
   if (!good) return fail(`the signature by key ${key.value.fingerprint} does not match the message (changed, or signed by another key)`);
   return { ok: true, value: { key: key.value, hashAlgorithm } };

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSigner, SigningError } from '../../src/client/signing';
+import { NODE_SIGNATURE_CHECK, openSigner, SigningError } from '../../src/client/signing';
 import {
   armorSshSignature,
   GANTRY_SIG_NAMESPACE,
@@ -123,6 +123,7 @@ function rng(seed: number): () => number {
 
 let alice: Key;
 let aliceEc: Key;
+let bobEc: Key;
 let bob: Key;
 let rsa: Key;
 let emptyHome: string;
@@ -138,6 +139,7 @@ beforeAll(() => {
   mkdirSync(emptyHome);
   alice = keygen('alice', 'ed25519');
   aliceEc = keygen('alice-ec', 'ecdsa');
+  bobEc = keygen('bob-ec', 'ecdsa');
   bob = keygen('bob', 'ed25519');
   rsa = keygen('rsa', 'rsa');
 });
@@ -188,6 +190,20 @@ describe.each([
     expect(result).toEqual({ ok: false, problem: expect.stringContaining('does not match the message') });
     expect(verifySshSignature(sig, `${MESSAGE} `, 'gantry').ok).toBe(false);
     expect(verifySshSignature(sig, MESSAGE.slice(0, -1), 'gantry').ok).toBe(false);
+  });
+
+  it("gives the CLI's check with Node's crypto the same answers as the workflow's pure-JS curves", () => {
+    // The CLI checks each signature it makes with Node's crypto (src/client/signing.ts), the workflow with the curves.
+    const key = keyOf();
+    const sig = sshKeygenSign(key, MESSAGE);
+    const changed = MESSAGE.replace('1.2.3', '1.2.4');
+    expect(verifySshSignature(sig, MESSAGE, 'gantry', NODE_SIGNATURE_CHECK)).toEqual(verifySshSignature(sig, MESSAGE, 'gantry'));
+    expect(verifySshSignature(sig, MESSAGE, 'gantry', NODE_SIGNATURE_CHECK).ok).toBe(true);
+    expect(verifySshSignature(sig, changed, 'gantry', NODE_SIGNATURE_CHECK)).toEqual({ ok: false, problem: expect.stringContaining('does not match the message') });
+    const other = sshKeygenSign(keyName === 'ed25519' ? bob : bobEc, MESSAGE);
+    const swapped = armorSshSignature(new Uint8Array(sigFields(sig).publicKey), 'gantry', 'sha512', new Uint8Array(sigFields(other).signature));
+    expect(verifySshSignature(swapped, MESSAGE, 'gantry', NODE_SIGNATURE_CHECK).ok).toBe(false);
+    expect(verifySshSignature(swapped, MESSAGE, 'gantry').ok).toBe(false);
   });
 
   it('refuses a signature made for another namespace, and a good one checked for another namespace', () => {
