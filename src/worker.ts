@@ -26,6 +26,18 @@ import { bundleHasTracing, tracingWorkerOptions, type Tracing } from './telemetr
 
 /** The workflow sources (`.ts` when run from source by tests, `.js` once compiled). */
 export const WORKFLOWS_PATH = path.join(__dirname, 'workflows', `index${path.extname(__filename)}`);
+/**
+ * Workflow modules the reusable V8 context evaluates once, when the worker starts, and shares with every release
+ * (the SDK's `preloadModules`): the signature curves and their tables (src/workflows/curves.ts). Only pure modules
+ * belong here; everything else is evaluated for each release, so no release sees another's state.
+ */
+export const WORKFLOW_PRELOAD_MODULES = [path.join(__dirname, 'workflows', `curves${path.extname(__filename)}`)];
+
+/** The options every bundle of the workflows is made with: the prebuilt one, one made at start, the tests'. */
+export function workflowBundleOptions(): { workflowsPath: string; preloadModules: string[] } {
+  return { workflowsPath: WORKFLOWS_PATH, preloadModules: WORKFLOW_PRELOAD_MODULES };
+}
+
 /** Where `npm run build` writes the bundle (next to the compiled worker). */
 export const DEFAULT_BUNDLE_PATH = path.resolve(__dirname, '..', 'workflow-bundle.js');
 
@@ -53,7 +65,7 @@ export const DEFAULT_MAX_CACHED_WORKFLOWS = 100;
 export function workflowHeapMb(maxCachedWorkflows: number): number {
   return WORKFLOW_HEAP_BASE_MB + maxCachedWorkflows * WORKFLOW_HEAP_PER_CACHED_MB;
 }
-const WORKFLOW_HEAP_BASE_MB = 96;
+const WORKFLOW_HEAP_BASE_MB = 64;
 const WORKFLOW_HEAP_PER_CACHED_MB = 1;
 
 /**
@@ -175,7 +187,7 @@ export function bundlerLogger(write: (text: string) => void): Logger {
  */
 async function bundleSources(workflowModules: string[] | undefined, note: (line: string) => void): Promise<string> {
   const { code } = await bundleWorkflowCode({
-    workflowsPath: WORKFLOWS_PATH,
+    ...workflowBundleOptions(),
     ...(workflowModules && workflowModules.length > 0 ? { workflowInterceptorModules: workflowModules } : {}),
     logger: bundlerLogger(note),
   });

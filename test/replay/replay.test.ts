@@ -20,7 +20,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bundleWorkflowCode, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
-import { WORKFLOWS_PATH } from '../../src/worker';
+import { workflowBundleOptions } from '../../src/worker';
 import { quietRuntime } from '../workflows/harness';
 import { historyFiles, loadHistory, readManifest } from './histories';
 
@@ -38,7 +38,7 @@ let reordered: WorkflowBundleWithSourceMap;
 
 beforeAll(async () => {
   [current, reordered] = await Promise.all([
-    bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger }),
+    bundleWorkflowCode({ ...workflowBundleOptions(), logger: quietLogger }),
     bundleWorkflowCode({ workflowsPath: REORDERED_WORKFLOW, logger: quietLogger }),
   ]);
 });

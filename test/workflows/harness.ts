@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { WORKFLOWS_PATH } from '../../src/worker';
+import { workflowBundleOptions } from '../../src/worker';
 import { releaseWorkflow } from '../../src/workflows';
 import { releaseWorkflowId, SEARCH_ATTRIBUTES, startSearchAttributes, statusQuery, type ReleaseInput, type ReleaseStatus, type StartRequest } from '../../src/shared/release';
 import { STEP_NAMES, type StepName } from '../../src/shared/steps';
@@ -32,7 +32,7 @@ export function quietRuntime(): void {
 quietRuntime();
 
 export function bundleReleaseWorkflow(): Promise<WorkflowBundleWithSourceMap> {
-  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+  return bundleWorkflowCode({ ...workflowBundleOptions(), logger: quietLogger });
 }
 
 const noop = (): void => undefined;
