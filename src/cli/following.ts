@@ -15,7 +15,7 @@ import { ExitCode, outcomeExitCode } from './exit-codes';
 export async function followAndExit(
   gc: GantryClient,
   addr: ReleaseAddress,
-  opts: Pick<FollowOptions, 'approveAs' | 'approveReason' | 'stopAtGate' | 'signing'> & { plain?: boolean } = {},
+  opts: Pick<FollowOptions, 'approveAs' | 'approveReason' | 'stopAtGate' | 'signing' | 'runId'> & { plain?: boolean } = {},
 ): Promise<void> {
   const { plain, ...follow } = opts;
   const interrupt = abortOnInterrupt();

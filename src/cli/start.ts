@@ -135,6 +135,7 @@ export function startCommand(): Command {
         ...(opts.reason ? { approveReason: opts.reason } : {}),
         signing: opts.approveKey ? { ...signing, key: opts.approveKey } : signing,
         stopAtGate: Boolean(opts.stopAtGate),
+        runId: handle.firstExecutionRunId,
       });
     });
   });

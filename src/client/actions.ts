@@ -20,6 +20,8 @@ import {
   type VoteMessage,
 } from '../shared/release';
 import { cancelMessage, decisionMessage, voteMessage, type SigningOptions } from './decisions';
+
+export { voteMessage };
 import type { GantryClient } from './context';
 import { NoWorkerError, RefusedError } from './errors';
 import { describeRelease, describeState, timedOut, translateRpcError, type ReleaseAddress } from './release';

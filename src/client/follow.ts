@@ -30,6 +30,8 @@ export interface FollowOptions {
   approveReason?: string | undefined;
   /** How `approveAs` signs its vote (signed mode). */
   signing?: SigningOptions;
+  /** The release's run, when the caller knows it (it started it): the vote names it without reading it again. */
+  runId?: string | undefined;
   /** Return once the gate is open (after printing how to approve) instead of waiting for the end. */
   stopAtGate?: boolean;
   /** How often the status is read while the release runs; its end is noticed at once whatever this is. @default 500 */
@@ -120,8 +122,66 @@ interface LiveSink {
   stop(): void;
 }
 
-/** How often a follower that approves as someone reads the status until the gate opens. */
+/** How often a follower that approves as someone reads the status until the gate opens, when the history cannot be watched. */
 const APPROVER_INTERVAL_MS = 100;
+
+/** temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: the workflow ran, so its status may have changed. */
+const WORKFLOW_TASK_COMPLETED = 7;
+
+/** Counts the release's completed workflow tasks as the server appends them. */
+interface TaskWatch {
+  /** How many batches with a completed workflow task have arrived so far. */
+  seen(): number;
+  /** Resolves once more than `count` have arrived (at once if they already have). */
+  after(count: number): Promise<void>;
+  /** False once the watch stopped (following then reads the status on its interval alone). */
+  alive(): boolean;
+}
+
+/**
+ * Wakes the follower whenever the release's history gains a completed workflow task, i.e. whenever its status can
+ * have changed (the gate opened, a step was scheduled or ended, a vote was taken): the server's long poll on the
+ * history, as `temporal workflow show --follow` reads it. The status is read then, and on the interval for the
+ * running step's heartbeats, so a follower sees the gate open at once instead of up to an interval late, and an
+ * approving one sends its vote without reading the status ten times a second. Any error ends the watch quietly:
+ * following goes on by the interval.
+ */
+function watchTasks(gc: GantryClient, workflowId: string, signal: AbortSignal): TaskWatch {
+  let count = 0;
+  let alive = true;
+  let wake!: () => void;
+  let next = new Promise<void>((resolve) => { wake = resolve; });
+  const bump = (): void => {
+    count += 1;
+    const done = wake;
+    next = new Promise<void>((resolve) => { wake = resolve; });
+    done();
+  };
+  void (async () => {
+    let nextPageToken: Uint8Array | undefined;
+    try {
+      while (!signal.aborted) {
+        const res = await gc.connection.withAbortSignal(signal, () => gc.client.workflowService.getWorkflowExecutionHistory({
+          namespace: gc.namespace, execution: { workflowId }, waitNewEvent: true, skipArchival: true, ...(nextPageToken ? { nextPageToken } : {}),
+        }));
+        if (res.history?.events?.some((e) => Number(e.eventType) === WORKFLOW_TASK_COMPLETED)) bump();
+        // No token: the execution closed (its end is seen through the release's result).
+        if (!res.nextPageToken || res.nextPageToken.length === 0) break;
+        nextPageToken = res.nextPageToken;
+      }
+    } catch {
+      // Aborted, or the server would not long-poll: the interval alone drives following.
+    } finally {
+      alive = false;
+      bump();
+    }
+  })();
+  return {
+    seen: () => count,
+    after: (n) => (count > n ? Promise.resolve() : next),
+    alive: () => alive,
+  };
+}
 
 async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOptions, live: LiveSink | undefined): Promise<FollowResult> {
   const st = opts.style ?? PLAIN;
@@ -130,7 +190,7 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
   const handle = gc.client.workflow.getHandle(addr.workflowId);
   // Signing needs ssh2 and the curves, which following alone never does: loaded only to approve, and then up front,
   // so loading them is not between the gate opening and the approval.
-  const approving = opts.approveAs ? (require('./actions') as typeof import('./actions')) : undefined;
+  const approving = opts.approveAs ? import('./actions.js') : undefined;
   // The server's long poll for the release's end wakes the loop the moment it closes, so a follower exits with the
   // release instead of up to one interval later. Aborted when following stops.
   const stopWatching = new AbortController();
@@ -141,6 +201,7 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
   const ended = gc.client.withAbortSignal(stopWatching.signal, () => handle.result())
     .then((r) => { endResult = r as ReleaseStatus; }, () => undefined)
     .finally(() => { endSeen = true; });
+  const tasks = watchTasks(gc, addr.workflowId, stopWatching.signal);
   let prev: ReleaseStatus | undefined;
   let progress: ActivityProgress | undefined;
   let waitingForWorkerSaid = false;
@@ -151,6 +212,8 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
   try {
     for (;;) {
       if (opts.signal?.aborted) return { kind: 'interrupted' };
+      // What the status read below reflects: a task completed while it is read wakes the next round at once.
+      const tasksSeen = tasks.seen();
       let s: ReleaseStatus | undefined = endResult?.outcome ? endResult : undefined;
       if (!s) try {
         s = await queryStatus(gc, handle, 10_000);
@@ -229,8 +292,13 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
         if (g.state === 'open' && opts.approveAs && !approvalSent) {
           approvalSent = true;
           const who = { as: opts.approveAs, ...(opts.approveReason ? { reason: opts.approveReason } : {}) };
-          const { buildVote, vote } = approving!;
-          const answer = await vote(gc, addr, 'approve', await buildVote(gc, addr, 'approve', who, opts.signing ?? {}));
+          const { buildVote, vote, voteMessage } = await approving!;
+          // The status just read is what the vote names (the gate's digest, its environment); the run comes from the
+          // start. Without the run, the vote reads both again.
+          const message = opts.runId
+            ? await voteMessage('approve', s, opts.runId, who, opts.signing ?? {})
+            : await buildVote(gc, addr, 'approve', who, opts.signing ?? {});
+          const answer = await vote(gc, addr, 'approve', message);
           say(`  ${st.ok('✓')} approved as ${opts.approveAs}: ${answer.message}`);
           if (opts.stopAtGate) return { kind: 'gate', status: s };
         }
@@ -272,11 +340,12 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
       }
 
       try {
-        // Approving as someone (`--approve-as`): look often until the gate opens, so the approval goes out at once.
-        const wait = opts.approveAs && !approvalSent ? Math.min(interval, APPROVER_INTERVAL_MS) : interval;
+        // Approving as someone (`--approve-as`) without the history's long poll: look often until the gate opens, so
+        // the approval goes out at once.
+        const wait = opts.approveAs && !approvalSent && !tasks.alive() ? Math.min(interval, APPROVER_INTERVAL_MS) : interval;
         const pause = sleep(wait, undefined, opts.signal ? { signal: opts.signal } : {});
         // Once the end has woken the loop, later rounds (a closed release still without an outcome) wait the interval.
-        await (endSeen ? pause : Promise.race([pause, ended]));
+        await (endSeen ? pause : Promise.race([pause, ended, tasks.after(tasksSeen)]));
       } catch {
         return { kind: 'interrupted' };
       }
