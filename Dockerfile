@@ -32,7 +32,8 @@ RUN apt-get update \
  && chown node:node /var/lib/gantry
 WORKDIR /app
 ENV NODE_ENV=production \
-    GANTRY_STATE_DIR=/var/lib/gantry
+    GANTRY_STATE_DIR=/var/lib/gantry \
+    MALLOC_ARENA_MAX=2
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
 COPY --chown=root:root package.json ./

@@ -24,6 +24,7 @@ import type { releaseWorkflow } from '../src/workflows';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { benchServer, ONE_PARTITION } from './floor';
 import { pool, rssOf, spawnProcess } from './lib/proc';
+import { WORKER_ENV } from '../src/worker';
 
 export interface ScaleOptions {
   n: number;
@@ -102,8 +103,10 @@ export async function scaleBench(opts: ScaleOptions): Promise<{ code: number; fi
   const server = await benchServer({ file: false, dynamicConfig: { ...ONE_PARTITION, 'system.enableActivityEagerExecution': 'true' } });
   const taskQueue = 'gantry-bench-scale';
   const entry = scaleWorkerEntry();
+  // The Dockerfile's environment for the worker (src/worker.ts WORKER_ENV), unless the bench's own sets it.
+  const workerEnv = { ...WORKER_ENV, ...process.env };
   const worker = spawnProcess(process.execPath, [...opts.nodeFlags, ...entry, server.env.address, taskQueue, String(opts.maxCachedWorkflows),
-    ...(opts.workerOptions ? [opts.workerOptions] : [])]);
+    ...(opts.workerOptions ? [opts.workerOptions] : [])], { env: workerEnv });
   try {
     await worker.waitFor(/^ready cache=(\d+)$/m, 120_000);
     const pid = worker.child.pid!;
@@ -112,7 +115,8 @@ export async function scaleBench(opts: ScaleOptions): Promise<{ code: number; fi
     const window = Math.max(1, Math.min(opts.concurrency, Math.floor(opts.maxCachedWorkflows / 2)));
     const options = /^options (.*)$/m.exec(worker.output())?.[1];
     if (opts.workerOptions) write(`scale: worker options ${options ?? '?'}`);
-    write(`scale: worker pid ${pid} (${entry[0] === '--import' ? 'under tsx: build for the compiled figure' : 'compiled'}, node ${opts.nodeFlags.join(' ') || 'without flags'}), cache ${opts.maxCachedWorkflows} workflows, idle RSS ${idle.rssMb.toFixed(0)} MB; parking ${n} releases, ${window} at a time…`);
+    write(`scale: worker pid ${pid} (${entry[0] === '--import' ? 'under tsx: build for the compiled figure' : 'compiled'}, node ${opts.nodeFlags.join(' ') || 'without flags'}, ` +
+      `${Object.keys(WORKER_ENV).map((k) => `${k}=${workerEnv[k as keyof typeof WORKER_ENV] ?? ''}`).join(' ')}), cache ${opts.maxCachedWorkflows} workflows, idle RSS ${idle.rssMb.toFixed(0)} MB; parking ${n} releases, ${window} at a time…`);
     const client = server.env.client;
     // Wait until the worker's count reaches `target`; fail with what the releases are stuck on if it stands still.
     let moved = { count: -1, at: performance.now() };

@@ -47,7 +47,7 @@ export const DEFAULT_BUNDLE_PATH = path.resolve(__dirname, '..', 'workflow-bundl
  * evicted and replayed from its history when a message (approval, decision, timer) arrives. The worker's memory
  * is then its idle ~200 MB, the cached releases and the garbage replays leave: the workflow thread's heap is
  * bounded from the cache size (workflowHeapMb), so that garbage is collected instead of growing the heap. With 100
- * (and WORKER_NODE_FLAGS) the scale bench's worker held 10,000 parked in 410 MB idle, 1,000 in 265 MB; 50 releases
+ * (and WORKER_NODE_FLAGS, WORKER_ENV) the scale bench's worker held 10,000 parked in 262 MB idle; 50 releases
  * can run between start and gate, or 50 approvals be in flight, without evicting each other (docs/performance.md).
  * Every message to an evicted release costs a replay (~70 ms of CPU for a parked release), so a worker whose
  * releases get many messages at once gains from a bigger cache where it has the memory.
@@ -57,7 +57,7 @@ export const DEFAULT_MAX_CACHED_WORKFLOWS = 100;
 /**
  * The V8 heap the workflow thread may use, in MB, for a cache of `maxCachedWorkflows`: room for the SDK and
  * the bundle, and 1 MB for each cached release (a cached release's share of the worker's RSS, garbage included;
- * a cache of 100 ran in 128 MB). Without a bound, V8 lets the heap grow with the garbage every replay leaves
+ * a cache of 100 ran in 128 MB, and the bound for it is 164 MB). Without a bound, V8 lets the heap grow with the garbage every replay leaves
  * (300 parked on a cache of 100: 517 MB RSS, against 401 MB with this bound), so a small cache alone did not
  * keep the worker small. Only the workflow thread is bounded: the main thread's heap is sized when node starts.
  * A heap limit given to node (`--max-old-space-size`, in NODE_OPTIONS or on its command line) is left as it is.
@@ -101,6 +101,14 @@ const semiSpaceGiven = (): boolean => nodeFlagGiven('--max-semi-space-size');
  * both). The Dockerfile's CMD passes them (test/compose.test.ts checks it), and so does the scale bench.
  */
 export const WORKER_NODE_FLAGS = [`--max-semi-space-size=${WORKFLOW_SEMI_SPACE_MB}`] as const;
+
+/**
+ * The environment a worker process is best started with: glibc's malloc with two arenas instead of up to eight a
+ * core. The worker's threads (Core's, the workflow thread, libuv's) each take an arena otherwise, and the memory
+ * freed in one stays resident there. Read by glibc when the process starts, so it cannot be set from here: the
+ * Dockerfile's ENV sets it (test/compose.test.ts checks it), and so does the scale bench for its worker.
+ */
+export const WORKER_ENV = { MALLOC_ARENA_MAX: '2' } as const;
 
 /**
  * A cache size from a flag or the environment: a whole number ≥ 2 (the SDK's smallest working cache).

@@ -14,7 +14,7 @@ import { SearchAttributeType } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { SEARCH_ATTRIBUTES, TASK_QUEUE } from '../src/shared/release';
-import { WORKER_NODE_FLAGS } from '../src/worker';
+import { WORKER_ENV, WORKER_NODE_FLAGS } from '../src/worker';
 import { requireBinary, TEMPORAL_CLI } from './helpers/servers';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -220,6 +220,9 @@ describe('Dockerfile', () => {
     // The worker's node flags (src/worker.ts WORKER_NODE_FLAGS: its young generation) come before the script.
     expect(runtime.filter((l) => l.startsWith('CMD ')).pop()).toBe(`CMD ${JSON.stringify(['node', ...WORKER_NODE_FLAGS, 'dist/src/worker.js']).replace(/","/g, '", "')}`);
     expect(text).toMatch(/HEALTHCHECK [^\n]*\\\n\s+CMD \["node", "deploy\/worker-healthcheck\.js"\]/);
+    // …and its environment (src/worker.ts WORKER_ENV: glibc's malloc arenas).
+    const envBlock = /^ENV ((?:[^\n]*\\\n)*[^\n]*)$/m.exec(runtime.join('\n'))?.[1] ?? '';
+    for (const [k, v] of Object.entries(WORKER_ENV)) expect(envBlock, k).toMatch(new RegExp(`(^|\\s)${k}=${v}(\\s|$)`));
     expect(runtime.join('\n')).toContain('COPY --chown=root:root deploy/worker-healthcheck.js ./deploy/worker-healthcheck.js');
     expect(runtime.join('\n')).toMatch(/apt-get install [^\n]*git openssh-client/);
     // dist/src/worker.js is where `npm run build` puts src/worker.ts (outDir dist, rootDir .), and the
