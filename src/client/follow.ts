@@ -191,6 +191,7 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
   // Signing needs ssh2 and the curves, which following alone never does: loaded only to approve, and then up front,
   // so loading them is not between the gate opening and the approval.
   const approving = opts.approveAs ? import('./actions.js') : undefined;
+  approving?.catch(() => undefined); // awaited (and its failure thrown) only once the gate opens
   // The server's long poll for the release's end wakes the loop the moment it closes, so a follower exits with the
   // release instead of up to one interval later. Aborted when following stops.
   const stopWatching = new AbortController();
