@@ -23,7 +23,10 @@ let gc: GantryClient;
 const TEN_MINUTES = 10 * 60_000;
 
 beforeAll(async () => {
-  [env, bundle] = await Promise.all([devServerEnv(), bundleReleaseWorkflow()]);
+  // The server ends an idle long poll after this long (20 s by default): short here, so a follower waiting at the gate
+  // goes through several of them.
+  const expiry = { 'frontend.longPollExpirationInterval': '"1s"', 'history.longPollExpirationInterval': '"1s"' };
+  [env, bundle] = await Promise.all([devServerEnv({ dynamicConfig: expiry }), bundleReleaseWorkflow()]);
   gc = {
     client: env.client, connection: env.connection, namespace: 'default', uiBase: undefined, close: async () => undefined,
     settings: temporalSettings({ address: env.address, namespace: 'default', env: {} }),
@@ -66,6 +69,27 @@ describe('following a release', () => {
       expect(result).toMatchObject({ kind: 'ended', outcome: 'succeeded' });
       expect(lines).toContainEqual(expect.stringContaining('approved by alice via update: looks good'));
       expect(lines.flatMap((l) => /stage: (\S+)/.exec(l)?.[1] ?? [])).toEqual(expect.arrayContaining(['build', 'awaiting-approval', 'deploy-production', 'done']));
+    });
+  });
+
+  it('keeps watching through the server\'s long-poll expiries: after several at the gate, the approval still wakes it', async () => {
+    const input = testInput();
+    const production = latch();
+    await withRelease(env, bundle, fakeActivities({ holdUntil: { 'deploy:production': production.promise } }), input, async ({ handle }) => {
+      const lines: string[] = [];
+      const addr = releaseAddress(input.service, input.version, undefined);
+      let result: FollowResult | undefined;
+      const following = followRelease(gc, addr, { print: (l) => lines.push(l), intervalMs: TEN_MINUTES }).then((r) => { result = r; });
+      await until('the follower to show the gate', () => lines.some((l) => l.startsWith('Waiting at the approval gate')));
+      await new Promise((r) => setTimeout(r, 4000)); // four expiries of the history's long poll
+      await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice', reason: 'after a while' }] });
+      // The release is held in its production deploy: only the history can have woken the follower.
+      await until('the follower to show the approval and the production deploy', () =>
+        lines.some((l) => l.includes('approved by alice via update: after a while')) && lines.some((l) => /stage: deploy-production/.test(l)));
+      expect(result).toBeUndefined();
+      production.open();
+      await following;
+      expect(result).toMatchObject({ kind: 'ended', outcome: 'succeeded' });
     });
   });
 
