@@ -149,6 +149,13 @@ export async function latencyBench(opts: { runs: number; write: (line: string) =
     figures['latency.version'] = median(versionMs);
     figures['latency.help'] = median(helpMs);
     figures['latency.node'] = median(nodeMs);
+    // What any Node CLI starts from: where `node -e 0` alone is near 1.5× the Go CLI's query, no Node CLI meets the
+    // status target on that machine (docs/performance.md).
+    if (figures['latency.query']) {
+      const floor = median(nodeMs) / figures['latency.query'];
+      write(`  node -e 0 / temporal workflow query: ${floor.toFixed(2)} (a Node CLI's floor against the 1.5× status target); ` +
+        `gantry status / node -e 0: ${(figures['latency.status']! / median(nodeMs)).toFixed(2)}`);
+    }
 
     // --- worker cold start --------------------------------------------------------------------------------------
     const config = path.join(dir, 'gantry.yaml');
