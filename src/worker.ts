@@ -47,7 +47,7 @@ export const DEFAULT_BUNDLE_PATH = path.resolve(__dirname, '..', 'workflow-bundl
  * evicted and replayed from its history when a message (approval, decision, timer) arrives. The worker's memory
  * is then its idle ~200 MB, the cached releases and the garbage replays leave: the workflow thread's heap is
  * bounded from the cache size (workflowHeapMb), so that garbage is collected instead of growing the heap. With 100
- * (and WORKER_NODE_FLAGS, WORKER_ENV) the scale bench's worker held 10,000 parked in 262 MB idle; 50 releases
+ * (and WORKER_NODE_FLAGS, WORKER_ENV) the scale bench's worker held 10,000 parked in 262–285 MB idle; 50 releases
  * can run between start and gate, or 50 approvals be in flight, without evicting each other (docs/performance.md).
  * Every message to an evicted release costs a replay (~70 ms of CPU for a parked release), so a worker whose
  * releases get many messages at once gains from a bigger cache where it has the memory.
