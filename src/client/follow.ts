@@ -30,7 +30,7 @@ export interface FollowOptions {
   approveReason?: string | undefined;
   /** How `approveAs` signs its vote (signed mode). */
   signing?: SigningOptions;
-  /** The release's run, when the caller knows it (it started it): the vote names it without reading it again. */
+  /** The release's run, when the caller knows it (it started it): the vote names it without asking the server. */
   runId?: string | undefined;
   /** Return once the gate is open (after printing how to approve) instead of waiting for the end. */
   stopAtGate?: boolean;
@@ -293,13 +293,11 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
         if (g.state === 'open' && opts.approveAs && !approvalSent) {
           approvalSent = true;
           const who = { as: opts.approveAs, ...(opts.approveReason ? { reason: opts.approveReason } : {}) };
-          const { buildVote, vote, voteMessage } = await approving!;
-          // The status just read is what the vote names (the gate's digest, its environment); the run comes from the
-          // start. Without the run, the vote reads both again.
-          const message = opts.runId
-            ? await voteMessage('approve', s, opts.runId, who, opts.signing ?? {})
-            : await buildVote(gc, addr, 'approve', who, opts.signing ?? {});
-          const answer = await vote(gc, addr, 'approve', message);
+          const { vote, voteMessage } = await approving!;
+          // The status just read is what the vote names (the gate's digest, its environment), with the run the start
+          // returned (or, not given, the one the server describes).
+          const runId = opts.runId ?? (await describeRelease(gc, addr.workflowId)).runId;
+          const answer = await vote(gc, addr, 'approve', await voteMessage('approve', s, runId, who, opts.signing ?? {}));
           say(`  ${st.ok('✓')} approved as ${opts.approveAs}: ${answer.message}`);
           if (opts.stopAtGate) return { kind: 'gate', status: s };
         }
