@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { defaultStateDir, DevServerInterrupted, ensurePortsFree, findTemporalCli, startDevServer, type DevServer } from '../client/dev-server';
 import { UsageError } from '../client/errors';
 import { HTTP_PORT_OFFSET } from '../client/http-api';
+import { UI_PORT_OFFSET } from '../client/snapshot';
 import { createActivities } from '../activities';
 import { maxCachedWorkflowsFrom, runWorker, workerConfig } from '../worker';
 import { err, globals, out } from './common';
@@ -67,7 +68,7 @@ export function devCommand(): Command {
     .action(async (opts: DevOptions, c: Command) => {
       const g = globals(c);
       const grpcPort = port(opts.port, '--port');
-      const uiPort = opts.uiPort ? port(opts.uiPort, '--ui-port') : grpcPort + 1000;
+      const uiPort = opts.uiPort ? port(opts.uiPort, '--ui-port') : grpcPort + UI_PORT_OFFSET;
       const httpPort = opts.httpPort ? port(opts.httpPort, '--http-port') : grpcPort + HTTP_PORT_OFFSET;
       const namespace = g.namespace ?? 'default';
       const temporalCli = findTemporalCli();
@@ -109,7 +110,7 @@ export function devCommand(): Command {
         if (server.registration.added.length > 0) out.print(`  registered search attributes ${server.registration.added.join(', ')}`);
         const exports = [
           ...(grpcPort !== 7233 || opts.ip !== '127.0.0.1' ? [`TEMPORAL_ADDRESS=${server.address}`] : []),
-          ...(uiPort !== grpcPort + 1000 ? [`GANTRY_UI_URL=${server.uiUrl}`] : []),
+          ...(uiPort !== grpcPort + UI_PORT_OFFSET ? [`GANTRY_UI_URL=${server.uiUrl}`] : []),
           ...(httpPort !== grpcPort + HTTP_PORT_OFFSET ? [`GANTRY_HTTP_API=${httpApi}`] : []),
         ];
         if (exports.length > 0) out.print(`  point gantry at it: export ${exports.join(' ')}`);

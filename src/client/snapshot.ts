@@ -66,13 +66,16 @@ export interface ReleaseSnapshot {
   statusProblem?: string;
 }
 
+/** The dev server's default: its Web UI at the gRPC port + 1000 (`temporal server start-dev` and `gantry dev`). */
+export const UI_PORT_OFFSET = 1000;
+
 /**
  * The Web UI's base URL: given explicitly (--ui-url, GANTRY_UI_URL), or, for a server on this machine, the dev
- * server's default (its gRPC port + 1000, which is what `temporal server start-dev` and `gantry dev` use).
+ * server's default (its gRPC port + {@link UI_PORT_OFFSET}).
  */
 export function webUiBase(address: string, explicit?: string): string | undefined {
   if (explicit) return explicit.replace(/\/+$/, '');
-  return localSibling(address, 1000);
+  return localSibling(address, UI_PORT_OFFSET);
 }
 
 /**
