@@ -6,6 +6,8 @@
  * where <tuning> is a JSON object of further Worker options to measure (`--worker-options` of the bench), over the
  * ones createReleaseWorker derives from the cache size. GANTRY_WORKFLOW_BUNDLE runs another bundle than dist's.
  * Prints `ready` once polling, then `smoke N done M` as releases reach the gate and end (batched, every 100 ms).
+ * With GANTRY_BENCH_METRICS=<host:port> it also serves Core's metrics there (Prometheus text), from which the bench
+ * counts workflow tasks and cache misses (each miss a replay of the release's history).
  */
 import { NativeConnection, DefaultLogger, Runtime } from '@temporalio/worker';
 import { createReleaseWorker, DEFAULT_BUNDLE_PATH, parseMaxCachedWorkflows, type ReleaseWorkerOptions } from '../src/worker';
@@ -16,7 +18,11 @@ import path from 'node:path';
 async function main(): Promise<void> {
   const [address, taskQueue, cache, tuning] = process.argv.slice(2);
   if (!address || !taskQueue || !cache) throw new Error('usage: scale-worker.ts <address> <task-queue> <max-cached-workflows> [<tuning JSON>]');
-  Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
+  const metrics = process.env.GANTRY_BENCH_METRICS;
+  Runtime.install({
+    logger: new DefaultLogger('ERROR'),
+    telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } }, ...(metrics ? { metrics: { prometheus: { bindAddress: metrics } } } : {}) },
+  });
   // Compiled, src/worker.js sits in dist/ beside the bundle; under tsx, DEFAULT_BUNDLE_PATH points beside src/.
   const compiled = __filename.endsWith('.js');
   const bundle = process.env.GANTRY_WORKFLOW_BUNDLE ?? (compiled ? DEFAULT_BUNDLE_PATH : path.resolve(__dirname, '..', 'dist', path.basename(DEFAULT_BUNDLE_PATH)));

@@ -46,13 +46,16 @@ export const DEFAULT_BUNDLE_PATH = path.resolve(__dirname, '..', 'workflow-bundl
  * parked at the gate for days needs no memory: once more than this many are open, the least recently used is
  * evicted and replayed from its history when a message (approval, decision, timer) arrives. The worker's memory
  * is then its idle ~200 MB, the cached releases and the garbage replays leave: the workflow thread's heap is
- * bounded from the cache size (workflowHeapMb), so that garbage is collected instead of growing the heap. With 100
- * (and WORKER_NODE_FLAGS, WORKER_ENV) the scale bench's worker held 10,000 parked in 262–285 MB idle; 50 releases
- * can run between start and gate, or 50 approvals be in flight, without evicting each other (docs/performance.md).
- * Every message to an evicted release costs a replay (~70 ms of CPU for a parked release), so a worker whose
- * releases get many messages at once gains from a bigger cache where it has the memory.
+ * bounded from the cache size (workflowHeapMb), so that garbage is collected instead of growing the heap. With 200
+ * (and WORKER_NODE_FLAGS, WORKER_ENV) the scale bench's worker held 10,000 parked in 294 MB idle (285 MB with 100).
+ * Every message to an evicted release costs one replay (~50 ms of CPU), and the cache must also hold the releases
+ * that message sets going until they end: an approved release runs four more workflow tasks (production, health,
+ * announce). With 100, 50 approvals in flight and their deploys did not fit, so each approved release was evicted
+ * between its steps and replayed at almost every one (3.8 replays an approval, 217 ms of CPU, 4.8/s falling); with
+ * 200, one replay (73 ms, 12.2/s steady) (docs/performance.md). A worker whose releases get many messages at once
+ * gains from a bigger cache still, where it has the memory.
  */
-export const DEFAULT_MAX_CACHED_WORKFLOWS = 100;
+export const DEFAULT_MAX_CACHED_WORKFLOWS = 200;
 
 /**
  * The V8 heap the workflow thread may use, in MB, for a cache of `maxCachedWorkflows`: room for the SDK and
@@ -262,7 +265,7 @@ export interface RunWorkerOptions {
   taskQueue?: string;
   /** Metrics endpoint and tracing (`--metrics`, `--otel`). @default from the environment: telemetrySettings({}) */
   telemetry?: TelemetrySettings;
-  /** Workflows kept in memory (`--max-cached-workflows`). @default maxCachedWorkflowsFrom(undefined): GANTRY_MAX_CACHED_WORKFLOWS or DEFAULT_MAX_CACHED_WORKFLOWS (100) */
+  /** Workflows kept in memory (`--max-cached-workflows`). @default maxCachedWorkflowsFrom(undefined): GANTRY_MAX_CACHED_WORKFLOWS or DEFAULT_MAX_CACHED_WORKFLOWS (200) */
   maxCachedWorkflows?: number;
 }
 

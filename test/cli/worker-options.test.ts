@@ -50,7 +50,7 @@ describe('gantry worker --max-cached-workflows', () => {
     expect(r.code, r.stderr).toBe(0);
     // The line prints the SDK Worker's compiled option (worker.options.maxCachedWorkflows), not the flag.
     expect(r.stderr).toContain('gantry worker: keeping up to 7 workflows in memory');
-    // What the worker derives from it: the workflow thread's heap (96 MB + 1 MB a cached workflow) and half the
+    // What the worker derives from it: the workflow thread's heap (64 MB + 1 MB a cached workflow) and half the
     // cache as workflow task slots (the SDK's 40 at most).
     expect(r.stderr).toContain(`workflow heap ≤ ${workflowHeapMb(7)} MB, ${workflowTaskSlots(7)} workflow tasks at a time, young generation ${WORKFLOW_SEMI_SPACE_MB} MB semi-spaces`);
     expect([workflowHeapMb(7), workflowTaskSlots(7), workflowTaskSlots(2), workflowTaskSlots(500)]).toEqual([71, 3, 2, 40]);
