@@ -6,6 +6,7 @@
  * On a terminal (`live`), the steps, their progress and the gate are one block redrawn in place (src/client/live.ts)
  * and only the rest (gate instructions, votes, decisions, warnings) is printed, above it; otherwise plain lines.
  */
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { WorkflowExecutionDescription } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
@@ -139,6 +140,23 @@ interface TaskWatch {
 }
 
 /**
+ * Run one call under a signal of its own that `parent` aborts. The SDK adds an abort listener to the signal of every
+ * call it makes and never removes it, so a signal shared by a long watch collects one per long poll (and Node warns
+ * on the user's terminal past ten); this one is dropped with its call.
+ */
+async function underOwnSignal<T>(parent: AbortSignal, fn: (own: AbortSignal) => Promise<T>): Promise<T> {
+  const own = new AbortController();
+  const abort = (): void => own.abort(parent.reason);
+  if (parent.aborted) abort();
+  else parent.addEventListener('abort', abort, { once: true });
+  try {
+    return await fn(own.signal);
+  } finally {
+    parent.removeEventListener('abort', abort);
+  }
+}
+
+/**
  * Wakes the follower whenever the release's history gains a completed workflow task, i.e. whenever its status can
  * have changed (the gate opened, a step was scheduled or ended, a vote was taken): the server's long poll on the
  * history, as `temporal workflow show --follow` reads it. The status is read then, and on the interval for the
@@ -161,9 +179,9 @@ function watchTasks(gc: GantryClient, workflowId: string, signal: AbortSignal): 
     let nextPageToken: Uint8Array | undefined;
     try {
       while (!signal.aborted) {
-        const res = await gc.connection.withAbortSignal(signal, () => gc.client.workflowService.getWorkflowExecutionHistory({
+        const res = await underOwnSignal(signal, (own) => gc.connection.withAbortSignal(own, () => gc.client.workflowService.getWorkflowExecutionHistory({
           namespace: gc.namespace, execution: { workflowId }, waitNewEvent: true, skipArchival: true, ...(nextPageToken ? { nextPageToken } : {}),
-        }));
+        })));
         if (res.history?.events?.some((e) => Number(e.eventType) === WORKFLOW_TASK_COMPLETED)) bump();
         // No token: the execution closed (its end is seen through the release's result).
         if (!res.nextPageToken || res.nextPageToken.length === 0) break;
@@ -195,11 +213,17 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
   // The server's long poll for the release's end wakes the loop the moment it closes, so a follower exits with the
   // release instead of up to one interval later. Aborted when following stops.
   const stopWatching = new AbortController();
+  // The wait for the end is one SDK call that long-polls again at each of the server's expiries, each adding a
+  // listener to this signal (see underOwnSignal): a release waiting hours at the gate adds one every ~20 s. They
+  // are freed with the controller when following stops, so the count is not a leak to warn about.
+  const stopWaitingForEnd = new AbortController();
+  setMaxListeners(0, stopWaitingForEnd.signal);
+  stopWatching.signal.addEventListener('abort', () => stopWaitingForEnd.abort(), { once: true });
   let endSeen = false;
   // A release that completed returns its final status: shown as it is, with no query (which a worker would answer
   // by replaying the whole release). One that failed is asked as before.
   let endResult: ReleaseStatus | undefined;
-  const ended = gc.client.withAbortSignal(stopWatching.signal, () => handle.result())
+  const ended = gc.client.withAbortSignal(stopWaitingForEnd.signal, () => handle.result())
     .then((r) => { endResult = r as ReleaseStatus; }, () => undefined)
     .finally(() => { endSeen = true; });
   const tasks = watchTasks(gc, addr.workflowId, stopWatching.signal);

@@ -72,16 +72,21 @@ describe('following a release', () => {
     });
   });
 
-  it('keeps watching through the server\'s long-poll expiries: after several at the gate, the approval still wakes it', async () => {
+  it('keeps watching through the server\'s long-poll expiries: after many at the gate, the approval still wakes it, and Node never warns', async () => {
     const input = testInput();
     const production = latch();
+    // Each long poll is an SDK call that leaves a listener on its abort signal: a shared signal would pass Node's
+    // limit of ten within these expiries and print a MaxListenersExceededWarning on the user's terminal.
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
     await withRelease(env, bundle, fakeActivities({ holdUntil: { 'deploy:production': production.promise } }), input, async ({ handle }) => {
       const lines: string[] = [];
       const addr = releaseAddress(input.service, input.version, undefined);
       let result: FollowResult | undefined;
       const following = followRelease(gc, addr, { print: (l) => lines.push(l), intervalMs: TEN_MINUTES }).then((r) => { result = r; });
       await until('the follower to show the gate', () => lines.some((l) => l.startsWith('Waiting at the approval gate')));
-      await new Promise((r) => setTimeout(r, 4000)); // four expiries of the history's long poll
+      await new Promise((r) => setTimeout(r, 12_000)); // twelve expiries of the history's long poll
       await handle.executeUpdate(approveUpdate, { args: [{ approver: 'alice', reason: 'after a while' }] });
       // The release is held in its production deploy: only the history can have woken the follower.
       await until('the follower to show the approval and the production deploy', () =>
@@ -90,8 +95,9 @@ describe('following a release', () => {
       production.open();
       await following;
       expect(result).toMatchObject({ kind: 'ended', outcome: 'succeeded' });
-    });
-  });
+    }).finally(() => process.off('warning', onWarning));
+    expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message)).toEqual([]);
+  }, 60_000);
 
   it('approves as the operator once the gate opens, naming the run it was given, and follows to the end', async () => {
     const input = testInput();
