@@ -96,6 +96,11 @@ async function runGantry(lab: Lab): Promise<GantryRun> {
   }
 }
 
+/** From the gate opening to the workflow taking the CLI's approval (--approve-as). */
+function gateToApprovalMs(h: Breakdown): number | undefined {
+  return h.gateOpenedMs !== undefined && h.approvalMs !== undefined ? h.approvalMs - h.gateOpenedMs : undefined;
+}
+
 /** Which script step covers which gantry step (the script's announce is its webhook message and audit line). */
 const SCRIPT_STEP: Record<string, string> = {
   preflight: 'preflight', tag: 'tag', build: 'build', 'deploy:staging': 'staging', 'deploy:production': 'production', health: 'health',
@@ -124,7 +129,7 @@ export async function scriptBench(opts: ScriptOptions): Promise<{ code: number; 
           const r = await runGantry(lab);
           gantryMs.push(r.ms);
           gantryRuns.push(r);
-          write(`  pair ${i + 1}: gantry ${(r.ms / 1000).toFixed(2)} s`);
+          write(`  pair ${i + 1}: gantry ${(r.ms / 1000).toFixed(2)} s (CLI exec → started ${r.cliBeforeMs.toFixed(0)} ms; gate open → approval taken ${gateToApprovalMs(r.history)?.toFixed(0) ?? '?'} ms)`);
         }
       } finally {
         await lab.stop({ removeImages: true });

@@ -6,6 +6,8 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import { decode, localActivityRun } from '../../src/client/history';
+import { SA_NAMES } from '../../src/shared/ids';
+import { approveSignal, approveUpdate } from '../../src/shared/release';
 
 export interface ActivitySpan {
   /** Activity type, with the environment for deploy/smoke/health (`deploy:production`), the channel for a delivery. */
@@ -29,8 +31,10 @@ export interface Breakdown {
   tailMs?: number;
   /** Workflow tasks: count and summed scheduled → completed. */
   workflowTasks: { count: number; totalMs: number };
-  /** First update or signal accepted by the workflow (the approval), if any. */
-  firstMessageMs?: number;
+  /** When the gate opened: the stage search attribute set to awaiting-approval. */
+  gateOpenedMs?: number;
+  /** When the workflow took the first approval (the `approve` update accepted, or the `approve` signal). */
+  approvalMs?: number;
 }
 
 type HistoryEvents = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>;
@@ -53,7 +57,8 @@ export function breakdown(events: HistoryEvents): Breakdown {
   let startedMs = 0;
   let endedMs: number | undefined;
   let lastMark = 0;
-  let firstMessageMs: number | undefined;
+  let gateOpenedMs: number | undefined;
+  let approvalMs: number | undefined;
   const workflowTasks = { count: 0, totalMs: 0 };
   for (const e of events) {
     const id = String(e.eventId);
@@ -100,14 +105,18 @@ export function breakdown(events: HistoryEvents): Breakdown {
         if (span.startedMs !== undefined) span.runMs = span.completedMs - span.startedMs;
         lastMark = span.completedMs;
       }
-    } else if (e.workflowExecutionUpdateAcceptedEventAttributes || e.workflowExecutionSignaledEventAttributes) {
-      firstMessageMs ??= at(e);
+    } else if (e.upsertWorkflowSearchAttributesEventAttributes) {
+      const stage = decode(e.upsertWorkflowSearchAttributesEventAttributes.searchAttributes?.indexedFields?.[SA_NAMES.stage]);
+      if (stage === 'awaiting-approval') gateOpenedMs ??= at(e);
+    } else if (e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === approveUpdate.name ||
+        e.workflowExecutionSignaledEventAttributes?.signalName === approveSignal.name) {
+      approvalMs ??= at(e);
     } else if (e.workflowExecutionCompletedEventAttributes || e.workflowExecutionFailedEventAttributes ||
         e.workflowExecutionCanceledEventAttributes || e.workflowExecutionTerminatedEventAttributes) {
       endedMs = at(e);
     }
   }
-  return { startedMs, endedMs, activities, workflowTasks, ...(endedMs !== undefined ? { tailMs: endedMs - lastMark } : {}), ...(firstMessageMs !== undefined ? { firstMessageMs } : {}) };
+  return { startedMs, endedMs, activities, workflowTasks, ...(endedMs !== undefined ? { tailMs: endedMs - lastMark } : {}), ...(gateOpenedMs !== undefined ? { gateOpenedMs } : {}), ...(approvalMs !== undefined ? { approvalMs } : {}) };
 }
 
 export async function breakdownOf(handle: WorkflowHandle): Promise<Breakdown> {
