@@ -130,13 +130,37 @@ const APPROVER_INTERVAL_MS = 100;
 const WORKFLOW_TASK_COMPLETED = 7;
 
 /** Counts the release's completed workflow tasks as the server appends them. */
-interface TaskWatch {
+export interface TaskWatch {
   /** How many batches with a completed workflow task have arrived so far. */
   seen(): number;
   /** Resolves once more than `count` have arrived (at once if they already have). */
   after(count: number): Promise<void>;
   /** False once the watch stopped (following then reads the status on its interval alone). */
   alive(): boolean;
+}
+
+/** How many times one read of the status is asked again while its first question waits (see readStatus). */
+const STATUS_REASKS = 3;
+
+/**
+ * The release's status, asked again each time a workflow task completes while the question waits. A query that
+ * reaches the server while a workflow task runs can be held there long after that task ended (1.0–1.5 s on the dev
+ * server, with the gate open meanwhile, so an approving follower voted that much late), where one asked after it is
+ * answered at once. The first answer wins (each reflects the release at least as of when it was asked); a read
+ * fails only when every question failed, with the last one's error. At most STATUS_REASKS more questions.
+ */
+export async function readStatus(ask: () => Promise<ReleaseStatus>, tasks: Pick<TaskWatch, 'seen' | 'after' | 'alive'>): Promise<ReleaseStatus> {
+  const asked: Promise<ReleaseStatus>[] = [];
+  for (let round = 0; ; round++) {
+    const seen = tasks.seen();
+    const question = ask();
+    question.catch(() => undefined); // its failure counts only once every question has failed
+    asked.push(question);
+    const answer = Promise.any(asked).then((status) => ({ status }), (err: AggregateError) => { throw err.errors.at(-1); });
+    const again = round < STATUS_REASKS && tasks.alive() ? tasks.after(seen).then(() => 'again' as const) : new Promise<never>(() => undefined);
+    const first = await Promise.race([answer, again]);
+    if (first !== 'again') return first.status;
+  }
 }
 
 /**
@@ -241,7 +265,7 @@ async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOption
       const tasksSeen = tasks.seen();
       let s: ReleaseStatus | undefined = endResult?.outcome ? endResult : undefined;
       if (!s) try {
-        s = await queryStatus(gc, handle, 10_000);
+        s = await readStatus(() => queryStatus(gc, handle, 10_000), tasks);
       } catch (err) {
         if (err instanceof ReleaseNotFoundError || err instanceof ServerUnreachableError) throw err;
         const d = await describeRelease(gc, addr.workflowId);
