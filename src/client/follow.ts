@@ -188,17 +188,33 @@ async function underOwnSignal<T>(parent: AbortSignal, fn: (own: AbortSignal) => 
  * approving one sends its vote without reading the status ten times a second. Any error ends the watch quietly:
  * following goes on by the interval.
  */
-function watchTasks(gc: GantryClient, workflowId: string, signal: AbortSignal): TaskWatch {
+/**
+ * The counter behind a TaskWatch: `complete()` for each batch with a completed workflow task, `stop()` when the
+ * watch ends (waking whoever waits, so they fall back to their interval).
+ */
+export function taskCounter(): { watch: TaskWatch; complete: () => void; stop: () => void } {
   let count = 0;
   let alive = true;
   let wake!: () => void;
   let next = new Promise<void>((resolve) => { wake = resolve; });
-  const bump = (): void => {
+  const complete = (): void => {
     count += 1;
     const done = wake;
     next = new Promise<void>((resolve) => { wake = resolve; });
     done();
   };
+  return {
+    watch: { seen: () => count, after: (n) => (count > n ? Promise.resolve() : next), alive: () => alive },
+    complete,
+    stop: () => {
+      alive = false;
+      complete();
+    },
+  };
+}
+
+function watchTasks(gc: GantryClient, workflowId: string, signal: AbortSignal): TaskWatch {
+  const tasks = taskCounter();
   void (async () => {
     let nextPageToken: Uint8Array | undefined;
     try {
@@ -206,7 +222,7 @@ function watchTasks(gc: GantryClient, workflowId: string, signal: AbortSignal): 
         const res = await underOwnSignal(signal, (own) => gc.connection.withAbortSignal(own, () => gc.client.workflowService.getWorkflowExecutionHistory({
           namespace: gc.namespace, execution: { workflowId }, waitNewEvent: true, skipArchival: true, ...(nextPageToken ? { nextPageToken } : {}),
         })));
-        if (res.history?.events?.some((e) => Number(e.eventType) === WORKFLOW_TASK_COMPLETED)) bump();
+        if (res.history?.events?.some((e) => Number(e.eventType) === WORKFLOW_TASK_COMPLETED)) tasks.complete();
         // No token: the execution closed (its end is seen through the release's result).
         if (!res.nextPageToken || res.nextPageToken.length === 0) break;
         nextPageToken = res.nextPageToken;
@@ -214,15 +230,10 @@ function watchTasks(gc: GantryClient, workflowId: string, signal: AbortSignal): 
     } catch {
       // Aborted, or the server would not long-poll: the interval alone drives following.
     } finally {
-      alive = false;
-      bump();
+      tasks.stop();
     }
   })();
-  return {
-    seen: () => count,
-    after: (n) => (count > n ? Promise.resolve() : next),
-    alive: () => alive,
-  };
+  return tasks.watch;
 }
 
 async function follow(gc: GantryClient, addr: ReleaseAddress, opts: FollowOptions, live: LiveSink | undefined): Promise<FollowResult> {

@@ -4,23 +4,13 @@
  * questions and the history watch are stand-ins the test controls, so each case is decided by the order of events.
  */
 import { describe, expect, it } from 'vitest';
-import { readStatus, type TaskWatch } from '../../src/client/follow';
+import { readStatus, taskCounter } from '../../src/client/follow';
 import type { ReleaseStatus } from '../../src/shared/release';
 
-/** A watch whose completed tasks the test announces. */
-function watch(): TaskWatch & { complete(): void; stop(): void } {
-  let count = 0;
-  let alive = true;
-  let wake!: () => void;
-  let next = new Promise<void>((r) => { wake = r; });
-  const bump = (): void => { count += 1; const w = wake; next = new Promise<void>((r) => { wake = r; }); w(); };
-  return {
-    seen: () => count,
-    after: (n) => (count > n ? Promise.resolve() : next),
-    alive: () => alive,
-    complete: bump,
-    stop: () => { alive = false; bump(); },
-  };
+/** The follower's own counter (as its history watch drives it), with the completed tasks announced by the test. */
+function watch() {
+  const c = taskCounter();
+  return { ...c.watch, complete: c.complete, stop: c.stop };
 }
 
 /** Questions the test answers or fails one by one. */
