@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, ConsoleMessage, Page, Request, Response } from 'playwright-core';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { devServerEnv } from '../helpers/servers';
@@ -159,16 +159,55 @@ async function waitFor(handle: { query: (q: typeof statusQuery) => Promise<Relea
   }
 }
 
+/** How long one load of a workflow page may take to show its actions, and how many loads are allowed. */
+const PAGE_SHOWS_WITHIN_MS = 40_000;
+const PAGE_LOADS = 3;
+
 async function openWorkflow(page: Page, workflowId: string): Promise<void> {
   const moreActions = page.locator('button:visible', { hasText: 'More Actions' }).first();
-  // On a loaded machine the first render can stall while the UI fetches its settings; one reload is allowed.
-  for (let attempt = 1; ; attempt++) {
+  // What the page asked the UI server and what went wrong, so a page that never shows its actions says why.
+  const pending = new Map<Request, number>();
+  const trouble: string[] = [];
+  const api = (r: Request): string => {
+    const url = new URL(r.url());
+    return `${r.method()} ${url.pathname}${url.search}`;
+  };
+  const onRequest = (r: Request): void => {
+    if (r.url().includes('/api/')) pending.set(r, Date.now());
+  };
+  const onFinished = (r: Request): void => void pending.delete(r);
+  const onFailed = (r: Request): void => {
+    if (pending.delete(r)) trouble.push(`${api(r)} failed: ${r.failure()?.errorText ?? 'unknown'}`);
+  };
+  const onResponse = (res: Response): void => {
+    if (res.url().includes('/api/') && res.status() >= 400) trouble.push(`${api(res.request())} answered ${res.status()}`);
+  };
+  const onConsole = (m: ConsoleMessage): void => {
+    if (m.type() === 'error') trouble.push(`console: ${m.text().slice(0, 300)}`);
+  };
+  const onPageError = (err: Error): void => void trouble.push(`page error: ${err.message.slice(0, 300)}`);
+  page.on('request', onRequest);
+  page.on('requestfinished', onFinished);
+  page.on('requestfailed', onFailed);
+  page.on('response', onResponse);
+  page.on('console', onConsole);
+  page.on('pageerror', onPageError);
+  // The listeners stay for the page's life (one test): they only collect, and only a failure reads them.
+  // On a loaded machine a first render can stall while the UI waits on the server; a reload is allowed.
+  for (let load = 1; ; load++) {
+    pending.clear();
     await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows/${workflowId}`, { waitUntil: 'load' });
     try {
-      await moreActions.waitFor({ timeout: 45_000 });
+      await moreActions.waitFor({ timeout: PAGE_SHOWS_WITHIN_MS });
       return;
-    } catch (err) {
-      if (attempt >= 2) throw err;
+    } catch {
+      const now = Date.now();
+      const waiting = [...pending].map(([r, at]) => `${api(r)} (${Math.round((now - at) / 1000)} s)`);
+      trouble.push(`load ${load}: no More Actions within ${PAGE_SHOWS_WITHIN_MS / 1000} s; still waiting on: ${waiting.join(', ') || 'nothing'}`);
+      if (load >= PAGE_LOADS) {
+        const text = (await page.locator('body').innerText().catch(() => '')).replace(/\s+/g, ' ').slice(0, 1_000);
+        throw new Error(`the Web UI page of ${workflowId} never showed its actions in ${PAGE_LOADS} loads.\n${trouble.join('\n')}\npage text: ${text}`);
+      }
     }
   }
 }
@@ -222,7 +261,8 @@ function parsedOrText(text: string): unknown {
   }
 }
 
-describe('approving from the Temporal Web UI', () => {
+// Three loads of a page may take two minutes on a loaded machine, on top of the release the test starts.
+describe('approving from the Temporal Web UI', { timeout: 240_000 }, () => {
   it('lists the gate signals with their descriptions and summarises each step in words', async () => {
     const handle = await startAtGate('3.0.0');
     const { context, page } = await newPage();
