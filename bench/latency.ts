@@ -30,12 +30,16 @@ import { median, row, verdict } from './lib/stats';
 import { freePort } from '../src/lab/daemon';
 
 const ROOT = path.resolve(__dirname, '..');
-const BIN = path.join(ROOT, 'bin', 'gantry.js');
+/** The installed command, as a user runs it (bin/gantry: the launcher in front of bin/gantry.js). */
+const BIN = path.join(ROOT, 'bin', 'gantry');
 const TASK_QUEUE = 'gantry-bench-latency';
 
-function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+/** The bench's environment for a command, with `extra` on top (an undefined value removes that variable). */
+function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_') && !['GANTRY_CONFIG', 'SSH_AUTH_SOCK'].includes(k)));
-  return { ...base, NO_COLOR: '1', ...extra };
+  const env: NodeJS.ProcessEnv = { ...base, NO_COLOR: '1', ...extra };
+  for (const [k, v] of Object.entries(extra)) if (v === undefined) delete env[k];
+  return env;
 }
 
 async function times(runs: number, fn: () => Promise<number>): Promise<number[]> {
@@ -118,7 +122,7 @@ export async function latencyBench(opts: { runs: number; write: (line: string) =
       const version = parked.replace('release-hello-', '');
       const address = env.address;
       const status = (http: string) => async () => {
-        const r = await timeCommand(process.execPath, [BIN, 'status', 'hello', version], { env: cliEnv({ TEMPORAL_ADDRESS: address, GANTRY_HTTP_API: http }) });
+        const r = await timeCommand(BIN, ['status', 'hello', version], { env: cliEnv({ TEMPORAL_ADDRESS: address, GANTRY_HTTP_API: http }) });
         if (r.code !== 0) throw new Error(`gantry status exited ${r.code}: ${r.output}`);
         return r.ms;
       };
@@ -139,18 +143,25 @@ export async function latencyBench(opts: { runs: number; write: (line: string) =
     });
 
     // --- CLI start-up ---------------------------------------------------------------------------------------------
-    const run = (args: string[]) => async () => (await timeCommand(process.execPath, args, { env: cliEnv() })).ms;
-    const versionMs = await times(runs, run([BIN, '--version']));
-    const helpMs = await times(runs, run([BIN, '--help']));
-    const nodeMs = await times(runs, run(['-e', '0']));
+    const run = (cmd: string, args: string[], extra: Record<string, string | undefined> = {}) => async () => (await timeCommand(cmd, args, { env: cliEnv(extra) })).ms;
+    const versionMs = await times(runs, run(BIN, ['--version']));
+    const helpMs = await times(runs, run(BIN, ['--help']));
+    const nodeMs = await times(runs, run(process.execPath, ['-e', '0']));
     write(row('gantry --version', versionMs));
     write(row('gantry --help', helpMs));
     write(row('node -e 0 (reference)', nodeMs));
     figures['latency.version'] = median(versionMs);
     figures['latency.help'] = median(helpMs);
     figures['latency.node'] = median(nodeMs);
-    // What any Node CLI starts from: where `node -e 0` alone is near 1.5× the Go CLI's query, no Node CLI meets the
-    // status target on that machine (docs/performance.md).
+    // Where NODE_EXTRA_CA_CERTS is set, node parses its whole root store at every start; bin/gantry spares the
+    // commands that open no TLS connection that cost (docs/performance.md). Shown so the two can be told apart.
+    if (process.env.NODE_EXTRA_CA_CERTS) {
+      const bareMs = await times(runs, run(process.execPath, ['-e', '0'], { NODE_EXTRA_CA_CERTS: undefined }));
+      write(row('node -e 0 without NODE_EXTRA_CA_CERTS', bareMs));
+      figures['latency.nodeNoExtraCa'] = median(bareMs);
+    }
+    // What any Node CLI starts from, against the Go CLI's query (with NODE_EXTRA_CA_CERTS set, node -e 0 alone was
+    // 1.5–1.8× it here; without, about 0.5×: docs/performance.md).
     if (figures['latency.query']) {
       const floor = median(nodeMs) / figures['latency.query'];
       write(`  node -e 0 / temporal workflow query: ${floor.toFixed(2)} (a Node CLI's floor against the 1.5× status target); ` +
@@ -163,7 +174,7 @@ export async function latencyBench(opts: { runs: number; write: (line: string) =
     let idleRss = NaN;
     const coldStart = (extra: Record<string, string>) => async (): Promise<number> => {
       const t0 = performance.now();
-      const p = spawnProcess(process.execPath, [BIN, 'worker', '--config', config], { env: cliEnv({ TEMPORAL_ADDRESS: env.address, ...extra }) });
+      const p = spawnProcess(BIN, ['worker', '--config', config], { env: cliEnv({ TEMPORAL_ADDRESS: env.address, ...extra }) });
       try {
         await p.waitFor(/gantry worker: polling/, 180_000);
         const ms = performance.now() - t0;

@@ -23,7 +23,8 @@ import { spawnProcess, timeCommand } from './lib/proc';
 import { median, row, verdict } from './lib/stats';
 
 const ROOT = path.resolve(__dirname, '..');
-const BIN = path.join(ROOT, 'bin', 'gantry.js');
+/** The installed command, as a user runs it (bin/gantry: the launcher in front of bin/gantry.js). */
+const BIN = path.join(ROOT, 'bin', 'gantry');
 const VERSION = '1.0.0';
 
 export interface ScriptOptions {
@@ -70,14 +71,14 @@ async function runGantry(lab: Lab): Promise<GantryRun> {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-dev-'));
   const port = await freePort();
   const uiPort = await freePort();
-  const dev = spawnProcess(process.execPath, [BIN, 'dev', '--port', String(port), '--ui-port', String(uiPort), '--state-dir', stateDir, '--config', lab.configFile],
+  const dev = spawnProcess(BIN, ['dev', '--port', String(port), '--ui-port', String(uiPort), '--state-dir', stateDir, '--config', lab.configFile],
     { env: cleanEnv(lab.env) });
   try {
     await dev.waitFor(/gantry worker: polling/, 120_000);
     const address = `127.0.0.1:${port}`;
     const keys = path.join(lab.dir, 'keys');
     const t0 = Date.now();
-    const r = await timeCommand(process.execPath, [BIN, 'start', 'hello', VERSION, '--config', lab.configFile, '--wait', '--requested-by', 'operator',
+    const r = await timeCommand(BIN, ['start', 'hello', VERSION, '--config', lab.configFile, '--wait', '--requested-by', 'operator',
       '--key', path.join(keys, 'operator'), '--approve-as', 'alice', '--approve-key', path.join(keys, 'alice'), '--reason', 'npm run bench -- script'],
     { env: cleanEnv({ TEMPORAL_ADDRESS: address }) });
     const t1 = t0 + r.ms;

@@ -9,7 +9,7 @@
 # releases the sample service with `gantry start hello 1.0.0 --wait`: at the gate it prints the Web UI address
 # and the approve command, and waits for an approval (from another terminal or the Web UI). Every run starts
 # from a clean lab and an empty dev server, so it can be repeated. It also makes `gantry` work by name (a link to
-# bin/gantry.js in /usr/local/bin or ~/.local/bin, whichever is on PATH and writable), or says what to run.
+# bin/gantry in /usr/local/bin or ~/.local/bin, whichever is on PATH and writable), or says what to run.
 #
 #   --approve-as NAME  approve automatically as NAME when the gate opens (non-interactive runs), signed with the
 #                      lab's key for NAME (.gantry/lab/keys/NAME); NAME must be an approver: alice or bob
@@ -84,10 +84,11 @@ fi
 
 # --- `gantry` by name ---------------------------------------------------------------------------------------------
 # gantry's messages (and this script's) name the command `gantry`. Make that name run this checkout, as `npm link`
-# would: a symlink to bin/gantry.js in a directory already on PATH (/usr/local/bin when it is writable, as for
-# root, else ~/.local/bin). Idempotent; a `gantry` that is not a link to some checkout's bin/gantry.js is left alone.
-GANTRY_BIN="$ROOT/bin/gantry.js"
-gantry_cmd="node bin/gantry.js"
+# would: a symlink to bin/gantry in a directory already on PATH (/usr/local/bin when it is writable, as for root,
+# else ~/.local/bin). Idempotent; a `gantry` that is not a link to some checkout's bin/gantry (or the bin/gantry.js
+# of earlier versions, which it replaces) is left alone.
+GANTRY_BIN="$ROOT/bin/gantry"
+gantry_cmd="bin/gantry"
 on_path() { case ":$PATH:" in *":$1:"*) return 0 ;; *) return 1 ;; esac; }
 runs_this_checkout() { [[ -n $1 && $(readlink -f "$1" 2>/dev/null) == "$(readlink -f "$GANTRY_BIN")" ]]; }
 link_gantry() {
@@ -97,12 +98,12 @@ link_gantry() {
   for dir in /usr/local/bin "$HOME/.local/bin"; do
     on_path "$dir" || continue
     target="$dir/gantry"
-    if [[ -e $target || -L $target ]] && ! [[ -L $target && $(readlink "$target") == */bin/gantry.js ]]; then continue; fi
+    if [[ -e $target || -L $target ]] && ! [[ -L $target && $(readlink "$target") =~ /bin/gantry(\.js)?$ ]]; then continue; fi
     { mkdir -p "$dir" && [[ -w $dir ]] && ln -sfn "$GANTRY_BIN" "$target"; } 2>/dev/null || continue
     hash -r
     found=$(command -v gantry 2>/dev/null || true)
     if runs_this_checkout "$found"; then
-      say "linked $target → bin/gantry.js: \`gantry\` now runs this checkout by name, from any directory"
+      say "linked $target → bin/gantry: \`gantry\` now runs this checkout by name, from any directory"
       gantry_cmd=gantry
       return 0
     fi
@@ -111,7 +112,7 @@ link_gantry() {
     say "\`gantry\` on your PATH is $found, not this checkout; to use this one by name: sudo ln -sfn $GANTRY_BIN /usr/local/bin/gantry"
   else
     say "\`gantry\` is not on your PATH and no directory on it is writable here; to use it by name, run: sudo ln -sfn $GANTRY_BIN /usr/local/bin/gantry"
-    say "(or: mkdir -p ~/.local/bin && ln -sfn $GANTRY_BIN ~/.local/bin/gantry, with ~/.local/bin on PATH); until then \`gantry\` means \`node bin/gantry.js\` here"
+    say "(or: mkdir -p ~/.local/bin && ln -sfn $GANTRY_BIN ~/.local/bin/gantry, with ~/.local/bin on PATH); until then \`gantry\` means \`bin/gantry\` here"
   fi
 }
 link_gantry
@@ -159,7 +160,7 @@ CONFIG="$LAB_DIR/gantry.yaml"
 
 say "starting gantry dev: Temporal dev server + Web UI + worker (log: .gantry/dev.log)…"
 background "gantry dev" "$STATE/dev.log" 'Running the worker here' 120 \
-  node bin/gantry.js dev --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" --state-dir "$DEV_DIR" --config "$CONFIG"
+  bin/gantry dev --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" --state-dir "$DEV_DIR" --config "$CONFIG"
 export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT" TEMPORAL_NAMESPACE=default GANTRY_UI_URL="http://127.0.0.1:$UI_PORT"
 say "ready in $(( $(date +%s) - t0 ))s; Web UI: $GANTRY_UI_URL"
 
@@ -181,7 +182,7 @@ release() {
     say "or in the Web UI: paste the output of the same command with --print into More Actions → Send a Signal → approve"
   fi
   set +e
-  node bin/gantry.js "${args[@]}"
+  bin/gantry "${args[@]}"
   code=$?
   set -e
   prod_port=$(node -e 'process.stdout.write(String(require(process.argv[1]).productionPort))' "$LAB_DIR/lab.json")

@@ -10,6 +10,7 @@ import { loadClientConnectConfig } from '@temporalio/envconfig';
 import type { Connection, ConnectionOptions } from '@temporalio/client';
 import type { NativeConnection, NativeConnectionOptions } from '@temporalio/worker';
 import { UsageError } from './client/errors';
+import { trustedRoots } from './client/extra-ca';
 
 export interface TemporalSettings {
   address: string;
@@ -132,6 +133,21 @@ function checkTls(tls: ConnectionOptions['tls'], env: NodeJS.ProcessEnv): void {
   }
 }
 
+/**
+ * The client's TLS with the roots bin/gantry moved to GANTRY_EXTRA_CA_CERTS (src/client/extra-ca.ts), when the
+ * connection is TLS (TLS settings, or an API key, which implies TLS) and names no server CA of its own: a given CA
+ * replaces the default roots, with NODE_EXTRA_CA_CERTS as without. The worker's native connection does not read
+ * NODE_EXTRA_CA_CERTS, and bin/gantry leaves it in place for the worker anyway.
+ */
+function withExtraRoots(tls: ConnectionOptions['tls'], apiKey: unknown, env: NodeJS.ProcessEnv): ConnectionOptions['tls'] {
+  const on = tls ?? (apiKey !== undefined ? true : undefined);
+  if (!on) return tls;
+  const given = typeof on === 'object' ? on : {};
+  if (given.serverRootCACertificate) return tls;
+  const roots = trustedRoots(env);
+  return roots ? { ...given, serverRootCACertificate: Buffer.from(`${roots.join('\n')}\n`) } : tls;
+}
+
 export function temporalSettings(overrides: { address?: string; namespace?: string; env?: NodeJS.ProcessEnv } = {}): TemporalSettings {
   const env = overrides.env ?? process.env;
   const envVars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string'));
@@ -146,9 +162,10 @@ export function temporalSettings(overrides: { address?: string; namespace?: stri
   if (overrides.address) native.address = overrides.address;
   native.address ??= 'localhost:7233';
   const namespace = overrides.namespace ?? loaded.namespace ?? 'default';
+  const clientTls = withExtraRoots(native.tls, native.apiKey, env);
   const client: ConnectionOptions = {
     address: native.address,
-    ...(native.tls !== undefined ? { tls: native.tls } : {}),
+    ...(clientTls !== undefined ? { tls: clientTls } : {}),
     ...(native.apiKey !== undefined ? { apiKey: native.apiKey } : {}),
     ...(native.metadata !== undefined ? { metadata: native.metadata } : {}),
   };

@@ -7,6 +7,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { SA_NAMES } from '../shared/ids';
+import { trustedRoots } from './extra-ca';
 import type { ReleaseStatus } from '../shared/release';
 import { localSibling, type ExecutionView, type IndexedFields, type ReleaseSnapshot } from './snapshot';
 
@@ -47,9 +48,12 @@ function decodePayload(p: Payload | undefined): { ok: true; value: unknown } | {
 function call(url: string, method: 'GET' | 'POST', body: string | undefined, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve) => {
     // node:https (and TLS with it) loads only for an https URL: most of this module's own start-up otherwise.
-    const send = url.startsWith('https:') ? (require('node:https') as typeof import('node:https')).request : httpRequest;
+    const https = url.startsWith('https:');
+    const send = https ? (require('node:https') as typeof import('node:https')).request : httpRequest;
+    const ca = https ? trustedRoots() : undefined;
     const req = send(url, {
       method,
+      ...(ca ? { ca } : {}),
       timeout: timeoutMs,
       headers: {
         // Payloads as the SDK sees them (base64), not the API's JSON shorthand, which turns [] into null.

@@ -1,5 +1,5 @@
 /**
- * Running the BUILT `gantry` CLI as a user does (`node bin/gantry.js …` in a child process) against a real dev
+ * Running the BUILT `gantry` CLI as a user does (`bin/gantry …`, the installed command, in a child process) against a real dev
  * server, with an in-process worker running the release workflow from the built bundle. The worker is put
  * together as the real one is (src/activities/index.ts): the real resolve step reading a real config file (or
  * directory) from disk for every release, and every step guarded against that config; only the steps
@@ -25,7 +25,10 @@ import { fakeActivities, type FakeActivities, type FakeBehaviour } from '../help
 import { SAMPLE_CONFIG_YAML } from '../helpers/fixtures';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
+/** The node entry (`node bin/gantry.js …`), for children the tests run under node themselves. */
 export const BIN = path.join(ROOT, 'bin', 'gantry.js');
+/** The installed command (package.json's bin): the launcher in front of bin/gantry.js. */
+export const LAUNCHER = path.join(ROOT, 'bin', 'gantry');
 export const BUILT_CLI = path.join(ROOT, 'dist', 'src', 'starter.js');
 export const BUILT_BUNDLE = path.join(ROOT, 'dist', 'workflow-bundle.js');
 
@@ -53,8 +56,8 @@ export function gantry(args: string[], opts: { env?: Record<string, string>; cwd
     !k.startsWith('TEMPORAL_') && !['GANTRY_CONFIG', 'GANTRY_SIGNING_KEY', 'SSH_AUTH_SOCK'].includes(k)));
   return new Promise((resolve) => {
     execFile(
-      process.execPath,
-      [BIN, ...args],
+      LAUNCHER,
+      args,
       { cwd: opts.cwd ?? ROOT, env: { ...base, NO_COLOR: '1', ...opts.env }, timeout: opts.timeoutMs ?? 90_000, maxBuffer: 10 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
