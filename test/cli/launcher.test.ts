@@ -8,13 +8,14 @@
  * `gantry status` over gRPC with TEMPORAL_TLS, through the launcher.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { trustedRoots } from '../../src/client/extra-ca';
 import { temporalSettings } from '../../src/connection';
-import { LAUNCHER, ROOT, removeTempDirs, requireBuild, tempDir } from './harness';
+import { freePort } from '../helpers/ports';
+import { BIN, LAUNCHER, ROOT, removeTempDirs, requireBuild, tempDir } from './harness';
 
 let dir: string;
 let fakeBin: string;
@@ -85,6 +86,38 @@ describe('bin/gantry', () => {
   it('changes nothing when NODE_EXTRA_CA_CERTS is not set', async () => {
     const r = await run(LAUNCHER, ['status', 'hello', '1.0.0'], {});
     expect(r.stdout.split('\n').slice(0, 2)).toEqual(['NODE_EXTRA_CA_CERTS=<unset>', 'GANTRY_EXTRA_CA_CERTS=<unset>']);
+  });
+});
+
+describe('gantry status\'s quick path', () => {
+  /** The files `node bin/gantry.js status …` loaded, written by a preload as the process exits. */
+  async function loadedBy(args: string[]): Promise<string[]> {
+    const out = path.join(dir, `loaded-${Date.now()}.json`);
+    const preload = path.join(dir, 'record-loaded.js');
+    writeFileSync(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(Object.keys(require.cache))));\n`);
+    const r = await run(process.execPath, ['-r', preload, BIN, ...args], { TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` }, false);
+    expect(r.code).not.toBe(0); // nothing listens there: the quick path gives up, the ordinary one says so
+    return JSON.parse(readFileSync(out, 'utf8')) as string[];
+  }
+
+  it('loads the bundle npm run build made, not the compiled modules, when the bundle is the newer', async () => {
+    const loaded = await loadedBy(['status', 'hello', '1.0.0']);
+    expect(loaded).toContain(path.join(ROOT, 'dist', 'quick-status.bundle.js'));
+    expect(loaded).not.toContain(path.join(ROOT, 'dist', 'src', 'cli', 'quick-status.js'));
+  });
+
+  it('loads the compiled module when it is newer than the bundle (a tsc without the rest of the build)', async () => {
+    const compiled = path.join(ROOT, 'dist', 'src', 'cli', 'quick-status.js');
+    const { atime, mtime } = statSync(compiled);
+    const bundle = statSync(path.join(ROOT, 'dist', 'quick-status.bundle.js')).mtime;
+    utimesSync(compiled, atime, new Date(bundle.getTime() + 60_000));
+    try {
+      const loaded = await loadedBy(['status', 'hello', '1.0.0']);
+      expect(loaded).toContain(compiled);
+      expect(loaded).not.toContain(path.join(ROOT, 'dist', 'quick-status.bundle.js'));
+    } finally {
+      utimesSync(compiled, atime, mtime);
+    }
   });
 });
 
