@@ -163,7 +163,9 @@ async function waitFor(handle: { query: (q: typeof statusQuery) => Promise<Relea
 const PAGE_SHOWS_WITHIN_MS = 40_000;
 const PAGE_LOADS = 3;
 
-async function openWorkflow(page: Page, workflowId: string): Promise<void> {
+/** The run's own page (its id and run in the address: no lookup and redirect by the UI first). */
+async function openWorkflow(page: Page, run: { workflowId: string; firstExecutionRunId: string }): Promise<void> {
+  const { workflowId, firstExecutionRunId: runId } = run;
   const moreActions = page.locator('button:visible', { hasText: 'More Actions' }).first();
   // What the page asked the UI server and what went wrong, so a page that never shows its actions says why.
   const pending = new Map<Request, number>();
@@ -196,7 +198,7 @@ async function openWorkflow(page: Page, workflowId: string): Promise<void> {
   // On a loaded machine a first render can stall while the UI waits on the server; a reload is allowed.
   for (let load = 1; ; load++) {
     pending.clear();
-    await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows/${workflowId}`, { waitUntil: 'load' });
+    await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows/${encodeURIComponent(workflowId)}/${runId}/history`, { waitUntil: 'load' });
     try {
       await moreActions.waitFor({ timeout: PAGE_SHOWS_WITHIN_MS });
       return;
@@ -266,7 +268,7 @@ describe('approving from the Temporal Web UI', { timeout: 240_000 }, () => {
   it('lists the gate signals with their descriptions and summarises each step in words', async () => {
     const handle = await startAtGate('3.0.0');
     const { context, page } = await newPage();
-    await openWorkflow(page, handle.workflowId);
+    await openWorkflow(page, handle);
     await expect.poll(() => page.locator('text=Smoke-check staging — hello 3.0.0').count(), { timeout: 30_000 }).toBeGreaterThan(0);
     await page.locator('button:visible', { hasText: 'More Actions' }).first().click();
     await page.locator('[role=menuitem]:visible', { hasText: 'Send a Signal' }).first().click();
@@ -289,7 +291,7 @@ describe('approving from the Temporal Web UI', { timeout: 240_000 }, () => {
   it('declared mode: records a misspelled signal and an empty payload as refused, then an approval sent from the UI releases', async () => {
     const handle = await startAtGate('3.1.0');
     const { context, page } = await newPage();
-    await openWorkflow(page, handle.workflowId);
+    await openWorkflow(page, handle);
 
     await sendSignal(page, { custom: 'aprove' }, '{"approver": "alice"}');
     let s = await waitFor(handle, (st) => st.gate.refused.length >= 1);
@@ -317,7 +319,7 @@ describe('approving from the Temporal Web UI', { timeout: 240_000 }, () => {
     expect(s.requester).toMatchObject({ principal: carol.principal, verified: true, fingerprint: carol.allowed.fingerprint });
 
     const { context, page } = await newPage();
-    await openWorkflow(page, handle.workflowId);
+    await openWorkflow(page, handle);
     await sendSignal(page, { listed: 'approve' }, await printedApproval(handle, alice), 'paste');
     s = await waitFor(handle, (st) => st.gate.approvals.length > 0 || st.gate.refused.length > 0);
     expect(s.gate.refused).toEqual([]);
@@ -336,7 +338,7 @@ describe('approving from the Temporal Web UI', { timeout: 240_000 }, () => {
     const version = `3.3.0${SIGNED_MARK}`;
     const handle = await startAtGate(version);
     const { context, page } = await newPage();
-    await openWorkflow(page, handle.workflowId);
+    await openWorkflow(page, handle);
 
     await sendSignal(page, { listed: 'approve' }, '{"approver": "alice"}', 'paste');
     const s = await waitFor(handle, (st) => st.gate.refused.length >= 1);
