@@ -6,11 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 
-export const EXTRA_CA_ENV = 'GANTRY_EXTRA_CA_CERTS';
+const EXTRA_CA_ENV = 'GANTRY_EXTRA_CA_CERTS';
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
-let cached: { file: string; roots: string[] | undefined } | undefined;
+/** The roots for the last file read: the CLI reads it once, however many connections it opens. */
+let cached: { file: string; roots: string[] } | undefined;
 
 /**
  * The roots a TLS connection should trust, or `undefined` for node's defaults (no GANTRY_EXTRA_CA_CERTS). Like node

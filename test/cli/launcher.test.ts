@@ -28,7 +28,7 @@ function makeCa(at: string): typeof ca {
   run(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
   writeFileSync(path.join(at, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
   run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext']);
-  const read = (f: string) => execFileSync('cat', [path.join(at, f)], { encoding: 'utf8' });
+  const read = (f: string) => readFileSync(path.join(at, f), 'utf8');
   return { caFile: path.join(at, 'ca.pem'), caPem: read('ca.pem').trim(), key: read('server.key'), cert: read('server.pem') };
 }
 
@@ -48,12 +48,16 @@ beforeAll(() => {
 
 afterAll(() => removeTempDirs());
 
+/** This process's environment without Temporal settings or extra CA files: each test sets its own. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_') && !k.endsWith('EXTRA_CA_CERTS')));
+}
+
 /** Runs `cmd args` with only the given environment on top of PATH (the stand-in node first when `fake`). */
 function run(cmd: string, args: string[], env: Record<string, string>, fake = true): Promise<{ code: number; stdout: string; stderr: string }> {
   const PATH = fake ? `${fakeBin}:${process.env.PATH}` : process.env.PATH!;
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_') && !k.endsWith('EXTRA_CA_CERTS')));
   return new Promise((resolve) => {
-    execFile(cmd, args, { env: { ...base, PATH, NO_COLOR: '1', ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { env: { ...cleanEnv(), PATH, NO_COLOR: '1', ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
     });
   });
@@ -171,8 +175,7 @@ describe('the trust the CLI hands on', () => {
 
   /** `gantry status` through the launcher over TLS to that server, stopped once the server saw one more outcome. */
   async function statusOverTls(env: Record<string, string>, server: Awaited<ReturnType<typeof tlsServer>>): Promise<void> {
-    const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TEMPORAL_') && !k.endsWith('EXTRA_CA_CERTS')));
-    const child = spawn(LAUNCHER, ['status', 'hello', '1.0.0'], { env: { ...base, NO_COLOR: '1', TEMPORAL_ADDRESS: `127.0.0.1:${server.port}`, TEMPORAL_TLS: 'true', ...env }, stdio: 'ignore' });
+    const child = spawn(LAUNCHER, ['status', 'hello', '1.0.0'], { env: { ...cleanEnv(), NO_COLOR: '1', TEMPORAL_ADDRESS: `127.0.0.1:${server.port}`, TEMPORAL_TLS: 'true', ...env }, stdio: 'ignore' });
     const ended = new Promise<void>((r) => child.on('exit', () => r()));
     const seen = server.handshakes() + server.refusals();
     const deadline = Date.now() + 30_000;
