@@ -5,7 +5,6 @@
  */
 import { Command } from 'commander';
 import { addGlobalOptions, err } from './cli/common';
-import { report } from './cli/errors';
 import { EXIT_CODE_HELP } from './cli/exit-codes';
 
 const { version } = require('../../package.json') as { version: string };
@@ -79,6 +78,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     await buildProgram(argv).parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
+    // Loaded only on a failure: it knows every error the CLI can meet, and loads the SDK's and the signing code's.
+    const { report } = require('./cli/errors') as typeof import('./cli/errors');
     const { code, message } = report(e);
     if (message) err.print(`${err.style.bad('gantry:')} ${message}`);
     return code;

@@ -2,8 +2,9 @@
  * What the command files share: the global connection flags, addressing a release, connecting, output.
  */
 import { Option, type Command } from 'commander';
-import { openClient, workflowUrl, type GantryClient } from '../client/context';
-import { releaseAddress, type ReleaseAddress } from '../client/release';
+// Types only from the client: it loads the Temporal SDK, which `withClient` loads when a command connects.
+import type { GantryClient } from '../client/context';
+import { releaseAddress, workflowUrl, type ReleaseAddress } from '../client/snapshot';
 import { styleFor, type Style } from '../client/style';
 import type { SigningOptions } from '../client/decisions';
 import { UsageError } from '../client/errors';
@@ -74,6 +75,7 @@ export function timeoutMs(seconds: string): number {
 /** Connect, run, always close. */
 export async function withClient<T>(cmd: Command, fn: (gc: GantryClient) => Promise<T>): Promise<T> {
   const g = globals(cmd);
+  const { openClient } = require('../client/context') as typeof import('../client/context');
   const gc = await openClient({
     ...(g.address ? { address: g.address } : {}),
     ...(g.namespace ? { namespace: g.namespace } : {}),

@@ -9,18 +9,12 @@
 import { parseArgs } from 'node:util';
 import { temporalSettings, type TemporalSettings } from '../connection';
 import { formatStatus } from '../client/format';
-import { httpApiBase, readReleaseOverHttp } from '../client/http-api';
+import { httpApiFor, readReleaseOverHttp } from '../client/http-api';
 import { releaseAddress, webUiBase, workflowUrl } from '../client/snapshot';
 import { styleFor } from '../client/style';
 
 /** How long the status query may take here before the ordinary path (which waits longer and explains) asks again. */
 const QUICK_TIMEOUT_MS = 2000;
-
-/** Settings only the SDK applies (TLS, an API key, gRPC metadata): with any of them, the SDK connects. */
-function needsTheSdk(settings: TemporalSettings): boolean {
-  const c = settings.client;
-  return (c.tls !== undefined && c.tls !== false) || c.apiKey !== undefined || c.metadata !== undefined;
-}
 
 export async function quickStatus(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number | undefined> {
   let parsed: ReturnType<typeof parse>;
@@ -37,9 +31,8 @@ export async function quickStatus(argv: string[], env: NodeJS.ProcessEnv = proce
   } catch {
     return undefined; // unusable settings: the ordinary path says which, with its exit code
   }
-  if (needsTheSdk(settings)) return undefined;
   const { address, namespace } = settings;
-  const base = httpApiBase(address, env);
+  const base = httpApiFor(settings, env);
   if (!base) return undefined;
   let addr: ReturnType<typeof releaseAddress>;
   try {

@@ -1,15 +1,21 @@
 /** `gantry start <service> <version>`: start a release (or print its plan), optionally follow it to the end. */
 import os from 'node:os';
 import { Command, Option } from 'commander';
+// What runs before the release is started loads neither the Temporal SDK nor the config schema: the start goes
+// out over the server's HTTP API where it can, and the SDK loads while the release's first steps run.
 import { formatPlan } from '../client/format';
-import { releaseAddress } from '../client/release';
-import { awaitResolved, buildStartRequest, checkRequest, localConfig, localCopy, localPlanInput, startRelease } from '../client/start';
-import { approveCommand, describeNeeds } from '../shared/gate';
-import { planRelease } from '../shared/plan';
-import { addSigningOptions, err, out, setExitCode, signingOptions, webUrlFor, withClient, type SigningFlags } from './common';
+import { httpApiFor, startOverHttp, type StartCall } from '../client/http-api';
+import { releaseAddress } from '../client/snapshot';
+import { buildStartRequest, checkRequest, localDigest, startCall } from '../client/start-request';
+import type { StartedRelease } from '../client/start';
+import { approveCommand, describeNeeds } from '../shared/gate-rules';
+import { temporalSettings } from '../connection';
+import { addSigningOptions, err, globals, out, setExitCode, signingOptions, webUrlFor, withClient, type SigningFlags } from './common';
 import { ExitCode } from './exit-codes';
-import { followAndExit } from './following';
 import { UsageError } from '../client/errors';
+
+/** How long the start over the HTTP API may take before the SDK sends it again (the same request id: one run). */
+const HTTP_START_TIMEOUT_MS = 10_000;
 
 interface StartOptions extends SigningFlags {
   config?: string;
@@ -62,24 +68,33 @@ export function startCommand(): Command {
   return cmd.action(async (service: string, version: string, opts: StartOptions, c: Command) => {
     const req = checkRequest({ service, version, requestedBy: opts.requestedBy });
     if (opts.dryRun) {
+      const { localConfig, localPlanInput } = require('../client/start') as typeof import('../client/start');
+      const { planRelease } = require('../shared/plan') as typeof import('../shared/plan');
       const input = localPlanInput(localConfig(opts.config, true)!, req);
       const plan = planRelease(input);
       if (opts.json) out.json({ plan, input });
       else out.print(formatPlan(plan, input, `gantry start ${req.service} ${req.version}`, out.style));
       return;
     }
-    // Only compared with the worker's config: a missing or invalid local copy is said, and never stops the start.
-    const copy = localCopy(opts.config ?? 'gantry.yaml', opts.config !== undefined);
-    if (copy?.problem) {
-      err.print(err.style.warn(`gantry: your local config ${copy.file} ${copy.problem}; it is not compared with the worker's, whose config decides the plan.`));
-    }
-    const local = copy?.loaded;
-    const signing = signingOptions(opts);
     if (opts.hotfix && !opts.reason?.trim()) {
       throw new UsageError('--hotfix needs --reason "…": the reason is shown at the gate, kept in the record and announced.');
     }
+    // Only compared with the worker's config, by its hash: validated only when the worker's hash differs (an
+    // identical copy is the worker's own valid config). A missing or invalid local copy never stops the start.
+    const configFile = opts.config ?? 'gantry.yaml';
+    const explicit = opts.config !== undefined;
+    let copy = localDigest(configFile, explicit);
+    if (copy && !copy.sha256 && !copy.problem) {
+      // Not even hashable (YAML errors, an odd allowedSigners): the full check says why, now.
+      const checked = (require('../client/start') as typeof import('../client/start')).localCopy(configFile, explicit);
+      copy = checked?.loaded ? { file: configFile, sha256: checked.loaded.sha256 } : { file: configFile, problem: checked?.problem ?? 'cannot be read' };
+    }
+    if (copy?.problem) {
+      err.print(err.style.warn(`gantry: your local config ${copy.file} ${copy.problem}; it is not compared with the worker's, whose config decides the plan.`));
+    }
+    const signing = signingOptions(opts);
     const request = await buildStartRequest(req, {
-      signing, requireSignature: false, ...(local ? { local } : {}), ...(opts.hotfix ? { hotfix: { reason: opts.reason!.trim() } } : {}),
+      signing, requireSignature: false, ...(copy?.sha256 ? { localSha256: copy.sha256 } : {}), ...(opts.hotfix ? { hotfix: { reason: opts.reason!.trim() } } : {}),
     });
     if (opts.unsigned) delete request.signed;
     if (!request.signed && !opts.unsigned) {
@@ -87,14 +102,23 @@ export function startCommand(): Command {
         '(pass --key FILE, set GANTRY_SIGNING_KEY, or load a key into ssh-agent).'));
     }
     const follow = Boolean(opts.wait || opts.follow || opts.approveAs || opts.stopAtGate);
+    const call = startCall(request);
+    const early = await startOverHttpFirst(c, call);
     await withClient(c, async (gc) => {
-      const handle = await startRelease(gc, request);
+      const { awaitResolved, localCopy, startRelease } = require('../client/start') as typeof import('../client/start');
+      const started = early ?? await startRelease(gc, request, call);
       const addr = releaseAddress(req.service, req.version, undefined);
-      const webUrl = webUrlFor(gc, handle.workflowId);
-      const resolved = await awaitResolved(gc, handle.workflowId, handle.firstExecutionRunId);
+      const webUrl = webUrlFor(gc, started.workflowId);
+      const resolved = await awaitResolved(gc, started.workflowId, started.runId);
+      // The worker resolved from another config than the local copy: is the copy itself valid?
+      const differs = Boolean(copy?.sha256 && resolved?.input && resolved.input.configSha256 !== copy.sha256);
+      const invalid = differs ? localCopy(configFile, explicit)?.problem : undefined;
+      if (invalid) {
+        err.print(err.style.warn(`gantry: your local config ${configFile} ${invalid}; the release runs on the worker's config, which decides the plan.`));
+      }
       if (opts.json && !follow) {
         out.json({
-          workflowId: handle.workflowId, runId: handle.firstExecutionRunId, namespace: gc.namespace, address: gc.settings.address, webUrl,
+          workflowId: started.workflowId, runId: started.runId, namespace: gc.namespace, address: gc.settings.address, webUrl,
           signed: Boolean(request.signed), resolved: resolved?.input ? { configSource: resolved.input.configSource, configSha256: resolved.input.configSha256 } : null,
           ...(resolved?.configNote ? { configNote: resolved.configNote } : {}), ...(resolved?.outcome ? { outcome: resolved.outcome, message: resolved.message } : {}),
         });
@@ -102,13 +126,13 @@ export function startCommand(): Command {
         return;
       }
       const st = out.style;
-      out.print(st.bold(`Started release ${addr.label}`) + ` requested by ${req.requestedBy}${request.signed ? ' (signed)' : ''} (workflow ${handle.workflowId}, run ${handle.firstExecutionRunId})`);
+      out.print(st.bold(`Started release ${addr.label}`) + ` requested by ${req.requestedBy}${request.signed ? ' (signed)' : ''} (workflow ${started.workflowId}, run ${started.runId})`);
       out.print(`  server   ${gc.settings.address}, namespace ${gc.namespace}`);
       if (webUrl) out.print(`  Web UI   ${webUrl}`);
       if (resolved?.input) {
         out.print(`  plan     resolved on the worker from ${resolved.input.configSource ?? 'its config'}`);
         if (resolved.configNote) out.print(st.warn(`  note     ${resolved.configNote}`));
-        else if (local) out.print(`           (your local ${copy.file} is the same file)`);
+        else if (copy?.sha256 && !differs) out.print(`           (your local ${copy.file} is the same file)`);
       } else if (resolved?.outcome) {
         err.print(st.bad(`The release ended at once (${resolved.outcome}): ${resolved.message}`));
         setExitCode(ExitCode.Failed);
@@ -130,13 +154,33 @@ export function startCommand(): Command {
         return;
       }
       out.print('');
+      const { followAndExit } = require('./following') as typeof import('./following');
       await followAndExit(gc, addr, {
         ...(opts.approveAs ? { approveAs: opts.approveAs } : {}),
         ...(opts.reason ? { approveReason: opts.reason } : {}),
         signing: opts.approveKey ? { ...signing, key: opts.approveKey } : signing,
         stopAtGate: Boolean(opts.stopAtGate),
-        runId: handle.firstExecutionRunId,
+        runId: started.runId,
       });
     });
   });
+}
+
+/**
+ * The start over the server's HTTP API, when the connection settings allow it (a local server or GANTRY_HTTP_API,
+ * no TLS, API key or gRPC metadata): the run it began, or `undefined` and the SDK starts the release instead (the
+ * same request id, so an attempt whose answer was lost is still one run), explaining any refusal.
+ */
+async function startOverHttpFirst(c: Command, call: StartCall): Promise<StartedRelease | undefined> {
+  const g = globals(c);
+  let settings: ReturnType<typeof temporalSettings>;
+  try {
+    settings = temporalSettings({ ...(g.address ? { address: g.address } : {}), ...(g.namespace ? { namespace: g.namespace } : {}) });
+  } catch {
+    return undefined; // unusable settings: connecting says which, with its exit code
+  }
+  const base = httpApiFor(settings);
+  if (!base) return undefined;
+  const started = await startOverHttp(base, settings.namespace, call, HTTP_START_TIMEOUT_MS);
+  return started ? { workflowId: call.workflowId, runId: started.runId } : undefined;
 }

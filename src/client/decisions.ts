@@ -4,9 +4,10 @@
  * pending decision, the principal and an expiry, signed with the user's SSH key (ssh-agent or --key). In
  * declared mode the plain payload with the name typed.
  */
-import { describeNeeds } from '../shared/gate';
+// gate-rules and ids, not gate and release: those load the curves and the workflow SDK, which signing never needs.
+import { describeNeeds } from '../shared/gate-rules';
+import { releaseWorkflowId } from '../shared/ids';
 import {
-  releaseWorkflowId,
   type CancelMessage,
   type Decision,
   type DecisionMessage,

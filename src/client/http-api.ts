@@ -9,6 +9,7 @@ import { request as httpRequest } from 'node:http';
 import { SA_NAMES } from '../shared/ids';
 import { trustedRoots } from './extra-ca';
 import type { ReleaseStatus } from '../shared/release';
+import type { TemporalSettings } from '../connection';
 import { localSibling, type ExecutionView, type IndexedFields, type ReleaseSnapshot } from './snapshot';
 
 /** Temporal's own default: the frontend's HTTP port is its gRPC port + 10 (7233 → 7243); `gantry dev` does the same. */
@@ -23,6 +24,16 @@ export function httpApiBase(address: string, env: NodeJS.ProcessEnv = process.en
   if (explicit === 'off' || explicit === '0') return undefined;
   if (explicit) return /^https?:\/\//.test(explicit) ? explicit.replace(/\/+$/, '') : undefined;
   return localSibling(address, HTTP_PORT_OFFSET);
+}
+
+/**
+ * The HTTP API for these connection settings, or none: only with settings the HTTP path applies as the SDK would,
+ * i.e. none of TLS, an API key or gRPC metadata (with any of them, the SDK connects).
+ */
+export function httpApiFor(settings: TemporalSettings, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const c = settings.client;
+  if ((c.tls !== undefined && c.tls !== false) || c.apiKey !== undefined || c.metadata !== undefined) return undefined;
+  return httpApiBase(settings.address, env);
 }
 
 interface Payload {
@@ -42,33 +53,33 @@ function decodePayload(p: Payload | undefined): { ok: true; value: unknown } | {
 }
 
 /**
- * One call; resolves with the parsed body of a 200 answer, or `undefined` for anything else (refused connection,
- * another status, not JSON, past `timeoutMs`). `Grpc-Timeout` carries the deadline to the server, as gRPC would.
+ * One call; resolves with the status and parsed body of an answer, or `undefined` when there is none (refused
+ * connection, not JSON, past `timeoutMs`). `Grpc-Timeout` carries the deadline to the server, as gRPC would.
  */
-function call(url: string, method: 'GET' | 'POST', body: string | undefined, timeoutMs: number): Promise<unknown> {
+function send(url: string, method: 'GET' | 'POST', body: string | undefined, timeoutMs: number): Promise<{ status: number; body: unknown } | undefined> {
   return new Promise((resolve) => {
     // node:https (and TLS with it) loads only for an https URL: most of this module's own start-up otherwise.
     const https = url.startsWith('https:');
-    const send = https ? (require('node:https') as typeof import('node:https')).request : httpRequest;
+    const request = https ? (require('node:https') as typeof import('node:https')).request : httpRequest;
     const ca = https ? trustedRoots() : undefined;
-    const req = send(url, {
+    const req = request(url, {
       method,
       ...(ca ? { ca } : {}),
       timeout: timeoutMs,
       headers: {
-        // Payloads as the SDK sees them (base64), not the API's JSON shorthand, which turns [] into null.
-        accept: 'application/json+no-payload-shorthand',
+        // Payloads as the SDK sees them (base64), not the API's JSON shorthand, which turns [] into null; the
+        // same for what is sent.
+        accept: NO_SHORTHAND,
         'grpc-timeout': `${Math.max(1, Math.floor(timeoutMs))}m`,
-        ...(body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}),
+        ...(body !== undefined ? { 'content-type': NO_SHORTHAND, 'content-length': Buffer.byteLength(body) } : {}),
       },
     }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', () => resolve(undefined));
       res.on('end', () => {
-        if (res.statusCode !== 200) return resolve(undefined);
         try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
         } catch {
           resolve(undefined);
         }
@@ -78,6 +89,14 @@ function call(url: string, method: 'GET' | 'POST', body: string | undefined, tim
     req.on('error', () => resolve(undefined));
     req.end(body);
   });
+}
+
+const NO_SHORTHAND = 'application/json+no-payload-shorthand';
+
+/** The parsed body of a 200 answer, or `undefined` for anything else. */
+async function call(url: string, method: 'GET' | 'POST', body: string | undefined, timeoutMs: number): Promise<unknown> {
+  const answer = await send(url, method, body, timeoutMs);
+  return answer?.status === 200 ? answer.body : undefined;
 }
 
 interface DescribeAnswer {
@@ -136,4 +155,63 @@ export async function readReleaseOverHttp(base: string, namespace: string, workf
   const status = statusFromHttp(queried);
   if (!description || !status || status.workflowId !== workflowId) return undefined;
   return { description, status };
+}
+
+/** A `json/plain` payload, as the SDK's default converter writes one (`type` for a typed search attribute). */
+function jsonPayload(value: unknown, type?: string): Payload {
+  return {
+    metadata: { encoding: Buffer.from('json/plain').toString('base64'), ...(type ? { type: Buffer.from(type).toString('base64') } : {}) },
+    data: Buffer.from(JSON.stringify(value)).toString('base64'),
+  };
+}
+
+/** What a start sends, in the SDK's terms (`WorkflowStartOptions`), for the SDK path and this one alike. */
+export interface StartCall {
+  workflowId: string;
+  workflowType: string;
+  taskQueue: string;
+  args: unknown[];
+  /** Keyword search attributes, by name. */
+  keywords: Record<string, string>;
+  summary: string;
+  details: string;
+  /** The server keeps it with the run: the same id twice starts one run (and tells a lost answer from a refusal). */
+  requestId: string;
+  identity: string;
+}
+
+/**
+ * StartWorkflowExecution over the HTTP API, with the request the SDK would send for the same options (the reuse
+ * policy ALLOW_DUPLICATE_FAILED_ONLY, json/plain payloads, Keyword search attributes, the summary and details).
+ * Resolves with the run id when this request started the run (or had started it: a retry with the same request id
+ * answers the same run), and `undefined` for anything else: an existing release, another refusal, no answer.
+ * The caller then starts over gRPC, which explains a refusal, and which tells a run this request started from
+ * another by the request id the server kept.
+ */
+export async function startOverHttp(base: string, namespace: string, start: StartCall, timeoutMs: number): Promise<{ runId: string } | undefined> {
+  const body = {
+    namespace,
+    workflowId: start.workflowId,
+    workflowType: { name: start.workflowType },
+    taskQueue: { name: start.taskQueue, kind: 'TASK_QUEUE_KIND_NORMAL' },
+    input: { payloads: start.args.map((a) => jsonPayload(a)) },
+    identity: start.identity,
+    requestId: start.requestId,
+    workflowIdReusePolicy: 'WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY',
+    searchAttributes: { indexedFields: Object.fromEntries(Object.entries(start.keywords).map(([k, v]) => [k, jsonPayload(v, 'Keyword')])) },
+    userMetadata: { summary: jsonPayload(start.summary), details: jsonPayload(start.details) },
+  };
+  const url = `${base}/api/v1/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(start.workflowId)}`;
+  const answer = await send(url, 'POST', JSON.stringify(body), timeoutMs);
+  if (answer?.status === 200) {
+    const runId = (answer.body as { runId?: unknown } | undefined)?.runId;
+    return typeof runId === 'string' && runId ? { runId } : undefined;
+  }
+  if (answer?.status === 409) {
+    // Already started: by this very request (its answer lost on the way, then sent again) or by another.
+    const details = (answer.body as { details?: { startRequestId?: unknown; runId?: unknown }[] } | undefined)?.details ?? [];
+    const ours = Array.isArray(details) ? details.find((d) => d?.startRequestId === start.requestId && typeof d.runId === 'string') : undefined;
+    if (ours) return { runId: ours.runId as string };
+  }
+  return undefined;
 }

@@ -5,49 +5,21 @@
  * `--dry-run` and the check that it matches what the worker resolved.
  */
 import { existsSync } from 'node:fs';
-import { WorkflowIdReusePolicy, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { WorkflowIdReusePolicy } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  releaseWorkflowId,
-  SERVICE_NAME,
-  startSearchAttributes,
-  statusQuery,
-  TASK_QUEUE,
-  WORKFLOW_TYPE,
-  type ReleaseInput,
-  type ReleaseStatus,
-  type StartRequest,
-} from '../shared/release';
+import { startSearchAttributes, statusQuery, type ReleaseInput, type ReleaseStatus, type StartRequest } from '../shared/release';
 import type { releaseWorkflow } from '../workflows/release';
 import { buildReleaseInput } from '../config/input';
 import { ConfigError, loadConfig, type LoadedConfig } from '../config/load';
-import { isReleasableVersion } from '../config/schema';
 import type { GantryClient } from './context';
 import { isSearchAttributeProblem, ReleaseExistsError, setupRequired, UsageError } from './errors';
-import { describeRelease, describeState, indexedFields, isUnavailable, normalizeVersion } from './release';
+import type { StartCall } from './http-api';
+import { describeRelease, describeState, indexedFields, isUnavailable } from './release';
+import { startCall, type ReleaseRequest } from './start-request';
 import { ServerUnreachableError } from '../connection';
-import { startStatement, type SigningOptions } from './decisions';
 
-export interface ReleaseRequest {
-  service: string;
-  version: string;
-  requestedBy: string;
-}
-
-/** Check what the operator typed: a service name, a semver version, a name. */
-export function checkRequest(req: ReleaseRequest): ReleaseRequest {
-  if (!SERVICE_NAME.test(req.service)) {
-    throw new UsageError(`"${req.service}" is not a service name (lowercase letters, digits and dashes, as in the worker's config).`);
-  }
-  const version = normalizeVersion(req.version);
-  if (!isReleasableVersion(version)) {
-    throw new UsageError(`Version "${req.version}" is not semver; give it as MAJOR.MINOR.PATCH, e.g. 1.4.0 or 2.0.0-rc.1.`);
-  }
-  const requestedBy = req.requestedBy.normalize('NFC').trim();
-  if (!requestedBy) throw new UsageError('--requested-by is empty; give your name (it defaults to $USER).');
-  return { service: req.service, version, requestedBy };
-}
+export { buildStartRequest, checkRequest, releaseSummary, startCall, type ReleaseRequest } from './start-request';
 
 /** The operator's local config, when there is one (for --dry-run, and to compare with the worker's). */
 export function localConfig(file: string | undefined, required: boolean): LoadedConfig | undefined {
@@ -93,48 +65,50 @@ export function localPlanInput(loaded: LoadedConfig, req: ReleaseRequest): Relea
   return buildReleaseInput(loaded, { ...req, dryRun: true });
 }
 
-/** The start request the workflow receives: nothing but the request, signed when a key is at hand. */
-export async function buildStartRequest(req: ReleaseRequest, opts: { signing: SigningOptions; requireSignature: boolean; local?: LoadedConfig; hotfix?: { reason: string } }): Promise<StartRequest> {
-  const signed = await startStatement(req.service, req.version, req.requestedBy, {
-    ...opts.signing, required: opts.requireSignature, ...(opts.hotfix ? { hotfix: opts.hotfix } : {}),
-  });
-  return {
-    service: req.service,
-    version: req.version,
-    requestedBy: req.requestedBy,
-    ...(signed ? { signed } : {}),
-    ...(opts.local ? { localConfigSha256: opts.local.sha256 } : {}),
-    ...(opts.hotfix ? { hotfix: opts.hotfix } : {}),
-  };
-}
-
-export function releaseSummary(req: ReleaseRequest): string {
-  return `Release ${req.service} ${req.version} requested by ${req.requestedBy}`;
+/** A started release: its id and the run this start began. */
+export interface StartedRelease {
+  workflowId: string;
+  runId: string;
 }
 
 /**
- * Start the release. The id is derived from service and version; a release that ended unsuccessfully can be
- * started again, a running or completed one cannot (ALLOW_DUPLICATE_FAILED_ONLY).
+ * Start the release through the SDK. The id is derived from service and version; a release that ended
+ * unsuccessfully can be started again, a running or completed one cannot (ALLOW_DUPLICATE_FAILED_ONLY). A run that
+ * `call`'s own request id started (an earlier attempt over the HTTP API whose answer was lost) counts as started.
  */
-export async function startRelease(gc: GantryClient, request: StartRequest, taskQueue = TASK_QUEUE): Promise<WorkflowHandleWithFirstExecutionRunId<typeof releaseWorkflow>> {
-  const workflowId = releaseWorkflowId(request.service, request.version);
+export async function startRelease(gc: GantryClient, request: StartRequest, call: StartCall = startCall(request)): Promise<StartedRelease> {
+  const { workflowId } = call;
   try {
-    return await gc.client.workflow.start<typeof releaseWorkflow>(WORKFLOW_TYPE, {
-      taskQueue,
+    const handle = await gc.client.workflow.start<typeof releaseWorkflow>(call.workflowType, {
+      taskQueue: call.taskQueue,
       workflowId,
       args: [request],
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       // The workflow upserts its stage only when these were given at start (src/workflows/run.ts).
       typedSearchAttributes: startSearchAttributes(request),
-      staticSummary: releaseSummary(request),
-      staticDetails: `**${releaseSummary(request)}**${request.signed ? ' (signed)' : ''}.\n\n` +
-        'The worker resolves the plan from its own release config; the resolve step\'s result in the history is the plan this release runs on.',
+      staticSummary: call.summary,
+      staticDetails: call.details,
     });
+    return { workflowId, runId: handle.firstExecutionRunId };
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) throw await alreadyExists(gc, workflowId, request);
+    if (err instanceof WorkflowExecutionAlreadyStartedError) {
+      const ours = await startedBy(gc, workflowId, call.requestId);
+      if (ours) return { workflowId, runId: ours };
+      throw await alreadyExists(gc, workflowId, request);
+    }
     if (isSearchAttributeProblem(err)) throw setupRequired(gc.namespace, gc.settings.address, err);
     if (isUnavailable(err)) throw new ServerUnreachableError(gc.settings.address, err);
     throw err;
+  }
+}
+
+/** The run of `workflowId` that the start with `requestId` began, if the server says one did. */
+async function startedBy(gc: GantryClient, workflowId: string, requestId: string): Promise<string | undefined> {
+  try {
+    const d = await gc.client.workflow.getHandle(workflowId).describe();
+    return d.raw.workflowExtendedInfo?.requestIdInfos?.[requestId] ? d.runId : undefined;
+  } catch {
+    return undefined;
   }
 }
 

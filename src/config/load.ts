@@ -1,9 +1,7 @@
 /**
  * Reading and validating the release config. Errors name the file, the path inside it, the problem and the fix.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type GantryConfig } from './schema';
@@ -12,6 +10,7 @@ import { parseAllowedSigners } from '../shared/sshsig';
 
 // Its own module, so the CLI can tell a config error without loading the schema.
 import { ConfigError } from './errors';
+import { configBaseDir, configFiles, ConfigHash, readConfigText } from './digest';
 
 export { ConfigError };
 
@@ -165,34 +164,6 @@ export interface LoadedConfig {
   keys: PrincipalKey[];
 }
 
-/** The config files of a path: the file itself, or a directory's *.yaml / *.yml files in name order. */
-function configFiles(target: string): string[] {
-  let st;
-  try {
-    st = statSync(target);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(target, [
-      code === 'ENOENT'
-        ? 'not found; give the worker its release config with --config <file or directory> or GANTRY_CONFIG (see README for an example)'
-        : `cannot read it: ${String(err)}`,
-    ]);
-  }
-  if (!st.isDirectory()) return [target];
-  const files = readdirSync(target).filter((f) => /\.ya?ml$/.test(f)).sort().map((f) => path.join(target, f));
-  if (files.length === 0) throw new ConfigError(target, ['the directory holds no .yaml or .yml files; put the release config there']);
-  return files;
-}
-
-function readText(file: string, what: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(file, [code === 'ENOENT' ? `${what} not found` : `cannot read ${what}: ${String(err)}`]);
-  }
-}
-
 /**
  * Load the release config from a file, or from every YAML file of a directory (services merged; a service defined
  * twice is an error), resolve allowedSigners, and check that every person the services name has a key when their
@@ -200,14 +171,12 @@ function readText(file: string, what: string): string {
  */
 export function loadConfig(target: string): LoadedConfig {
   const files = configFiles(target);
-  const hash = createHash('sha256');
+  const hash = new ConfigHash(files.length === 1);
   let merged: GantryConfig | undefined;
   const problems: string[] = [];
   for (const file of files) {
-    const text = readText(file, 'the config file');
-    // A single file is hashed by its content alone (a local copy under another name is the same config); a
-    // directory's files by name and content, in name order.
-    hash.update(files.length === 1 ? `${text}\0` : `${path.basename(file)}\0${text}\0`);
+    const text = readConfigText(file, 'the config file');
+    hash.file(file, text);
     const one = parseConfig(text, file);
     if (!merged) {
       merged = one;
@@ -223,7 +192,7 @@ export function loadConfig(target: string): LoadedConfig {
     }
   }
   const config = merged!;
-  const baseDir = statSync(target).isDirectory() ? target : path.dirname(target);
+  const baseDir = configBaseDir(target);
   let signersText = '';
   let signersSource = 'allowedSigners';
   if (typeof config.allowedSigners === 'string') {
@@ -231,8 +200,8 @@ export function loadConfig(target: string): LoadedConfig {
   } else if (config.allowedSigners) {
     const file = path.resolve(baseDir, config.allowedSigners.file);
     signersSource = file;
-    signersText = readText(file, `the allowedSigners file (allowedSigners.file: ${config.allowedSigners.file})`);
-    hash.update(`allowed_signers\0${signersText}\0`);
+    signersText = readConfigText(file, `the allowedSigners file (allowedSigners.file: ${config.allowedSigners.file})`);
+    hash.signers(signersText);
   }
   const parsedSigners = parseAllowedSigners(signersText);
   for (const p of parsedSigners.problems) problems.push(`allowedSigners (${signersSource}): ${p}`);
@@ -246,7 +215,7 @@ export function loadConfig(target: string): LoadedConfig {
   })));
   problems.push(...identityProblems(config, keys));
   if (problems.length > 0) throw new ConfigError(target, problems);
-  const sha256 = hash.digest('hex');
+  const sha256 = hash.digest();
   return { config, source: `${target}@sha256:${sha256.slice(0, 16)}`, sha256, keys };
 }
 

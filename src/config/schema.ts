@@ -6,7 +6,6 @@
  * snapshot, so they must stay free of secrets: a secret is always a {@link secretRefSchema reference}.
  */
 import { z } from 'zod';
-import * as semver from 'semver';
 import { expandRefs, ruleApprovers } from '../shared/principals';
 import { denyWindowProblem } from '../shared/windows';
 import { gatedEnvironments } from '../shared/environments';
@@ -658,7 +657,3 @@ export type GateRuleConfig = z.infer<typeof gateRuleSchema>;
 export type DenyWindow = z.infer<typeof denyWindowSchema>;
 export type NoticesConfig = z.infer<typeof noticesSchema>;
 
-/** True for a version gantry can release. */
-export function isReleasableVersion(v: string): boolean {
-  return semver.valid(v) === v;
-}

@@ -4,6 +4,13 @@
  * without loading the Temporal SDK. Imported by workflow code too: deterministic, no Node builtins, no I/O.
  */
 
+/** The task queue every gantry worker polls, and the release workflow's type. */
+export const TASK_QUEUE = 'gantry-releases';
+export const WORKFLOW_TYPE = 'releaseWorkflow';
+
+/** The service names the config allows (also checked again on the worker). */
+export const SERVICE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
 /** One release per service and version: the id is derived, so a second start of the same release is refused. */
 export function releaseWorkflowId(service: string, version: string): string {
   return `release-${service}-${version}`;
@@ -17,3 +24,8 @@ export const SA_NAMES = {
   outcome: 'GantryOutcome',
   environment: 'GantryEnvironment',
 } as const;
+
+/** The search attributes a release starts with, in this order; the workflow keeps them current from there. */
+export function startKeywords(release: { service: string; version: string }): { service: string; version: string; stage: string; environment: string } {
+  return { service: release.service, version: release.version, stage: 'planning', environment: 'none' };
+}

@@ -11,12 +11,9 @@ import type { Actor, IdentityMode, PrincipalKey, VoteRecord } from './gate';
 import { parseSignedPayload, type SignedStatement } from './statement';
 import { checkName, checkReason, displayText, MAX_NAME } from './text';
 import type { StepId, StepName, StepOptions } from './steps';
-import { SA_NAMES } from './ids';
+import { SA_NAMES, SERVICE_NAME, startKeywords } from './ids';
 
-export { releaseWorkflowId } from './ids';
-
-export const TASK_QUEUE = 'gantry-releases';
-export const WORKFLOW_TYPE = 'releaseWorkflow';
+export { releaseWorkflowId, SERVICE_NAME, TASK_QUEUE, WORKFLOW_TYPE } from './ids';
 
 /**
  * What starts a release: the request alone. The worker owns the config; the workflow's first step resolves the
@@ -62,8 +59,6 @@ export interface ReleaseInput {
   groups?: Record<string, string[]>;
 }
 
-/** The service names the config allows (also checked again on the worker). */
-export const SERVICE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** semver.org's pattern for a version (no leading v). */
 export const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/;
 
@@ -345,11 +340,12 @@ export const SEARCH_ATTRIBUTES = [SA_SERVICE, SA_VERSION, SA_STAGE, SA_OUTCOME, 
  * current only when they were given at start (see the comment in src/workflows/release.ts).
  */
 export function startSearchAttributes(release: { service: string; version: string }): SearchAttributePair[] {
+  const k = startKeywords(release);
   return [
-    { key: SA_SERVICE, value: release.service },
-    { key: SA_VERSION, value: release.version },
-    { key: SA_STAGE, value: 'planning' },
-    { key: SA_ENVIRONMENT, value: 'none' },
+    { key: SA_SERVICE, value: k.service },
+    { key: SA_VERSION, value: k.version },
+    { key: SA_STAGE, value: k.stage },
+    { key: SA_ENVIRONMENT, value: k.environment },
   ];
 }
 

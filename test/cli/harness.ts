@@ -53,12 +53,14 @@ export interface CliResult {
 export function gantry(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   // Nothing of the machine's own: no Temporal settings, no config, no signing key or ssh-agent (tests pass --key).
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) =>
-    !k.startsWith('TEMPORAL_') && !['GANTRY_CONFIG', 'GANTRY_SIGNING_KEY', 'SSH_AUTH_SOCK'].includes(k)));
+    !k.startsWith('TEMPORAL_') && !['GANTRY_CONFIG', 'GANTRY_SIGNING_KEY', 'GANTRY_HTTP_API', 'SSH_AUTH_SOCK'].includes(k)));
   return new Promise((resolve) => {
     execFile(
       LAUNCHER,
       args,
-      { cwd: opts.cwd ?? ROOT, env: { ...base, NO_COLOR: '1', ...opts.env }, timeout: opts.timeoutMs ?? 90_000, maxBuffer: 10 * 1024 * 1024 },
+      // GANTRY_HTTP_API off unless a test names its server's: a test server's HTTP API is at a random port, and the
+      // CLI's guess (gRPC port + 10, Temporal's convention) could find another test's server there.
+      { cwd: opts.cwd ?? ROOT, env: { ...base, NO_COLOR: '1', GANTRY_HTTP_API: 'off', ...opts.env }, timeout: opts.timeoutMs ?? 90_000, maxBuffer: 10 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
         resolve({ code, stdout, stderr });

@@ -5,6 +5,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import type { Worker } from '@temporalio/worker';
 import { TASK_QUEUE, WORKFLOW_TYPE, type ReleaseStatus } from '../../src/shared/release';
 import { retryable } from '../../src/shared/errors';
 import { devServerEnv, requireBinary, TEMPORAL_CLI } from '../helpers/servers';
+import { freePort } from '../helpers/ports';
 import { sampleInput } from '../helpers/fixtures';
 import {
   BIN, endOpenReleases, gantry, removeTempDirs, requireBuild, routedActivities, show, sshKeygen, startWorker, tempDir, waitFor, writeConfig,
@@ -26,6 +28,7 @@ let env: TestWorkflowEnvironment;
 let worker: Worker;
 let workerRunning: Promise<void>;
 let temporalEnv: Record<string, string>;
+let httpPort: number;
 let dir: string;
 let twoApprovals: string;
 let oneApproval: string;
@@ -47,7 +50,9 @@ function workerConfigFor(version: string): string {
 beforeAll(async () => {
   requireBuild();
   requireBinary(TEMPORAL_CLI, 'The Temporal CLI');
-  env = await devServerEnv();
+  // Its HTTP API named, so `gantry start` starts the releases through it (and `gantry status` reads them there).
+  httpPort = await freePort();
+  env = await devServerEnv({ httpPort });
   dir = tempDir();
   twoApprovals = writeConfig(dir, 'two.yaml', [['required: 1', 'required: 2']]);
   oneApproval = writeConfig(dir, 'one.yaml', [['build: { retry:', 'build: { heartbeatTimeout: 2s, retry:']]);
@@ -78,7 +83,7 @@ beforeAll(async () => {
     return build(req);
   };
   ({ worker, running: workerRunning } = await startWorker(env, activities));
-  temporalEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default' };
+  temporalEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default', GANTRY_HTTP_API: `http://127.0.0.1:${httpPort}` };
 });
 
 // Releases of hello share its lanes: one a test left running would hold the next test's release in the queue.
@@ -91,8 +96,8 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-const cli = (args: string[], timeoutMs?: number): Promise<CliResult> =>
-  gantry(args, { env: temporalEnv, cwd: dir, ...(timeoutMs ? { timeoutMs } : {}) });
+const cli = (args: string[], timeoutMs?: number, extraEnv: Record<string, string> = {}): Promise<CliResult> =>
+  gantry(args, { env: { ...temporalEnv, ...extraEnv }, cwd: dir, ...(timeoutMs ? { timeoutMs } : {}) });
 
 async function ok(args: string[]): Promise<CliResult> {
   const r = await cli(args);
@@ -534,8 +539,9 @@ describe('the worker owns the release config', () => {
     // The local copy only serves the comparison: invalid or missing, it is reported and the start goes ahead.
     const typo = writeConfig(dir, 'typo.yaml', [['    approvals:\n', '    aprovals:\n      approvers: [alice]\n    approvals:\n']]);
     const invalid = await ok(['start', 'hello', '22.2.0', '--config', typo]);
+    // Hashed before the start, validated after it because the worker's hash differs.
     expect(invalid.stderr).toContain(`your local config ${typo} is invalid (services.hello: unknown key "aprovals"`);
-    expect(invalid.stderr).toContain('it is not compared with the worker\'s, whose config decides the plan.');
+    expect(invalid.stderr).toContain('the release runs on the worker\'s config, which decides the plan.');
     expect(invalid.stdout).toContain(`plan     resolved on the worker from ${oneApproval}@sha256:`);
     const missing = await ok(['start', 'hello', '22.3.0', '--config', path.join(dir, 'nope.yaml')]);
     expect(missing.stderr).toContain(`your local config ${path.join(dir, 'nope.yaml')} was not found; it is not compared`);
@@ -561,6 +567,119 @@ describe('the worker owns the release config', () => {
     const h = (await ok(['history', 'hello', '24.0.0'])).stdout;
     expect(h).toContain('ended failed: Start refused: the start request carries a config');
     expect(h).not.toMatch(/\[(resolvePlan|preflight)\]/);
+  });
+});
+
+describe('`gantry start` goes out over the HTTP API where it can: the same start as the SDK\'s, and one run whatever the answer', () => {
+  /** An HTTP proxy in front of the dev server's HTTP API that records each call and can drop the answer to a start. */
+  async function proxy(opts: { dropStartAnswer?: boolean } = {}) {
+    const seen: { method: string; url: string; status: number | 'dropped' }[] = [];
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        void (async () => {
+          const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !['host', 'content-length', 'connection'].includes(k))) as Record<string, string>;
+          const body = chunks.length ? Buffer.concat(chunks) : undefined;
+          const answer = await fetch(`http://127.0.0.1:${httpPort}${req.url}`, { method: req.method!, headers, ...(body ? { body } : {}) });
+          const text = Buffer.from(await answer.arrayBuffer());
+          const isStart = req.method === 'POST' && /\/workflows\/[^/]+$/.test(req.url ?? '');
+          if (isStart && opts.dropStartAnswer) {
+            seen.push({ method: req.method!, url: req.url!, status: 'dropped' });
+            req.socket.destroy();
+            return;
+          }
+          seen.push({ method: req.method!, url: req.url!, status: answer.status });
+          res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(text);
+        })();
+      });
+    });
+    const port = await freePort();
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    return { url: `http://127.0.0.1:${port}`, seen, close: () => new Promise<void>((r) => server.close(() => r())) };
+  }
+
+  /** What the server recorded of a start: its first event, the Web UI's words, the runs under the id. */
+  async function started(version: string) {
+    const workflowId = `release-hello-${version}`;
+    const handle = env.client.workflow.getHandle(workflowId);
+    const d = await handle.describe();
+    const first = (await handle.fetchHistory()).events![0]!;
+    const attrs = first.workflowExecutionStartedEventAttributes!;
+    const decode = (p: { data?: Uint8Array | null } | null | undefined) => JSON.parse(Buffer.from(p!.data!).toString('utf8')) as unknown;
+    const fields = attrs.searchAttributes?.indexedFields ?? {};
+    const runs: string[] = [];
+    for await (const w of env.client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) runs.push(w.runId);
+    return {
+      runId: d.runId,
+      runs,
+      type: attrs.workflowType?.name,
+      taskQueue: attrs.taskQueue?.name,
+      identity: attrs.identity,
+      input: decode(attrs.input!.payloads![0]) as Record<string, unknown>,
+      keywords: Object.fromEntries(Object.entries(fields).map(([k, p]) => [k, { value: decode(p), type: Buffer.from(p.metadata!.type!).toString() }])),
+      summary: await d.staticSummary(),
+      details: await d.staticDetails(),
+    };
+  }
+
+  it('a start over the HTTP API records what the SDK\'s start records; with GANTRY_HTTP_API=off the SDK starts it', async () => {
+    const p = await proxy();
+    try {
+      const overHttp = await cli(['start', 'hello', '40.0.0', '--requested-by', 'carol', '--config', oneApproval], undefined, { GANTRY_HTTP_API: p.url });
+      expect(overHttp.code, show(overHttp)).toBe(0);
+      expect(p.seen).toContainEqual({ method: 'POST', url: '/api/v1/namespaces/default/workflows/release-hello-40.0.0', status: 200 });
+      const overGrpc = await cli(['start', 'hello', '40.1.0', '--requested-by', 'carol', '--config', oneApproval], undefined, { GANTRY_HTTP_API: 'off' });
+      expect(overGrpc.code, show(overGrpc)).toBe(0);
+      expect(p.seen.filter((x) => x.url.includes('40.1.0'))).toEqual([]);
+
+      const [a, b] = [await started('40.0.0'), await started('40.1.0')];
+      for (const [s, v, out] of [[a, '40.0.0', overHttp], [b, '40.1.0', overGrpc]] as const) {
+        expect(out.stdout).toContain(`Started release hello ${v} requested by carol (workflow release-hello-${v}, run ${s.runId})`);
+        expect(out.stdout).toContain(`(your local ${oneApproval} is the same file)`);
+        expect(s.runs).toEqual([s.runId]);
+        expect(s).toMatchObject({ type: WORKFLOW_TYPE, taskQueue: TASK_QUEUE, summary: `Release hello ${v} requested by carol` });
+        expect(s.identity).toMatch(/^\d+@/);
+        expect(s.keywords).toEqual({
+          GantryService: { value: 'hello', type: 'Keyword' }, GantryVersion: { value: v, type: 'Keyword' },
+          GantryStage: { value: 'planning', type: 'Keyword' }, GantryEnvironment: { value: 'none', type: 'Keyword' },
+        });
+        expect(s.input).toMatchObject({ service: 'hello', version: v, requestedBy: 'carol' });
+        expect(typeof s.input.localConfigSha256).toBe('string');
+      }
+      // The same fields, and the same words in the Web UI but for the version.
+      expect(Object.keys(a.input).sort()).toEqual(Object.keys(b.input).sort());
+      expect(a.input.localConfigSha256).toBe(b.input.localConfigSha256);
+      expect(a.details?.replaceAll('40.0.0', 'V')).toBe(b.details?.replaceAll('40.1.0', 'V'));
+    } finally {
+      await p.close();
+    }
+    for (const v of ['40.0.0', '40.1.0']) await ok(['cancel', 'hello', v]);
+  });
+
+  it('a start whose HTTP answer is lost is still one run: the SDK sends it again and the server knows its request id', async () => {
+    const p = await proxy({ dropStartAnswer: true });
+    try {
+      const r = await cli(['start', 'hello', '40.2.0', '--requested-by', 'carol'], undefined, { GANTRY_HTTP_API: p.url });
+      expect(r.code, show(r)).toBe(0);
+      expect(p.seen).toContainEqual({ method: 'POST', url: '/api/v1/namespaces/default/workflows/release-hello-40.2.0', status: 'dropped' });
+      const s = await started('40.2.0');
+      expect(s.runs).toEqual([s.runId]);
+      expect(r.stdout).toContain(`Started release hello 40.2.0 requested by carol (workflow release-hello-40.2.0, run ${s.runId})`);
+      expect(r.stderr).not.toContain('already exists');
+
+      // Another start of the running release is refused, whichever way it goes out, with the same words and exit code.
+      for (const http of [p.url, 'off']) {
+        const again = await cli(['start', 'hello', '40.2.0', '--requested-by', 'carol'], undefined, { GANTRY_HTTP_API: http });
+        expect(again.code, show(again)).toBe(5);
+        expect(again.stderr).toContain('Release hello 40.2.0 already exists');
+        expect(again.stderr).toContain('gantry cancel hello 40.2.0');
+      }
+      expect((await started('40.2.0')).runs).toEqual([s.runId]);
+    } finally {
+      await p.close();
+    }
+    await ok(['cancel', 'hello', '40.2.0']);
   });
 });
 

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/load';
+import { configDigest } from '../../src/config/digest';
 import { SAMPLE_CONFIG_YAML } from '../helpers/fixtures';
 
 let dir: string;
@@ -95,6 +96,31 @@ describe('a config directory', () => {
     write('dup.d/a.yaml', SAMPLE_CONFIG_YAML);
     write('dup.d/b.yaml', SAMPLE_CONFIG_YAML);
     expect(problems(path.join(dir, 'dup.d')).join('\n')).toMatch(/services.hello is already defined in another file/);
+  });
+});
+
+describe('the hash `gantry start` sends for a local copy, without the schema', () => {
+  it('is the hash loadConfig gives: one file, allowedSigners inline or a file (its content counted), a directory', () => {
+    write('hash/people/allowed_signers', `alice ${alicePub}\nbob,carol ${bobPub}\n`);
+    const byFile = write('hash/by-file.yaml', `allowedSigners: { file: people/allowed_signers }\n${signed}`);
+    const inline = write('hash/inline.yaml', `allowedSigners: |\n  alice ${alicePub}\n  bob,carol ${bobPub}\n${signed}`);
+    write('hash/conf.d/10-hello.yaml', SAMPLE_CONFIG_YAML);
+    write('hash/conf.d/20-people.yaml', `allowedSigners: { file: ../people/allowed_signers }\n${signed.replace('  hello:', '  other:')}`);
+    const d = path.join(dir, 'hash', 'conf.d');
+    for (const target of [byFile, inline, d]) expect(configDigest(target), target).toBe(loadConfig(target).sha256);
+    const before = configDigest(byFile);
+    write('hash/people/allowed_signers', `alice ${alicePub}\nbob,carol,dave ${bobPub}\n`);
+    expect(configDigest(byFile)).not.toBe(before);
+    expect(configDigest(byFile)).toBe(loadConfig(byFile).sha256);
+  });
+
+  it('hashes a copy the schema refuses (it is compared, then validated), and gives nothing where YAML or allowedSigners is unclear', () => {
+    const typo = write('hash/typo.yaml', SAMPLE_CONFIG_YAML.replace('    approvals:\n', '    aprovals: {}\n    approvals:\n'));
+    expect(problems(typo).join('\n')).toContain('unknown key "aprovals"');
+    expect(configDigest(typo)).toMatch(/^[0-9a-f]{64}$/);
+    expect(configDigest(write('hash/broken.yaml', 'services: [\n'))).toBeUndefined();
+    expect(configDigest(write('hash/odd.yaml', `allowedSigners: 42\n${signed}`))).toBeUndefined();
+    expect(configDigest(path.join(dir, 'hash', 'nope.yaml'))).toBeUndefined();
   });
 });
 
