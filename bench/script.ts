@@ -153,6 +153,7 @@ export async function scriptBench(opts: ScriptOptions): Promise<{ code: number; 
   };
   write('\n  gantry per step (ms, medians)        gap before   sched→start   start→done   script');
   write(`  ${'CLI exec → workflow started'.padEnd(36)} ${med((r) => r.cliBeforeMs)}`);
+  write(`  ${'  first workflow task'.padEnd(36)}         ${med((r) => r.history.firstTask?.queueMs)}      ${med((r) => r.history.firstTask?.runMs)}`);
   names.forEach((name, idx) => {
     const at = (r: GantryRun) => r.history.activities[idx];
     const script = SCRIPT_STEP[name];

@@ -31,6 +31,8 @@ export interface Breakdown {
   tailMs?: number;
   /** Workflow tasks: count and summed scheduled → completed. */
   workflowTasks: { count: number; totalMs: number };
+  /** The release's first workflow task: scheduled → started (waiting for a worker), started → completed (running it). */
+  firstTask?: { queueMs: number; runMs: number };
   /** When the gate opened: the stage search attribute set to awaiting-approval. */
   gateOpenedMs?: number;
   /** When the workflow took the first approval (the `approve` update accepted, or the `approve` signal). */
@@ -54,6 +56,8 @@ export function breakdown(events: HistoryEvents): Breakdown {
   const byScheduledId = new Map<string, ActivitySpan>();
   const activities: ActivitySpan[] = [];
   const wftScheduled = new Map<string, number>();
+  const wftStarted = new Map<string, number>();
+  let firstTask: { queueMs: number; runMs: number } | undefined;
   let startedMs = 0;
   let endedMs: number | undefined;
   let lastMark = 0;
@@ -66,10 +70,15 @@ export function breakdown(events: HistoryEvents): Breakdown {
       startedMs = lastMark = at(e);
     } else if (e.workflowTaskScheduledEventAttributes) {
       wftScheduled.set(id, at(e));
+    } else if (e.workflowTaskStartedEventAttributes) {
+      wftStarted.set(String(e.workflowTaskStartedEventAttributes.scheduledEventId), at(e));
     } else if (e.workflowTaskCompletedEventAttributes) {
-      const sched = wftScheduled.get(String(e.workflowTaskCompletedEventAttributes.scheduledEventId));
+      const sid = String(e.workflowTaskCompletedEventAttributes.scheduledEventId);
+      const sched = wftScheduled.get(sid);
+      const started = wftStarted.get(sid);
       workflowTasks.count += 1;
       if (sched !== undefined) workflowTasks.totalMs += at(e) - sched;
+      if (workflowTasks.count === 1 && sched !== undefined && started !== undefined) firstTask = { queueMs: started - sched, runMs: at(e) - started };
     } else if (e.activityTaskScheduledEventAttributes) {
       const a = e.activityTaskScheduledEventAttributes;
       const span: ActivitySpan = {
@@ -116,7 +125,7 @@ export function breakdown(events: HistoryEvents): Breakdown {
       endedMs = at(e);
     }
   }
-  return { startedMs, endedMs, activities, workflowTasks, ...(endedMs !== undefined ? { tailMs: endedMs - lastMark } : {}), ...(gateOpenedMs !== undefined ? { gateOpenedMs } : {}), ...(approvalMs !== undefined ? { approvalMs } : {}) };
+  return { startedMs, endedMs, activities, workflowTasks, ...(firstTask ? { firstTask } : {}), ...(endedMs !== undefined ? { tailMs: endedMs - lastMark } : {}), ...(gateOpenedMs !== undefined ? { gateOpenedMs } : {}), ...(approvalMs !== undefined ? { approvalMs } : {}) };
 }
 
 export async function breakdownOf(handle: WorkflowHandle): Promise<Breakdown> {
