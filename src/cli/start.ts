@@ -14,7 +14,7 @@ import { addSigningOptions, err, globals, out, setExitCode, signingOptions, webU
 import { ExitCode } from './exit-codes';
 import { UsageError } from '../client/errors';
 
-/** How long the start over the HTTP API may take before the SDK sends it again (the same request id: one run). */
+/** How long the start over the HTTP API may take before the SDK sends it again (a lost answer is still one run). */
 const HTTP_START_TIMEOUT_MS = 10_000;
 
 interface StartOptions extends SigningFlags {
@@ -168,8 +168,9 @@ export function startCommand(): Command {
 
 /**
  * The start over the server's HTTP API, when the connection settings allow it (a local server or GANTRY_HTTP_API,
- * no TLS, API key or gRPC metadata): the run it began, or `undefined` and the SDK starts the release instead (the
- * same request id, so an attempt whose answer was lost is still one run), explaining any refusal.
+ * no TLS, API key or gRPC metadata): the run it began, or `undefined` and the SDK starts the release instead,
+ * explaining any refusal. An attempt whose answer was lost is still one run: the SDK's start then finds the release
+ * running, and the server's record of the request ids that started it names this one (`startRelease`).
  */
 async function startOverHttpFirst(c: Command, call: StartCall): Promise<StartedRelease | undefined> {
   const g = globals(c);

@@ -92,7 +92,8 @@ export function startDescription(request: StartRequest): { summary: string; deta
 /**
  * The whole start, whichever way it is sent (src/client/http-api.ts `startOverHttp`, or the SDK in ./start): the
  * id derived from service and version, the request as the only argument, the search attributes the workflow keeps
- * current, the Web UI's words, one request id for every attempt, and the SDK's own identity (pid@host).
+ * current, the Web UI's words, the request id the server keeps with the run it starts, and the SDK's own identity
+ * (pid@host).
  */
 export function startCall(request: StartRequest, taskQueue = TASK_QUEUE): StartCall {
   const { summary, details } = startDescription(request);
