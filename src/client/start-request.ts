@@ -75,7 +75,7 @@ export async function buildStartRequest(req: ReleaseRequest, opts: { signing: Si
   };
 }
 
-export function releaseSummary(req: ReleaseRequest): string {
+function releaseSummary(req: ReleaseRequest): string {
   return `Release ${req.service} ${req.version} requested by ${req.requestedBy}`;
 }
 

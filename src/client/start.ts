@@ -1,8 +1,9 @@
 /**
- * Starting a release: the request alone (service, version, requester, the signed start statement), its
- * search attributes (so the release is findable and the workflow keeps them current), and the words the Web UI
- * shows for it. The worker owns the config and resolves the plan; an operator's local config file only serves
- * `--dry-run` and the check that it matches what the worker resolved.
+ * Starting a release through the SDK, and what follows the start: waiting for the worker to resolve the plan, and
+ * the operator's local config file, which only serves `--dry-run` and the check that it matches what the worker
+ * resolved. The request itself and the whole start call (search attributes, the Web UI's words) are built without
+ * the SDK in ./start-request, so that `gantry start` can send it before loading this module. The worker owns the
+ * config and resolves the plan.
  */
 import { existsSync } from 'node:fs';
 import { WorkflowIdReusePolicy } from '@temporalio/client';
@@ -18,8 +19,6 @@ import type { StartCall } from './http-api';
 import { describeRelease, describeState, indexedFields, isUnavailable } from './release';
 import { startCall, type ReleaseRequest } from './start-request';
 import { ServerUnreachableError } from '../connection';
-
-export { buildStartRequest, checkRequest, releaseSummary, startCall, type ReleaseRequest } from './start-request';
 
 /** The operator's local config, when there is one (for --dry-run, and to compare with the worker's). */
 export function localConfig(file: string | undefined, required: boolean): LoadedConfig | undefined {
