@@ -166,9 +166,16 @@ export async function scriptBench(opts: ScriptOptions): Promise<{ code: number; 
   const gate = gantryRuns.map((r) => r.history.activities.find((a) => a.name === 'deploy:production')?.gapBeforeMs ?? NaN);
   write(`  orchestration (gaps + waits for a worker, all steps): median ${median(orchestration).toFixed(0)} ms, of which the gate ` +
     `(smoke done → production deploy scheduled, with the approval) ${median(gate.filter(Number.isFinite)).toFixed(0)} ms`);
+  // The steps' own run times alone: what gantry would take with a CLI and an orchestration that cost nothing.
+  const stepsAlone = gantryRuns.map((r) => r.history.activities.reduce((sum, a) => sum + (a.runMs ?? 0), 0));
+  write(`  steps alone (start→done of every step, no CLI, no orchestration): median ${median(stepsAlone).toFixed(0)} ms, ` +
+    `${(median(stepsAlone) / median(scriptMs)).toFixed(2)}× the whole script: the floor of the ratio with these steps`);
   return {
     code: 0,
-    figures: { 'script.script': median(scriptMs), 'script.gantry': median(gantryMs), 'script.ratio': ratio, 'script.orchestration': median(orchestration) },
+    figures: {
+      'script.script': median(scriptMs), 'script.gantry': median(gantryMs), 'script.ratio': ratio, 'script.orchestration': median(orchestration),
+      'script.stepsAlone': median(stepsAlone),
+    },
   };
 }
 
