@@ -44,8 +44,10 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
 
 beforeAll(async () => {
   requireBuild();
-  env = await devServerEnv();
-  cliEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default', ...ctx.lab.env };
+  // The server's HTTP API named, as an operator's machine has it: the signed starts go out through it.
+  const httpPort = await freePort();
+  env = await devServerEnv({ httpPort });
+  cliEnv = { TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: 'default', GANTRY_HTTP_API: `http://127.0.0.1:${httpPort}`, ...ctx.lab.env };
   // The worker owns the lab's config (read again for every release); the CLI sends only signed requests.
   const metricsPort = await freePort();
   metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
