@@ -7,7 +7,7 @@ import { formatPlan } from '../client/format';
 import { httpApiFor, startOverHttp, type StartCall } from '../client/http-api';
 import { releaseAddress } from '../client/snapshot';
 import { buildStartRequest, checkRequest, localDigest, startCall } from '../client/start-request';
-import type { StartedRelease } from '../client/start';
+import type { LocalCopy, StartedRelease } from '../client/start';
 import { approveCommand, describeNeeds } from '../shared/gate-rules';
 import { temporalSettings } from '../connection';
 import { addSigningOptions, err, globals, out, setExitCode, signingOptions, webUrlFor, withClient, type SigningFlags } from './common';
@@ -84,9 +84,11 @@ export function startCommand(): Command {
     const configFile = opts.config ?? 'gantry.yaml';
     const explicit = opts.config !== undefined;
     let copy = localDigest(configFile, explicit);
+    // The full check, when it has run: the one the copy gets after the start if the worker's hash differs.
+    let checked: LocalCopy | undefined;
     if (copy && !copy.sha256 && !copy.problem) {
       // Not even hashable (YAML errors, an odd allowedSigners): the full check says why, now.
-      const checked = (require('../client/start') as typeof import('../client/start')).localCopy(configFile, explicit);
+      checked = (require('../client/start') as typeof import('../client/start')).localCopy(configFile, explicit);
       copy = checked?.loaded ? { file: configFile, sha256: checked.loaded.sha256 } : { file: configFile, problem: checked?.problem ?? 'cannot be read' };
     }
     if (copy?.problem) {
@@ -112,7 +114,7 @@ export function startCommand(): Command {
       const resolved = await awaitResolved(gc, started.workflowId, started.runId);
       // The worker resolved from another config than the local copy: is the copy itself valid?
       const differs = Boolean(copy?.sha256 && resolved?.input && resolved.input.configSha256 !== copy.sha256);
-      const invalid = differs ? localCopy(configFile, explicit)?.problem : undefined;
+      const invalid = differs ? (checked ?? localCopy(configFile, explicit))?.problem : undefined;
       if (invalid) {
         err.print(err.style.warn(`gantry: your local config ${configFile} ${invalid}; the release runs on the worker's config, which decides the plan.`));
       }

@@ -175,7 +175,7 @@ export interface StartCall {
   keywords: Record<string, string>;
   summary: string;
   details: string;
-  /** The server keeps it with the run: the same id twice starts one run (and tells a lost answer from a refusal). */
+  /** The server keeps it with the run it starts: how a start whose answer was lost is told from another. */
   requestId: string;
   identity: string;
 }
@@ -183,10 +183,9 @@ export interface StartCall {
 /**
  * StartWorkflowExecution over the HTTP API, with the request the SDK would send for the same options (the reuse
  * policy ALLOW_DUPLICATE_FAILED_ONLY, json/plain payloads, Keyword search attributes, the summary and details).
- * Resolves with the run id when this request started the run (or had started it: a retry with the same request id
- * answers the same run), and `undefined` for anything else: an existing release, another refusal, no answer.
- * The caller then starts over gRPC, which explains a refusal, and which tells a run this request started from
- * another by the request id the server kept.
+ * Resolves with the run id when this request started the run, and `undefined` for anything else: an existing
+ * release, another refusal, no answer. The caller then starts over gRPC, which explains a refusal, and which tells
+ * a run this request started (its answer lost) from another by the request id the server kept.
  */
 export async function startOverHttp(base: string, namespace: string, start: StartCall, timeoutMs: number): Promise<{ runId: string } | undefined> {
   const body = {
@@ -203,15 +202,6 @@ export async function startOverHttp(base: string, namespace: string, start: Star
   };
   const url = `${base}/api/v1/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(start.workflowId)}`;
   const answer = await send(url, 'POST', JSON.stringify(body), timeoutMs);
-  if (answer?.status === 200) {
-    const runId = (answer.body as { runId?: unknown } | undefined)?.runId;
-    return typeof runId === 'string' && runId ? { runId } : undefined;
-  }
-  if (answer?.status === 409) {
-    // Already started: by this very request (its answer lost on the way, then sent again) or by another.
-    const details = (answer.body as { details?: { startRequestId?: unknown; runId?: unknown }[] } | undefined)?.details ?? [];
-    const ours = Array.isArray(details) ? details.find((d) => d?.startRequestId === start.requestId && typeof d.runId === 'string') : undefined;
-    if (ours) return { runId: ours.runId as string };
-  }
-  return undefined;
+  const runId = answer?.status === 200 ? (answer.body as { runId?: unknown } | undefined)?.runId : undefined;
+  return typeof runId === 'string' && runId ? { runId } : undefined;
 }

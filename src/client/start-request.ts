@@ -22,7 +22,7 @@ export interface ReleaseRequest {
 }
 
 /** True for a version gantry can release: semver, as written (no leading v, no spaces). */
-export function isReleasableVersion(v: string): boolean {
+function isReleasableVersion(v: string): boolean {
   return semver.valid(v) === v;
 }
 
@@ -95,15 +95,15 @@ export function startDescription(request: StartRequest): { summary: string; deta
  * current, the Web UI's words, the request id the server keeps with the run it starts, and the SDK's own identity
  * (pid@host).
  */
-export function startCall(request: StartRequest, taskQueue = TASK_QUEUE): StartCall {
+export function startCall(request: StartRequest): StartCall {
   const { summary, details } = startDescription(request);
-  const k = startKeywords(request);
+  const keywords = Object.entries(startKeywords(request)).map(([field, value]) => [SA_NAMES[field as keyof typeof SA_NAMES], value]);
   return {
     workflowId: releaseWorkflowId(request.service, request.version),
     workflowType: WORKFLOW_TYPE,
-    taskQueue,
+    taskQueue: TASK_QUEUE,
     args: [request],
-    keywords: { [SA_NAMES.service]: k.service, [SA_NAMES.version]: k.version, [SA_NAMES.stage]: k.stage, [SA_NAMES.environment]: k.environment },
+    keywords: Object.fromEntries(keywords) as Record<string, string>,
     summary,
     details,
     requestId: randomUUID(),

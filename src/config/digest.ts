@@ -69,7 +69,7 @@ export class ConfigHash {
  * The sha256 `loadConfig` would give `target`, without validating it: each file is only parsed as YAML, to find the
  * allowedSigners file it names. Undefined when the files are not plain enough to tell (YAML errors, an
  * allowedSigners that is neither text nor `{file}`, set in two files, an unreadable file): `loadConfig` then says
- * what is wrong. For a valid config the answer always equals `loadConfig(target).sha256` (test/config/digest.test.ts).
+ * what is wrong. For a valid config the answer always equals `loadConfig(target).sha256` (test/config/trust-config.test.ts).
  */
 export function configDigest(target: string): string | undefined {
   try {

@@ -53,7 +53,7 @@ export interface CliResult {
 export function gantry(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   // Nothing of the machine's own: no Temporal settings, no config, no signing key or ssh-agent (tests pass --key).
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) =>
-    !k.startsWith('TEMPORAL_') && !['GANTRY_CONFIG', 'GANTRY_SIGNING_KEY', 'GANTRY_HTTP_API', 'SSH_AUTH_SOCK'].includes(k)));
+    !k.startsWith('TEMPORAL_') && !['GANTRY_CONFIG', 'GANTRY_SIGNING_KEY', 'SSH_AUTH_SOCK'].includes(k)));
   return new Promise((resolve) => {
     execFile(
       LAUNCHER,
